@@ -1,0 +1,1 @@
+//! Holds no code: the programs live in `examples/`.

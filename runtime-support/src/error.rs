@@ -1,0 +1,469 @@
+//! [`ScopeError`]: every failure of a scope, none lost; [`TaskFailure`],
+//! [`PanicPayload`] and [`TaskError`], the pieces it is made of.
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::error::Error;
+use std::fmt;
+use std::panic::Location;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::reason::{CancelKind, CancelReason};
+
+/// The payload of a caught panic: its message, and the payload itself for
+/// whoever wants to re-raise it.
+///
+/// Cloning shares the payload; [`take`](Self::take) hands it out once.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use tethered::{Outcome, Scope};
+///
+/// let result = Scope::run(async |scope| {
+///     let handle = scope.spawn(async { panic!("disk on fire") });
+///     match handle.join().await {
+///         Outcome::Panicked(payload) => assert_eq!(payload.message(), "disk on fire"),
+///         other => panic!("unexpected {other:?}"),
+///     }
+/// })
+/// .await;
+/// // The scope reports the panic too: it is a failure of the scope.
+/// assert_eq!(result.unwrap_err().failures()[0].panic().unwrap().message(), "disk on fire");
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct PanicPayload(Arc<PanicInner>);
+
+struct PanicInner {
+    message: String,
+    payload: Mutex<Option<Box<dyn Any + Send>>>,
+}
+
+impl PanicPayload {
+    pub(crate) fn new(payload: Box<dyn Any + Send>) -> Self {
+        let message = if let Some(text) = payload.downcast_ref::<&'static str>() {
+            (*text).to_owned()
+        } else if let Some(text) = payload.downcast_ref::<String>() {
+            text.clone()
+        } else if let Some(error) = payload.downcast_ref::<ScopeError>() {
+            error.to_string()
+        } else {
+            "<panic payload that is not a string>".to_owned()
+        };
+        PanicPayload(Arc::new(PanicInner {
+            message,
+            payload: Mutex::new(Some(payload)),
+        }))
+    }
+
+    /// The panic message (`"<panic payload that is not a string>"` when the
+    /// payload was neither a `&str` nor a `String` nor a [`ScopeError`]).
+    pub fn message(&self) -> &str {
+        &self.0.message
+    }
+
+    /// Takes the original payload, e.g. to `downcast` it. Returns `None` when
+    /// a clone of this value took it already.
+    pub fn take(&self) -> Option<Box<dyn Any + Send>> {
+        self.0
+            .payload
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+
+    /// Re-raises the panic with its original payload (or with its message, if
+    /// the payload was taken already).
+    pub fn resume_unwind(self) -> ! {
+        match self.take() {
+            Some(payload) => std::panic::resume_unwind(payload),
+            None => std::panic::resume_unwind(Box::new(self.0.message.clone())),
+        }
+    }
+}
+
+impl fmt::Debug for PanicPayload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PanicPayload").field(&self.message()).finish()
+    }
+}
+
+impl fmt::Display for PanicPayload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+/// A child's error, type-erased and shared: the value the child returned in
+/// `Err(..)`, reachable again with [`downcast_ref`](Self::downcast_ref).
+///
+/// The same value is shared by the child's [`Outcome::Failed`] and by the
+/// scope's [`ScopeError`], so whoever looks finds the original.
+///
+/// [`Outcome::Failed`]: crate::Outcome::Failed
+#[derive(Clone)]
+pub struct TaskError(Arc<dyn ErrorValue>);
+
+/// What an error type must offer to fail a task: printable, shareable.
+/// Implemented for every `Display + Debug + Send + Sync + 'static` type,
+/// `anyhow::Error` and `Box<dyn Error + Send + Sync>` included.
+trait ErrorValue: Any + fmt::Display + fmt::Debug + Send + Sync {
+    fn as_any(&self) -> &(dyn Any + Send + Sync);
+}
+
+impl<E: Any + fmt::Display + fmt::Debug + Send + Sync> ErrorValue for E {
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+}
+
+impl TaskError {
+    pub(crate) fn new<E>(error: Arc<E>) -> Self
+    where
+        E: fmt::Display + fmt::Debug + Send + Sync + 'static,
+    {
+        TaskError(error)
+    }
+
+    /// The error as its original type, if it is an `E`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::io;
+    /// use tethered::Scope;
+    ///
+    /// let error = Scope::run(async |scope| {
+    ///     scope.spawn_fallible(async { Err::<(), _>(io::Error::other("refused")) });
+    /// })
+    /// .await
+    /// .unwrap_err();
+    /// let io = error.failures()[0].error().unwrap().downcast_ref::<io::Error>().unwrap();
+    /// assert_eq!(io.to_string(), "refused");
+    /// # }
+    /// ```
+    pub fn downcast_ref<E: 'static>(&self) -> Option<&E> {
+        // Deref first: `Arc<dyn ErrorValue>` is itself an `ErrorValue`.
+        (*self.0).as_any().downcast_ref::<E>()
+    }
+
+    /// Whether the error is an `E`.
+    pub fn is<E: 'static>(&self) -> bool {
+        self.downcast_ref::<E>().is_some()
+    }
+}
+
+impl fmt::Debug for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl Error for TaskError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        // A nested scope's error keeps its own chain reachable.
+        self.downcast_ref::<ScopeError>()
+            .map(|nested| nested as &(dyn Error + 'static))
+    }
+}
+
+/// What went wrong in one [`TaskFailure`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The task returned `Err(..)`.
+    Error(TaskError),
+    /// The task panicked.
+    Panic(PanicPayload),
+    /// A `defer` cleanup returned `Err(..)`.
+    CleanupError(TaskError),
+    /// A `defer` cleanup panicked.
+    CleanupPanic(PanicPayload),
+    /// A `defer` cleanup did not finish within the scope's cleanup timeout
+    /// and was dropped.
+    CleanupTimedOut(Duration),
+}
+
+/// One failure inside a scope: which task (or cleanup), where it was spawned
+/// (or registered), and what went wrong.
+#[derive(Debug, Clone)]
+pub struct TaskFailure {
+    task: Option<Cow<'static, str>>,
+    location: &'static Location<'static>,
+    kind: FailureKind,
+}
+
+impl TaskFailure {
+    pub(crate) fn new(
+        task: Option<&str>,
+        location: &'static Location<'static>,
+        kind: FailureKind,
+    ) -> Self {
+        TaskFailure {
+            task: task.map(|name| Cow::Owned(name.to_owned())),
+            location,
+            kind,
+        }
+    }
+
+    /// The failed task's name, if it had one.
+    pub fn task(&self) -> Option<&str> {
+        self.task.as_deref()
+    }
+
+    /// Where the task was spawned (or the cleanup registered).
+    pub fn location(&self) -> &'static Location<'static> {
+        self.location
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> &FailureKind {
+        &self.kind
+    }
+
+    /// The error, if the task or cleanup returned one.
+    pub fn error(&self) -> Option<&TaskError> {
+        match &self.kind {
+            FailureKind::Error(error) | FailureKind::CleanupError(error) => Some(error),
+            _ => None,
+        }
+    }
+
+    /// The panic, if the task or cleanup panicked.
+    pub fn panic(&self) -> Option<&PanicPayload> {
+        match &self.kind {
+            FailureKind::Panic(payload) | FailureKind::CleanupPanic(payload) => Some(payload),
+            _ => None,
+        }
+    }
+
+    /// Whether this failure came from a `defer` cleanup.
+    pub fn is_cleanup(&self) -> bool {
+        matches!(
+            self.kind,
+            FailureKind::CleanupError(_)
+                | FailureKind::CleanupPanic(_)
+                | FailureKind::CleanupTimedOut(_)
+        )
+    }
+
+    /// One line: who, what.
+    pub(crate) fn summary(&self) -> String {
+        let who = match (&self.task, self.is_cleanup()) {
+            (_, true) => "cleanup".to_owned(),
+            (Some(name), false) => format!("task `{name}`"),
+            (None, false) => "unnamed task".to_owned(),
+        };
+        match &self.kind {
+            FailureKind::Error(error) | FailureKind::CleanupError(error) => {
+                format!("{who} failed: {error}")
+            }
+            FailureKind::Panic(payload) | FailureKind::CleanupPanic(payload) => {
+                format!("{who} panicked: {payload}")
+            }
+            FailureKind::CleanupTimedOut(limit) => format!("{who} timed out after {limit:?}"),
+        }
+    }
+}
+
+impl fmt::Display for TaskFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (spawned at {})", self.summary(), self.location)
+    }
+}
+
+/// Why a scope ended without its body's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ScopeErrorKind {
+    /// At least one child or cleanup failed.
+    Failed,
+    /// The scope's own `timeout` passed.
+    TimedOut,
+    /// The scope was cancelled (by its own `cancel`, or from outside while
+    /// its future kept being polled) before the body produced its value.
+    Cancelled,
+}
+
+/// How a scope failed: every failure of its children and cleanups, in the
+/// order they happened, plus the reason the scope was cancelled, if it was.
+///
+/// Nothing is flattened: a nested scope's `ScopeError` appears here as one
+/// failure whose [`TaskError`] downcasts to that `ScopeError`.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use tethered::{CancelKind, Scope};
+///
+/// let error = Scope::run(async |scope| {
+///     scope.spawn_fallible_named("parser", async { Err::<(), _>("bad header") });
+///     scope.spawn_named("reader", std::future::pending::<()>());
+/// })
+/// .await
+/// .unwrap_err();
+///
+/// assert_eq!(error.failures().len(), 1);
+/// assert_eq!(error.failures()[0].task(), Some("parser"));
+/// // The failure cancelled the scope, naming the child that failed.
+/// assert_eq!(error.reason().unwrap().kind(), CancelKind::SiblingFailed);
+/// assert_eq!(error.reason().unwrap().origin(), Some("parser"));
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ScopeError {
+    scope: Option<Cow<'static, str>>,
+    location: &'static Location<'static>,
+    kind: ScopeErrorKind,
+    reason: Option<CancelReason>,
+    failures: Vec<TaskFailure>,
+}
+
+impl ScopeError {
+    pub(crate) fn new(
+        scope: Option<&str>,
+        location: &'static Location<'static>,
+        reason: Option<CancelReason>,
+        failures: Vec<TaskFailure>,
+    ) -> Self {
+        let kind = if !failures.is_empty() {
+            ScopeErrorKind::Failed
+        } else if reason
+            .as_ref()
+            .is_some_and(|reason| reason.kind() == CancelKind::Timeout)
+        {
+            ScopeErrorKind::TimedOut
+        } else {
+            ScopeErrorKind::Cancelled
+        };
+        ScopeError {
+            scope: scope.map(|name| Cow::Owned(name.to_owned())),
+            location,
+            kind,
+            reason,
+            failures,
+        }
+    }
+
+    /// Why the scope failed.
+    pub fn kind(&self) -> ScopeErrorKind {
+        self.kind
+    }
+
+    /// The scope's name, if it had one.
+    pub fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// Where the scope was created.
+    pub fn location(&self) -> &'static Location<'static> {
+        self.location
+    }
+
+    /// Every failure, in the order they happened. The first one is the one
+    /// that cancelled the scope.
+    pub fn failures(&self) -> &[TaskFailure] {
+        &self.failures
+    }
+
+    /// The reason the scope was cancelled, if it was.
+    pub fn reason(&self) -> Option<&CancelReason> {
+        self.reason.as_ref()
+    }
+
+    /// Whether the scope's own timeout ended it.
+    pub fn is_timeout(&self) -> bool {
+        self.kind == ScopeErrorKind::TimedOut
+    }
+
+    /// Whether the scope was cancelled without any failure.
+    pub fn is_cancelled(&self) -> bool {
+        self.kind == ScopeErrorKind::Cancelled
+    }
+
+    /// The first failure's error downcast to `E`, if there is one of that type.
+    pub fn downcast_ref<E: 'static>(&self) -> Option<&E> {
+        self.failures
+            .iter()
+            .find_map(|failure| failure.error()?.downcast_ref::<E>())
+    }
+}
+
+impl fmt::Display for ScopeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.scope {
+            Some(name) => write!(f, "scope `{name}`")?,
+            None => write!(f, "scope at {}", self.location)?,
+        }
+        match self.kind {
+            ScopeErrorKind::Failed => {
+                let count = self.failures.len();
+                write!(
+                    f,
+                    " failed ({count} failure{})",
+                    if count == 1 { "" } else { "s" }
+                )?;
+                for failure in &self.failures {
+                    write!(f, "; {failure}")?;
+                }
+                Ok(())
+            }
+            ScopeErrorKind::TimedOut | ScopeErrorKind::Cancelled => match &self.reason {
+                Some(reason) => write!(f, " ended early: {reason}"),
+                None => f.write_str(" ended early"),
+            },
+        }
+    }
+}
+
+impl Error for ScopeError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.failures
+            .first()
+            .and_then(|failure| failure.error())
+            .map(|error| error as &(dyn Error + 'static))
+    }
+}
+
+/// The error of spawning into a scope that no longer accepts children: it is
+/// closing (cancelled) or closed (every child ended after its body returned).
+///
+/// The future is dropped without being polled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpawnError {
+    scope: Option<String>,
+}
+
+impl SpawnError {
+    pub(crate) fn closed(scope: Option<&str>) -> Self {
+        SpawnError {
+            scope: scope.map(str::to_owned),
+        }
+    }
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.scope {
+            Some(name) => write!(
+                f,
+                "scope `{name}` is closing or closed; the task was not started"
+            ),
+            None => f.write_str("the scope is closing or closed; the task was not started"),
+        }
+    }
+}
+
+impl Error for SpawnError {}

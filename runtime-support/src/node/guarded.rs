@@ -1,0 +1,138 @@
+//! [`Guarded`]: runs a user future as the current node, stops polling it when
+//! the node is cancelled, and turns its panics into values.
+
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+
+use super::sync::Arc;
+use super::{Node, enter};
+use crate::error::PanicPayload;
+
+/// How a guarded future ended.
+#[derive(Debug)]
+pub(crate) enum Settled<T> {
+    Completed(T),
+    Panicked(PanicPayload),
+    /// The node was cancelled; the future was dropped (its `Drop` ran).
+    Cancelled,
+}
+
+pin_project! {
+    /// Polls `fut` with `node` as the current node.
+    ///
+    /// Before each poll it checks the node's cancellation flag, so a future
+    /// cancelled before its first poll never runs; when the flag is set it
+    /// drops the future in place, as the current node, so that `Drop` impls
+    /// and nested scopes see who they belong to.
+    pub(crate) struct Guarded<F> {
+        // `None` only while the node is entered (moved into the thread-local).
+        node: Option<Arc<Node>>,
+        #[pin]
+        fut: Option<F>,
+    }
+
+    impl<F> PinnedDrop for Guarded<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if this.fut.is_some() {
+                // Dropped mid-flight (the enclosing future was dropped): still
+                // drop the user future as its node, and never unwind out of
+                // a destructor that may itself run during unwinding.
+                let fut = this.fut;
+                let dropped = enter(this.node, || {
+                    catch_unwind(AssertUnwindSafe(move || {
+                        let mut fut = fut;
+                        fut.set(None);
+                    }))
+                });
+                if let Err(payload) = dropped {
+                    let payload = PanicPayload::new(payload);
+                    tracing::error!(
+                        target: "tethered::task",
+                        panic = %payload.message(),
+                        "a future panicked while being dropped",
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl<F> Guarded<F> {
+    pub(crate) fn new(node: Arc<Node>, fut: F) -> Self {
+        Guarded {
+            node: Some(node),
+            fut: Some(fut),
+        }
+    }
+}
+
+impl<F: Future> Future for Guarded<F> {
+    type Output = Settled<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let cancelled = match this.node.as_ref() {
+            Some(node) => node.is_cancelled(),
+            // Polled again after it settled: nothing left to run.
+            None => return Poll::Pending,
+        };
+        if cancelled || this.fut.is_none() {
+            return Poll::Ready(drop_future(this.node, this.fut, Settled::Cancelled));
+        }
+        let mut fut = this.fut.as_mut();
+        let polled = enter(this.node, || {
+            catch_unwind(AssertUnwindSafe(|| match fut.as_mut().as_pin_mut() {
+                Some(fut) => fut.poll(cx),
+                None => Poll::Pending,
+            }))
+        });
+        match polled {
+            Ok(Poll::Ready(value)) => Poll::Ready(drop_future(
+                this.node,
+                this.fut,
+                Settled::Completed(value),
+            )),
+            Ok(Poll::Pending) => {
+                let cancelled = this
+                    .node
+                    .as_ref()
+                    .is_some_and(|node| node.register_waker(cx.waker()));
+                if cancelled {
+                    Poll::Ready(drop_future(this.node, this.fut, Settled::Cancelled))
+                } else {
+                    Poll::Pending
+                }
+            }
+            Err(payload) => {
+                let panicked = Settled::Panicked(PanicPayload::new(payload));
+                Poll::Ready(drop_future(this.node, this.fut, panicked))
+            }
+        }
+    }
+}
+
+/// Drops the user future as its node. A panic from its `Drop` replaces a
+/// completion or cancellation (it is a failure, and must not be lost).
+fn drop_future<F, T>(
+    node: &mut Option<Arc<Node>>,
+    fut: Pin<&mut Option<F>>,
+    settled: Settled<T>,
+) -> Settled<T> {
+    let dropped = enter(node, || {
+        catch_unwind(AssertUnwindSafe(move || {
+            let mut fut = fut;
+            fut.set(None);
+        }))
+    });
+    match (dropped, settled) {
+        (Ok(()), settled) => settled,
+        // A panic while unwinding from an earlier panic: keep the first.
+        (Err(_), panicked @ Settled::Panicked(_)) => panicked,
+        (Err(payload), _) => Settled::Panicked(PanicPayload::new(payload)),
+    }
+}

@@ -1,0 +1,521 @@
+//! The live task tree: one [`Node`] per scope, task, shield and cleanup phase.
+//!
+//! Not public API. Every node knows its parent and holds its live children in
+//! a registry. That one structure does four jobs:
+//!
+//! * **cancellation**: cancelling a node records its reason (the first one
+//!   wins), wakes it, and walks its children, giving each the reason it
+//!   inherits ([`CancelReason::for_child`]); shields are told to stop instead;
+//! * **joining**: a node completes only once its registry is empty, so a scope
+//!   (or a task holding an orphaned nested scope) waits for every descendant;
+//! * **failure collection**: a failing child records its failure on its scope
+//!   node, and the first failure cancels the scope;
+//! * **introspection**: [`crate::tree()`] walks the same registries.
+//!
+//! Walking our own registry (which introspection needs anyway) instead of a
+//! `CancellationToken` per task keeps a task to one allocation of bookkeeping.
+
+mod guarded;
+pub(crate) mod sync;
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::panic::Location;
+use std::task::Waker;
+
+use slab::Slab;
+use tokio::time::Instant;
+
+pub(crate) use guarded::{Guarded, Settled};
+use sync::{Arc, AtomicU8, AtomicUsize, Mutex, Ordering, lock};
+
+use crate::error::TaskFailure;
+use crate::reason::{CancelKind, CancelReason};
+
+/// What a node stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NodeKind {
+    /// A scope: `Scope::run` or a `#[scoped]` fn.
+    Scope,
+    /// A spawned child task.
+    Task,
+    /// A shielded child task: hard cancellation does not reach it.
+    Shield,
+    /// A scope's cleanup phase: shielded like a shield, child of its scope.
+    Cleanup,
+}
+
+const CANCELLED: u8 = 1;
+const STOPPING: u8 = 1 << 1;
+const IN_CLEANUP: u8 = 1 << 2;
+const DONE: u8 = 1 << 3;
+const ORPHANED: u8 = 1 << 4;
+
+/// Sentinel for "not registered anywhere yet".
+const NO_SLOT: usize = usize::MAX;
+
+pub(crate) struct Node {
+    kind: NodeKind,
+    name: Option<Cow<'static, str>>,
+    location: &'static Location<'static>,
+    started: Instant,
+    parent: Option<Arc<Node>>,
+    /// This node's key in its parent's registry (or in [`roots`]).
+    slot: AtomicUsize,
+    flags: AtomicU8,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Why this node was hard-cancelled; set once, first writer wins.
+    reason: Option<CancelReason>,
+    /// Why this node was asked to stop; set once, first writer wins.
+    stop_reason: Option<CancelReason>,
+    /// The future driving this node (the task wrapper or the scope future).
+    waker: Option<Waker>,
+    /// Futures waiting in `stop_requested()`.
+    stop_wakers: Vec<Waker>,
+    children: Slab<Arc<Node>>,
+    /// The node is waiting for its children to end (its body returned).
+    joining: bool,
+    /// Every child ended after the node started joining: it takes no more.
+    sealed: bool,
+    /// Failures of this scope's children and cleanups, in order.
+    failures: Vec<TaskFailure>,
+}
+
+/// Scopes with no tethered node around them (roots of [`crate::tree()`]).
+fn roots() -> &'static std::sync::Mutex<Slab<Arc<Node>>> {
+    static ROOTS: std::sync::OnceLock<std::sync::Mutex<Slab<Arc<Node>>>> =
+        std::sync::OnceLock::new();
+    ROOTS.get_or_init(Default::default)
+}
+
+impl Node {
+    /// Creates a node and registers it under `parent` (or as a root).
+    ///
+    /// A node born under a cancelled or stopping parent inherits that state
+    /// at once, so spawning into a cancelled scope yields a cancelled task
+    /// that never runs.
+    pub(crate) fn new(
+        kind: NodeKind,
+        name: Option<Cow<'static, str>>,
+        location: &'static Location<'static>,
+        parent: Option<Arc<Node>>,
+    ) -> Arc<Node> {
+        match parent {
+            None => {
+                let node = Node::alloc(kind, name, location, None);
+                let key = lock_std(roots()).insert(node.clone());
+                node.slot.store(key, Ordering::Relaxed);
+                node
+            }
+            Some(parent) => Node::register(kind, name, location, &parent, false)
+                .unwrap_or_else(|| unreachable!("registration only fails when asked to check")),
+        }
+    }
+
+    /// Like [`Node::new`] under `parent`, but refuses (returns `None`) when
+    /// the parent is closing (cancelled) or closed (sealed).
+    pub(crate) fn try_new(
+        kind: NodeKind,
+        name: Option<Cow<'static, str>>,
+        location: &'static Location<'static>,
+        parent: &Arc<Node>,
+    ) -> Option<Arc<Node>> {
+        Node::register(kind, name, location, parent, true)
+    }
+
+    fn alloc(
+        kind: NodeKind,
+        name: Option<Cow<'static, str>>,
+        location: &'static Location<'static>,
+        parent: Option<Arc<Node>>,
+    ) -> Arc<Node> {
+        Arc::new(Node {
+            kind,
+            name,
+            location,
+            started: Instant::now(),
+            parent,
+            slot: AtomicUsize::new(NO_SLOT),
+            flags: AtomicU8::new(0),
+            inner: Mutex::new(Inner::default()),
+        })
+    }
+
+    fn register(
+        kind: NodeKind,
+        name: Option<Cow<'static, str>>,
+        location: &'static Location<'static>,
+        parent: &Arc<Node>,
+        refuse_when_closed: bool,
+    ) -> Option<Arc<Node>> {
+        let node = Node::alloc(kind, name, location, Some(parent.clone()));
+        let (inherit_cancel, inherit_stop) = {
+            let mut inner = lock(&parent.inner);
+            if refuse_when_closed && (inner.sealed || inner.reason.is_some()) {
+                return None;
+            }
+            let key = inner.children.insert(node.clone());
+            node.slot.store(key, Ordering::Relaxed);
+            (inner.reason.clone(), inner.stop_reason.clone())
+        };
+        // A cancellation walk takes a snapshot of the children, so a node
+        // registered after the snapshot takes the parent's state itself;
+        // first-writer-wins makes it harmless when both happen.
+        match (inherit_cancel, kind) {
+            (Some(reason), NodeKind::Task | NodeKind::Scope) => {
+                node.cancel(reason.for_child(parent.name.clone()), true);
+            }
+            _ => {
+                if let Some(reason) = inherit_stop {
+                    node.stop(reason);
+                }
+            }
+        }
+        Some(node)
+    }
+
+    pub(crate) fn kind(&self) -> NodeKind {
+        self.kind
+    }
+
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    pub(crate) fn name_cow(&self) -> Option<Cow<'static, str>> {
+        self.name.clone()
+    }
+
+    pub(crate) fn location(&self) -> &'static Location<'static> {
+        self.location
+    }
+
+    pub(crate) fn started(&self) -> Instant {
+        self.started
+    }
+
+    pub(crate) fn parent(&self) -> Option<&Arc<Node>> {
+        self.parent.as_ref()
+    }
+
+    fn has(&self, flag: u8) -> bool {
+        self.flags.load(Ordering::Acquire) & flag != 0
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.has(CANCELLED)
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.has(STOPPING)
+    }
+
+    pub(crate) fn is_in_cleanup(&self) -> bool {
+        self.has(IN_CLEANUP)
+    }
+
+    pub(crate) fn is_orphaned(&self) -> bool {
+        self.has(ORPHANED)
+    }
+
+    pub(crate) fn set_in_cleanup(&self) {
+        self.flags.fetch_or(IN_CLEANUP, Ordering::AcqRel);
+    }
+
+    pub(crate) fn set_orphaned(&self) {
+        self.flags.fetch_or(ORPHANED, Ordering::AcqRel);
+    }
+
+    /// Why this node was hard-cancelled, if it was.
+    pub(crate) fn reason(&self) -> Option<CancelReason> {
+        lock(&self.inner).reason.clone()
+    }
+
+    /// Why this node was asked to stop, if it was.
+    pub(crate) fn stop_reason(&self) -> Option<CancelReason> {
+        lock(&self.inner).stop_reason.clone()
+    }
+
+    /// Hard-cancels this node and everything under it except shields (which
+    /// are asked to stop). Returns `false`, changing nothing, when the node
+    /// was already cancelled: the first reason wins.
+    ///
+    /// `inherited` cancellations (reaching a node because an ancestor was
+    /// cancelled) are traced at debug level; the one that started the walk
+    /// at info level, so "who cancelled what" is visible by default.
+    pub(crate) fn cancel(&self, reason: CancelReason, inherited: bool) -> bool {
+        let (waker, stop_wakers, children) = {
+            let mut inner = lock(&self.inner);
+            if let Some(kept) = &inner.reason {
+                tracing::debug!(
+                    target: "tethered::cancel",
+                    task = self.name(),
+                    kept = %kept,
+                    ignored = %reason,
+                    "cancellation ignored: already cancelled",
+                );
+                return false;
+            }
+            if inherited {
+                tracing::debug!(
+                    target: "tethered::cancel",
+                    task = self.name(),
+                    location = %self.location,
+                    reason = %reason,
+                    "cancelled",
+                );
+            } else {
+                tracing::info!(
+                    target: "tethered::cancel",
+                    task = self.name(),
+                    location = %self.location,
+                    reason = %reason,
+                    "cancelled",
+                );
+            }
+            inner.reason = Some(reason.clone());
+            if inner.stop_reason.is_none() {
+                inner.stop_reason = Some(reason.clone());
+            }
+            self.flags.fetch_or(CANCELLED | STOPPING, Ordering::AcqRel);
+            (
+                inner.waker.take(),
+                std::mem::take(&mut inner.stop_wakers),
+                snapshot(&inner.children),
+            )
+        };
+        wake_all(waker, stop_wakers);
+        if !children.is_empty() {
+            let inherited = reason.for_child(self.name.clone());
+            for child in children {
+                match child.kind {
+                    NodeKind::Task | NodeKind::Scope => child.cancel(inherited.clone(), true),
+                    NodeKind::Shield | NodeKind::Cleanup => child.stop(inherited.clone()),
+                };
+            }
+        }
+        true
+    }
+
+    /// Asks this node and everything under it (shields included) to stop.
+    /// Returns `false` when it was already stopping.
+    pub(crate) fn stop(&self, reason: CancelReason) -> bool {
+        let (stop_wakers, children) = {
+            let mut inner = lock(&self.inner);
+            if inner.stop_reason.is_some() {
+                return false;
+            }
+            inner.stop_reason = Some(reason.clone());
+            self.flags.fetch_or(STOPPING, Ordering::AcqRel);
+            (
+                std::mem::take(&mut inner.stop_wakers),
+                snapshot(&inner.children),
+            )
+        };
+        tracing::debug!(
+            target: "tethered::cancel",
+            task = self.name(),
+            reason = %reason,
+            "stop requested",
+        );
+        wake_all(None, stop_wakers);
+        for child in children {
+            child.stop(reason.clone());
+        }
+        true
+    }
+
+    /// Stores the waker of the future driving this node. Returns `true` when
+    /// the node is already cancelled, in which case nothing is stored and the
+    /// caller must act on the cancellation now: checking under the same lock
+    /// that `cancel` takes means no wake-up can fall between the two.
+    pub(crate) fn register_waker(&self, waker: &Waker) -> bool {
+        let mut inner = lock(&self.inner);
+        if inner.reason.is_some() {
+            return true;
+        }
+        store_waker(&mut inner.waker, waker);
+        false
+    }
+
+    /// Registers `waker` to be woken when this node is asked to stop. Returns
+    /// the stop reason instead when it already was.
+    pub(crate) fn poll_stop(&self, waker: &Waker) -> Option<CancelReason> {
+        let mut inner = lock(&self.inner);
+        if let Some(reason) = &inner.stop_reason {
+            return Some(reason.clone());
+        }
+        if !inner.stop_wakers.iter().any(|w| w.will_wake(waker)) {
+            inner.stop_wakers.push(waker.clone());
+        }
+        None
+    }
+
+    /// Reports whether every child has ended, sealing the registry when so;
+    /// when not, `waker` is woken by the last child to end. Children may
+    /// still be added while the node waits (a child spawning a sibling), so
+    /// the registry is sealed only once it is seen empty, under the lock.
+    pub(crate) fn poll_children_done(&self, waker: &Waker) -> bool {
+        let mut inner = lock(&self.inner);
+        inner.joining = true;
+        if inner.children.is_empty() {
+            inner.sealed = true;
+            return true;
+        }
+        store_waker(&mut inner.waker, waker);
+        false
+    }
+
+    /// Whether the node refuses new children: cancelled, or sealed.
+    pub(crate) fn is_closed(&self) -> bool {
+        let inner = lock(&self.inner);
+        inner.sealed || inner.reason.is_some()
+    }
+
+    /// Live children, for introspection.
+    pub(crate) fn children(&self) -> Vec<Arc<Node>> {
+        snapshot(&lock(&self.inner).children)
+    }
+
+    /// Records a failure of one of this scope's children or cleanups. With
+    /// `cancel`, the first failure cancels the scope with a
+    /// [`SiblingFailed`](CancelKind::SiblingFailed) reason naming the failed
+    /// child.
+    pub(crate) fn record_failure(&self, failure: TaskFailure, cancel: bool) {
+        let reason = cancel.then(|| {
+            let mut reason = CancelReason::at(CancelKind::SiblingFailed, failure.location())
+                .with_message(failure.summary());
+            if let Some(name) = failure.task() {
+                reason = reason.with_origin(name.to_owned());
+            }
+            reason
+        });
+        let first = {
+            let mut inner = lock(&self.inner);
+            inner.failures.push(failure);
+            inner.failures.len() == 1
+        };
+        if let (true, Some(reason)) = (first, reason) {
+            self.cancel(reason, false);
+        }
+    }
+
+    /// Takes the failures recorded so far.
+    pub(crate) fn take_failures(&self) -> Vec<TaskFailure> {
+        std::mem::take(&mut lock(&self.inner).failures)
+    }
+
+    /// The nearest scope at or above this node, where failures are recorded.
+    pub(crate) fn enclosing_scope(self: &Arc<Self>) -> Option<Arc<Node>> {
+        let mut node = Some(self);
+        while let Some(current) = node {
+            if current.kind == NodeKind::Scope {
+                return Some(current.clone());
+            }
+            node = current.parent.as_ref();
+        }
+        None
+    }
+
+    /// Removes this node from its parent's registry, waking the parent when
+    /// it was the last child the parent was waiting for. Idempotent.
+    pub(crate) fn finish(&self) {
+        if self.flags.fetch_or(DONE, Ordering::AcqRel) & DONE != 0 {
+            return;
+        }
+        let slot = self.slot.load(Ordering::Relaxed);
+        match &self.parent {
+            None => {
+                if slot != NO_SLOT {
+                    lock_std(roots()).try_remove(slot);
+                }
+            }
+            Some(parent) => {
+                let waker = {
+                    let mut inner = lock(&parent.inner);
+                    if slot != NO_SLOT {
+                        inner.children.try_remove(slot);
+                    }
+                    if inner.joining && inner.children.is_empty() {
+                        inner.waker.take()
+                    } else {
+                        None
+                    }
+                };
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+            }
+        }
+    }
+}
+
+/// Snapshot of the live root nodes.
+pub(crate) fn root_nodes() -> Vec<Arc<Node>> {
+    snapshot(&lock_std(roots()))
+}
+
+fn snapshot(children: &Slab<Arc<Node>>) -> Vec<Arc<Node>> {
+    children.iter().map(|(_, child)| child.clone()).collect()
+}
+
+fn store_waker(slot: &mut Option<Waker>, waker: &Waker) {
+    match slot {
+        Some(current) if current.will_wake(waker) => {}
+        _ => *slot = Some(waker.clone()),
+    }
+}
+
+fn wake_all(waker: Option<Waker>, others: Vec<Waker>) {
+    if let Some(waker) = waker {
+        waker.wake();
+    }
+    for waker in others {
+        waker.wake();
+    }
+}
+
+fn lock_std<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("kind", &self.kind)
+            .field("name", &self.name)
+            .field("location", &format_args!("{}", self.location))
+            .field("flags", &self.flags.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+thread_local! {
+    /// The node whose future is being polled on this thread: the task, the
+    /// scope body, or the cleanup phase that user code runs in.
+    static CURRENT: Cell<Option<Arc<Node>>> = const { Cell::new(None) };
+}
+
+/// The node being polled on this thread, if any.
+pub(crate) fn current() -> Option<Arc<Node>> {
+    CURRENT.with(|cell| {
+        let node = cell.take();
+        let copy = node.clone();
+        cell.set(node);
+        copy
+    })
+}
+
+/// Runs `f` with `node` as the current node, moving the `Arc` in and out of
+/// the thread-local so entering costs no reference-count traffic.
+pub(crate) fn enter<R>(node: &mut Option<Arc<Node>>, f: impl FnOnce() -> R) -> R {
+    let previous = CURRENT.with(|cell| cell.replace(node.take()));
+    // `f` never unwinds: every caller wraps user code in `catch_unwind`.
+    let result = f();
+    *node = CURRENT.with(|cell| cell.replace(previous));
+    result
+}

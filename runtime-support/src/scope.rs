@@ -1,0 +1,724 @@
+//! [`Scope`]: a group of tasks that cannot outlive it.
+//!
+//! A scope runs a body; the body spawns children; the scope returns only when
+//! every child has ended and every cleanup has run. The first child that
+//! fails cancels the rest, and the scope reports every failure.
+//!
+//! # Lifecycle
+//!
+//! 1. **Body.** The body runs inline, in the caller's task, with the scope as
+//!    the current node. If the scope is cancelled (a child failed, the
+//!    timeout passed, `scope.cancel` was called, an ancestor was cancelled),
+//!    the body's pending `.await` is interrupted: the body future is dropped.
+//! 2. **Exit.** With [`OnExit::Cancel`] the children still running when the
+//!    body returns are cancelled ([`CancelKind::ScopeExit`]).
+//! 3. **Join.** The scope waits for every child (shields included).
+//! 4. **Cleanup.** Deferred cleanups run, last registered first, each
+//!    bounded by the cleanup timeout, in a task of their own so that nothing
+//!    can interrupt them.
+//!
+//! # Drop
+//!
+//! If the scope's future is dropped before it finishes (its task was
+//! cancelled, or user code dropped it in `select!` or `tokio::time::timeout`),
+//! nothing can be awaited in `Drop`. The scope cancels its children (reason
+//! [`CancelKind::Dropped`], or the ancestor's reason when an ancestor was
+//! cancelled) and hands the rest of its work (joining them and running its
+//! cleanups) to a task on the runtime. The scope stays registered under its
+//! parent (the enclosing tethered task or scope) until that work is done, so
+//! the parent does not complete before it. Only a scope with no tethered
+//! task around it (run from a bare `tokio::spawn`) can leave that work
+//! running after the code that dropped it has moved on; it stays visible in
+//! [`crate::tree()`] until it is done.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::{Future, poll_fn};
+use std::panic::Location;
+use std::pin::{Pin, pin};
+use std::sync::Mutex;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::{Instant, Sleep};
+
+use crate::cleanup::{Cleanup, run_cleanups};
+use crate::error::{FailureKind, ScopeError, TaskError, TaskFailure};
+use crate::node::sync::Arc;
+use crate::node::{Guarded, Node, NodeKind, Settled};
+use crate::reason::{CancelKind, CancelReason, IntoCancelReason};
+use crate::task::{TaskHandle, spawn_child};
+
+/// What a scope does with children still running when its body returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnExit {
+    /// Wait for them (as a trio nursery or an asyncio `TaskGroup` does).
+    #[default]
+    Join,
+    /// Cancel them with a [`ScopeExit`](CancelKind::ScopeExit) reason, then
+    /// wait for them to end: helper tasks that live as long as the body.
+    Cancel,
+}
+
+/// How long each cleanup may run when no `cleanup_timeout` is given.
+pub const DEFAULT_CLEANUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A group of child tasks that cannot outlive it.
+///
+/// A `Scope` is only ever seen by reference, inside the body given to
+/// [`Scope::run`] or [`ScopeBuilder::run`].
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use tethered::Scope;
+///
+/// let pages = Scope::run(async |scope| {
+///     let handles: Vec<_> = (1..=3)
+///         .map(|n| scope.spawn_named(format!("page-{n}"), async move { n * 100 }))
+///         .collect();
+///     let mut pages = Vec::new();
+///     for handle in handles {
+///         pages.push(handle.join().await.unwrap());
+///     }
+///     pages
+/// })
+/// .await
+/// .unwrap();
+/// assert_eq!(pages, [100, 200, 300]);
+/// # }
+/// ```
+pub struct Scope {
+    node: Arc<Node>,
+    cleanups: Mutex<Vec<Cleanup>>,
+    cleanup_timeout: Duration,
+    /// Set once the scope has run to its end; a scope dropped before that
+    /// hands its remaining work to the runtime.
+    finished: bool,
+}
+
+/// Configures a scope before running it: name, exit behaviour, timeouts.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use std::time::Duration;
+/// use tethered::{OnExit, Scope};
+///
+/// let error = Scope::builder()
+///     .name("fetch")
+///     .timeout(Duration::from_secs(5))
+///     .on_exit(OnExit::Cancel)
+///     .run(async |scope| {
+///         scope.spawn(tokio::time::sleep(Duration::from_secs(60)));
+///         tokio::time::sleep(Duration::from_secs(60)).await;
+///     })
+///     .await
+///     .unwrap_err();
+/// assert!(error.is_timeout());
+/// # }
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use = "a builder does nothing until `run` is called"]
+pub struct ScopeBuilder {
+    name: Option<Cow<'static, str>>,
+    on_exit: OnExit,
+    timeout: Option<Duration>,
+    cleanup_timeout: Option<Duration>,
+}
+
+impl ScopeBuilder {
+    /// A builder with the defaults: unnamed, [`OnExit::Join`], no timeout,
+    /// [`DEFAULT_CLEANUP_TIMEOUT`].
+    pub fn new() -> Self {
+        ScopeBuilder::default()
+    }
+
+    /// Names the scope (shown in reasons, errors and [`crate::tree()`]).
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// What to do with children still running when the body returns.
+    pub fn on_exit(mut self, on_exit: OnExit) -> Self {
+        self.on_exit = on_exit;
+        self
+    }
+
+    /// Fails the scope with a [`Timeout`](CancelKind::Timeout) reason if it
+    /// has not ended `timeout` after it started: the body is interrupted and
+    /// the children are cancelled (shields keep running and are waited for).
+    ///
+    /// A zero timeout has already passed when the scope starts: the body is
+    /// never polled and the scope fails with a timeout, as
+    /// `tokio::time::timeout(Duration::ZERO, ..)` would.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// How long each deferred cleanup may run before it is dropped and
+    /// reported as [`CleanupTimedOut`](crate::FailureKind::CleanupTimedOut).
+    /// A zero cleanup timeout drops every cleanup at its first `.await`.
+    pub fn cleanup_timeout(mut self, timeout: Duration) -> Self {
+        self.cleanup_timeout = Some(timeout);
+        self
+    }
+
+    /// Runs `body` in a new scope; see [`Scope::run`].
+    #[track_caller]
+    pub fn run<F, T>(self, body: F) -> impl Future<Output = Result<T, ScopeError>>
+    where
+        F: AsyncFnOnce(&Scope) -> T,
+    {
+        let location = Location::caller();
+        async move {
+            let node = Node::new(
+                NodeKind::Scope,
+                self.name,
+                location,
+                crate::node::current(),
+            );
+            let scope = Scope {
+                node,
+                cleanups: Mutex::new(Vec::new()),
+                cleanup_timeout: self.cleanup_timeout.unwrap_or(DEFAULT_CLEANUP_TIMEOUT),
+                finished: false,
+            };
+            scope.drive(body, self.on_exit, self.timeout).await
+        }
+    }
+}
+
+impl Scope {
+    /// Runs `body` in a new scope, child of the current one, and returns its
+    /// value once every child task has ended and every cleanup has run.
+    ///
+    /// Returns `Err(ScopeError)` when a child or cleanup failed (every
+    /// failure is in it), when the scope's timeout passed, or when the scope
+    /// was cancelled before the body produced its value. A panic in the body
+    /// is caught like a child's and reported the same way.
+    ///
+    /// Must be polled inside a tokio runtime (children are tokio tasks).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use tethered::{CancelKind, Scope};
+    ///
+    /// let error = Scope::run(async |scope| {
+    ///     scope.spawn_named("slow", std::future::pending::<()>());
+    ///     scope.spawn_fallible_named("broken", async { Err::<(), _>("no route") });
+    ///     std::future::pending::<()>().await // interrupted by the failure
+    /// })
+    /// .await
+    /// .unwrap_err();
+    /// assert_eq!(error.failures()[0].task(), Some("broken"));
+    /// assert_eq!(error.reason().unwrap().kind(), CancelKind::SiblingFailed);
+    /// # }
+    /// ```
+    #[track_caller]
+    pub fn run<F, T>(body: F) -> impl Future<Output = Result<T, ScopeError>>
+    where
+        F: AsyncFnOnce(&Scope) -> T,
+    {
+        ScopeBuilder::new().run(body)
+    }
+
+    /// A builder to name the scope or set its exit behaviour and timeouts.
+    pub fn builder() -> ScopeBuilder {
+        ScopeBuilder::new()
+    }
+
+    async fn drive<F, T>(
+        mut self,
+        body: F,
+        on_exit: OnExit,
+        timeout: Option<Duration>,
+    ) -> Result<T, ScopeError>
+    where
+        F: AsyncFnOnce(&Scope) -> T,
+    {
+        let mut deadline = pin!(Deadline::new(timeout));
+        let value = {
+            let mut body = pin!(Guarded::new(self.node.clone(), body(&self)));
+            poll_fn(|cx| {
+                deadline.as_mut().poll_expired(cx, &self.node);
+                body.as_mut().poll(cx)
+            })
+            .await
+        };
+        let value = match value {
+            Settled::Completed(value) => Some(value),
+            Settled::Cancelled => None,
+            Settled::Panicked(payload) => {
+                let failure = TaskFailure::new(
+                    self.node.name(),
+                    self.node.location(),
+                    FailureKind::Panic(payload),
+                );
+                self.node.record_failure(failure, true);
+                None
+            }
+        };
+        if value.is_some() && on_exit == OnExit::Cancel {
+            self.node.cancel(
+                CancelReason::at(CancelKind::ScopeExit, self.node.location()),
+                false,
+            );
+        }
+        self.wait_children(deadline.as_mut()).await;
+        let cleanups = self.take_cleanups();
+        if !cleanups.is_empty() {
+            run_cleanups(&self.node, cleanups, self.cleanup_timeout);
+            self.wait_children(deadline.as_mut()).await;
+        }
+        self.finished = true;
+        self.node.finish();
+
+        let failures = self.node.take_failures();
+        let reason = self.node.reason();
+        match value {
+            Some(value) if failures.is_empty() && !deadline.expired => Ok(value),
+            _ => Err(ScopeError::new(
+                self.node.name(),
+                self.node.location(),
+                reason,
+                failures,
+            )),
+        }
+    }
+
+    async fn wait_children(&self, mut deadline: Pin<&mut Deadline>) {
+        poll_fn(|cx| {
+            deadline.as_mut().poll_expired(cx, &self.node);
+            if self.node.poll_children_done(cx.waker()) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+
+    fn take_cleanups(&self) -> Vec<Cleanup> {
+        std::mem::take(&mut *self.cleanups.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    pub(crate) fn push_cleanup(&self, cleanup: Cleanup) {
+        self.cleanups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(cleanup);
+    }
+
+    /// Spawns `fut` as a child task and returns its handle.
+    ///
+    /// The task fails only by panicking; use
+    /// [`spawn_fallible`](Self::spawn_fallible) for a future whose `Err`
+    /// should fail the scope. Spawning into a cancelled scope yields a task
+    /// that is cancelled at once and never polled.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, as `tokio::spawn` does.
+    #[track_caller]
+    pub fn spawn<F>(&self, fut: F) -> TaskHandle<'_, F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.spawn_task(NodeKind::Task, None, fut)
+    }
+
+    /// Spawns a named child task (the name appears in reasons, failures,
+    /// tracing spans and [`crate::tree()`]).
+    #[track_caller]
+    pub fn spawn_named<F>(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        fut: F,
+    ) -> TaskHandle<'_, F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.spawn_task(NodeKind::Task, Some(name.into()), fut)
+    }
+
+    /// Spawns a child task whose `Err` fails the scope: it cancels the
+    /// siblings and the body, and appears in the scope's [`ScopeError`]. The
+    /// handle's [`Outcome::Failed`](crate::Outcome::Failed) shares the error.
+    #[track_caller]
+    pub fn spawn_fallible<F, T, E>(&self, fut: F) -> TaskHandle<'_, T, E>
+    where
+        F: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: fmt::Display + fmt::Debug + Send + Sync + 'static,
+    {
+        self.spawn_fallible_task(None, fut)
+    }
+
+    /// [`spawn_fallible`](Self::spawn_fallible) with a name.
+    #[track_caller]
+    pub fn spawn_fallible_named<F, T, E>(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        fut: F,
+    ) -> TaskHandle<'_, T, E>
+    where
+        F: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: fmt::Display + fmt::Debug + Send + Sync + 'static,
+    {
+        self.spawn_fallible_task(Some(name.into()), fut)
+    }
+
+    #[track_caller]
+    pub(crate) fn spawn_task<F>(
+        &self,
+        kind: NodeKind,
+        name: Option<Cow<'static, str>>,
+        fut: F,
+    ) -> TaskHandle<'_, F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        spawn_child(
+            &self.node,
+            kind,
+            name,
+            Location::caller(),
+            fut,
+            Ok::<_, std::convert::Infallible>,
+            false,
+        )
+        .unwrap_or_else(|| unreachable!("unchecked spawns always register"))
+    }
+
+    #[track_caller]
+    fn spawn_fallible_task<F, T, E>(
+        &self,
+        name: Option<Cow<'static, str>>,
+        fut: F,
+    ) -> TaskHandle<'_, T, E>
+    where
+        F: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: fmt::Display + fmt::Debug + Send + Sync + 'static,
+    {
+        spawn_child(
+            &self.node,
+            NodeKind::Task,
+            name,
+            Location::caller(),
+            fut,
+            |result| result,
+            false,
+        )
+        .unwrap_or_else(|| unreachable!("unchecked spawns always register"))
+    }
+
+    /// Cancels the scope: its children are cancelled, the body's pending
+    /// `.await` is interrupted, and the scope ends without a failure of its
+    /// own. If the body had already returned its value, the scope returns it;
+    /// otherwise it returns a [`ScopeError`] whose
+    /// [`is_cancelled`](ScopeError::is_cancelled) is true and which holds no
+    /// failures. A cancellation that reached the scope from outside is never
+    /// swallowed: it belongs to the ancestor, which ends too.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use tethered::Scope;
+    ///
+    /// let first = Scope::run(async |scope| {
+    ///     let (tx, mut rx) = tokio::sync::mpsc::channel(3);
+    ///     for mirror in ["eu", "us", "ap"] {
+    ///         let tx = tx.clone();
+    ///         scope.spawn(async move { tx.send(mirror).await.ok() });
+    ///     }
+    ///     let first = rx.recv().await;
+    ///     scope.cancel("have an answer");
+    ///     first
+    /// })
+    /// .await
+    /// .unwrap();
+    /// assert!(first.is_some());
+    /// # }
+    /// ```
+    #[track_caller]
+    pub fn cancel(&self, reason: impl IntoCancelReason) {
+        self.node
+            .cancel(reason.into_cancel_reason(Location::caller()), false);
+    }
+
+    /// Asks the scope's children (and the body) to stop: a soft request,
+    /// observed with [`crate::stop_requested`] and [`crate::is_stopping`].
+    #[track_caller]
+    pub fn stop(&self, reason: impl IntoCancelReason) {
+        self.node.stop(reason.into_cancel_reason(Location::caller()));
+    }
+
+    /// Whether the scope has been cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.node.is_cancelled()
+    }
+
+    /// Whether the scope has been asked to stop (or cancelled).
+    pub fn is_stopping(&self) -> bool {
+        self.node.is_stopping()
+    }
+
+    /// Why the scope was cancelled, if it was.
+    pub fn cancel_reason(&self) -> Option<CancelReason> {
+        self.node.reason()
+    }
+
+    /// The scope's name, if it has one.
+    pub fn name(&self) -> Option<&str> {
+        self.node.name()
+    }
+
+    /// A `'static` handle to this scope, to spawn into it from its children.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use tethered::Scope;
+    ///
+    /// Scope::run(async |scope| {
+    ///     let handle = scope.handle();
+    ///     scope.spawn(async move {
+    ///         // A child starts a sibling; the scope joins both.
+    ///         handle.try_spawn(async { 7 }).expect("scope is open");
+    ///     });
+    /// })
+    /// .await
+    /// .unwrap();
+    /// # }
+    /// ```
+    pub fn handle(&self) -> ScopeHandle {
+        ScopeHandle {
+            node: self.node.clone(),
+        }
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        // The scope's future was dropped before the scope ended. Cancel what
+        // is left (an ancestor's cancellation, if any, got there first and
+        // its reason is kept) and let the runtime finish the job.
+        self.node.cancel(
+            CancelReason::at(CancelKind::Dropped, self.node.location()),
+            false,
+        );
+        self.node.set_orphaned();
+        let cleanups = self.take_cleanups();
+        let node = self.node.clone();
+        let cleanup_timeout = self.cleanup_timeout;
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(finish_orphan(node, cleanups, cleanup_timeout));
+            }
+            Err(_) => {
+                // No runtime: nothing can run any more, children included.
+                tracing::error!(
+                    target: "tethered::scope",
+                    scope = node.name(),
+                    location = %node.location(),
+                    cleanups = cleanups.len(),
+                    "scope dropped outside a tokio runtime; its cleanups cannot run",
+                );
+                node.finish();
+            }
+        }
+    }
+}
+
+/// The rest of a dropped scope's life: join its children, run its cleanups,
+/// report its failures to the nearest enclosing scope, leave the tree.
+async fn finish_orphan(node: Arc<Node>, cleanups: Vec<Cleanup>, cleanup_timeout: Duration) {
+    let children_done = || {
+        poll_fn(|cx: &mut Context<'_>| {
+            if node.poll_children_done(cx.waker()) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+    };
+    children_done().await;
+    if !cleanups.is_empty() {
+        run_cleanups(&node, cleanups, cleanup_timeout);
+        children_done().await;
+    }
+    let failures = node.take_failures();
+    if !failures.is_empty() {
+        let error = ScopeError::new(node.name(), node.location(), node.reason(), failures);
+        match node.parent().and_then(|parent| parent.enclosing_scope()) {
+            Some(scope) => scope.record_failure(
+                TaskFailure::new(
+                    node.name(),
+                    node.location(),
+                    FailureKind::Error(TaskError::new(std::sync::Arc::new(error))),
+                ),
+                true,
+            ),
+            None => tracing::error!(
+                target: "tethered::scope",
+                error = %error,
+                "a dropped scope failed with no enclosing scope to report to",
+            ),
+        }
+    }
+    node.finish();
+}
+
+/// The scope's optional deadline. Expiring cancels the scope with a
+/// [`Timeout`](CancelKind::Timeout) reason, once.
+struct Deadline {
+    sleep: Option<Pin<Box<Sleep>>>,
+    limit: Duration,
+    expired: bool,
+}
+
+impl Deadline {
+    fn new(timeout: Option<Duration>) -> Self {
+        Deadline {
+            sleep: timeout.map(|limit| Box::pin(tokio::time::sleep_until(Instant::now() + limit))),
+            limit: timeout.unwrap_or_default(),
+            expired: false,
+        }
+    }
+
+    fn poll_expired(mut self: Pin<&mut Self>, cx: &mut Context<'_>, node: &Node) {
+        let Some(sleep) = self.sleep.as_mut() else {
+            return;
+        };
+        if sleep.as_mut().poll(cx).is_ready() {
+            self.sleep = None;
+            self.expired = true;
+            let reason = CancelReason::at(CancelKind::Timeout, node.location())
+                .with_message(format!("scope exceeded its timeout of {:?}", self.limit));
+            node.cancel(reason, false);
+        }
+    }
+}
+
+impl fmt::Debug for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scope")
+            .field("name", &self.node.name())
+            .field("location", &format_args!("{}", self.node.location()))
+            .field("cancelled", &self.node.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A `'static`, cloneable handle to a scope, for spawning into it from
+/// anywhere (typically from one of its children).
+///
+/// Tasks spawned through a handle are still the scope's children: the scope
+/// joins them, and their failures are its failures. A scope accepts new
+/// children until it is *closing* (cancelled: a child failed, its timeout
+/// passed, it or an ancestor was cancelled) or *closed* (its body returned
+/// and every child has ended); then spawning returns a
+/// [`SpawnError`](crate::SpawnError) and drops the future unpolled. While the
+/// scope waits for its children, they can still spawn siblings through a
+/// handle, as with a trio nursery.
+#[derive(Clone)]
+pub struct ScopeHandle {
+    node: Arc<Node>,
+}
+
+impl ScopeHandle {
+    /// Spawns `fut` into the scope, or returns an error if the scope is
+    /// closed. See [`Scope::spawn`].
+    #[track_caller]
+    pub fn try_spawn<F>(
+        &self,
+        fut: F,
+    ) -> Result<TaskHandle<'static, F::Output>, crate::SpawnError>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.try_spawn_inner(None, fut)
+    }
+
+    /// [`try_spawn`](Self::try_spawn) with a name.
+    #[track_caller]
+    pub fn try_spawn_named<F>(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        fut: F,
+    ) -> Result<TaskHandle<'static, F::Output>, crate::SpawnError>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.try_spawn_inner(Some(name.into()), fut)
+    }
+
+    #[track_caller]
+    fn try_spawn_inner<F>(
+        &self,
+        name: Option<Cow<'static, str>>,
+        fut: F,
+    ) -> Result<TaskHandle<'static, F::Output>, crate::SpawnError>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        spawn_child(
+            &self.node,
+            NodeKind::Task,
+            name,
+            Location::caller(),
+            fut,
+            Ok::<_, std::convert::Infallible>,
+            true,
+        )
+        .ok_or_else(|| crate::SpawnError::closed(self.node.name()))
+    }
+
+    /// Cancels the scope; see [`Scope::cancel`].
+    #[track_caller]
+    pub fn cancel(&self, reason: impl IntoCancelReason) {
+        self.node
+            .cancel(reason.into_cancel_reason(Location::caller()), false);
+    }
+
+    /// Asks the scope to stop; see [`Scope::stop`].
+    #[track_caller]
+    pub fn stop(&self, reason: impl IntoCancelReason) {
+        self.node.stop(reason.into_cancel_reason(Location::caller()));
+    }
+
+    /// Whether the scope refuses new children (closing or closed).
+    pub fn is_closed(&self) -> bool {
+        self.node.is_closed()
+    }
+}
+
+impl fmt::Debug for ScopeHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopeHandle")
+            .field("name", &self.node.name())
+            .field("closed", &self.node.is_closed())
+            .finish()
+    }
+}

@@ -1,0 +1,1 @@
+//! Holds no code: the ui tests live in `tests/`.
