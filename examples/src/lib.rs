@@ -1,1 +1,41 @@
-//! Holds no code: the programs live in `examples/`.
+//! Runnable programs showing tethered's patterns.
+//!
+//! The programs live in `examples/`; the logic they share with their tests
+//! lives here, one module per program:
+//!
+//! * [`demo`]: the README's demo (`cargo run -p tethered-examples --example
+//!   cancel_tree`), a small task tree that fails, cancels and reports.
+//!
+//! This crate also compiles every Rust snippet of the book (`book/src`) as a
+//! doctest, so `cargo test` checks what the book says.
+
+pub mod demo;
+
+// The book's chapters and the README, doctested (as PyO3 does with its
+// guide): every ```rust block in them must compile and run.
+#[cfg(doctest)]
+mod book {
+    #[doc = include_str!("../../README.md")]
+    struct Readme;
+
+    #[doc = include_str!("../../book/src/introduction.md")]
+    struct Introduction;
+
+    #[doc = include_str!("../../book/src/scopes.md")]
+    struct Scopes;
+
+    #[doc = include_str!("../../book/src/cancellation.md")]
+    struct Cancellation;
+
+    #[doc = include_str!("../../book/src/cancel-and-wait.md")]
+    struct CancelAndWait;
+
+    #[doc = include_str!("../../book/src/shields-and-cleanup.md")]
+    struct ShieldsAndCleanup;
+
+    #[doc = include_str!("../../book/src/task-tree.md")]
+    struct TaskTree;
+
+    #[doc = include_str!("../../book/src/limits.md")]
+    struct Limits;
+}

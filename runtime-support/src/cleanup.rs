@@ -99,7 +99,12 @@ impl Scope {
 /// recorded on `scope`.
 pub(crate) fn run_cleanups(scope: &Arc<Node>, mut cleanups: Vec<Cleanup>, limit: Duration) {
     scope.set_in_cleanup();
-    let phase = Node::new(NodeKind::Cleanup, None, scope.location(), Some(scope.clone()));
+    let phase = Node::new(
+        NodeKind::Cleanup,
+        None,
+        scope.location(),
+        Some(scope.clone()),
+    );
     let scope = scope.clone();
     let runner = async move {
         while let Some(cleanup) = cleanups.pop() {

@@ -21,18 +21,19 @@ use crate::reason::{CancelKind, CancelReason};
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// use tethered::{Outcome, Scope};
+/// use tethered::Scope;
 ///
-/// let result = Scope::run(async |scope| {
-///     let handle = scope.spawn(async { panic!("disk on fire") });
-///     match handle.join().await {
-///         Outcome::Panicked(payload) => assert_eq!(payload.message(), "disk on fire"),
-///         other => panic!("unexpected {other:?}"),
-///     }
+/// let error = Scope::run(async |scope| {
+///     scope.spawn_named("indexer", async { panic!("disk on fire") });
 /// })
-/// .await;
-/// // The scope reports the panic too: it is a failure of the scope.
-/// assert_eq!(result.unwrap_err().failures()[0].panic().unwrap().message(), "disk on fire");
+/// .await
+/// .unwrap_err();
+/// let failure = &error.failures()[0];
+/// assert_eq!(failure.task(), Some("indexer"));
+/// let payload = failure.panic().unwrap();
+/// assert_eq!(payload.message(), "disk on fire");
+/// // The original payload can be taken once, e.g. to re-raise it.
+/// assert!(payload.take().unwrap().downcast_ref::<&str>().is_some());
 /// # }
 /// ```
 #[derive(Clone)]
@@ -88,7 +89,9 @@ impl PanicPayload {
 
 impl fmt::Debug for PanicPayload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("PanicPayload").field(&self.message()).finish()
+        f.debug_tuple("PanicPayload")
+            .field(&self.message())
+            .finish()
     }
 }
 

@@ -204,12 +204,17 @@ impl CancelReason {
 
     /// The reason a child receives when its parent is cancelled for `self`.
     ///
-    /// Reasons a scope raises *about* its children (a sibling failed, the
-    /// scope exited) reach them unchanged; any other reason reaches them as
+    /// Reasons a scope raises *about its own children* (a sibling failed, the
+    /// scope exited) reach those children unchanged (`raised_here`); any other
+    /// reason, and any reason the parent itself inherited, reaches them as
     /// `ParentCancelled` caused by it, so the chain records every level.
-    pub(crate) fn for_child(&self, parent_name: Option<Cow<'static, str>>) -> CancelReason {
+    pub(crate) fn for_child(
+        &self,
+        parent_name: Option<Cow<'static, str>>,
+        raised_here: bool,
+    ) -> CancelReason {
         match self.kind() {
-            CancelKind::SiblingFailed | CancelKind::ScopeExit => self.clone(),
+            CancelKind::SiblingFailed | CancelKind::ScopeExit if raised_here => self.clone(),
             _ => CancelReason(Arc::new(ReasonInner {
                 kind: CancelKind::ParentCancelled,
                 message: None,
@@ -311,11 +316,18 @@ mod tests {
     }
 
     #[test]
-    fn sibling_failure_reaches_children_unchanged() {
+    fn sibling_failure_reaches_only_the_siblings_unchanged() {
         let failed = CancelReason::new(CancelKind::SiblingFailed);
-        assert!(failed.for_child(Some("scope".into())).same_as(&failed));
+        assert!(
+            failed
+                .for_child(Some("scope".into()), true)
+                .same_as(&failed)
+        );
+        let below = failed.for_child(Some("task".into()), false);
+        assert_eq!(below.kind(), CancelKind::ParentCancelled);
+        assert!(below.cause().unwrap().same_as(&failed));
         let timeout = CancelReason::new(CancelKind::Timeout);
-        let child = timeout.for_child(Some("scope".into()));
+        let child = timeout.for_child(Some("scope".into()), true);
         assert_eq!(child.kind(), CancelKind::ParentCancelled);
         assert!(child.cause().unwrap().same_as(&timeout));
         assert_eq!(child.origin(), Some("scope"));

@@ -178,12 +178,7 @@ impl ScopeBuilder {
     {
         let location = Location::caller();
         async move {
-            let node = Node::new(
-                NodeKind::Scope,
-                self.name,
-                location,
-                crate::node::current(),
-            );
+            let node = Node::new(NodeKind::Scope, self.name, location, crate::node::current());
             let scope = Scope {
                 node,
                 cleanups: Mutex::new(Vec::new()),
@@ -465,7 +460,8 @@ impl Scope {
     /// observed with [`crate::stop_requested`] and [`crate::is_stopping`].
     #[track_caller]
     pub fn stop(&self, reason: impl IntoCancelReason) {
-        self.node.stop(reason.into_cancel_reason(Location::caller()));
+        self.node
+            .stop(reason.into_cancel_reason(Location::caller()));
     }
 
     /// Whether the scope has been cancelled.
@@ -568,7 +564,7 @@ async fn finish_orphan(node: Arc<Node>, cleanups: Vec<Cleanup>, cleanup_timeout:
     let failures = node.take_failures();
     if !failures.is_empty() {
         let error = ScopeError::new(node.name(), node.location(), node.reason(), failures);
-        match node.parent().and_then(|parent| parent.enclosing_scope()) {
+        match node.parent().and_then(Node::enclosing_scope) {
             Some(scope) => scope.record_failure(
                 TaskFailure::new(
                     node.name(),
@@ -605,10 +601,13 @@ impl Deadline {
     }
 
     fn poll_expired(mut self: Pin<&mut Self>, cx: &mut Context<'_>, node: &Node) {
+        let zero = self.limit.is_zero();
         let Some(sleep) = self.sleep.as_mut() else {
             return;
         };
-        if sleep.as_mut().poll(cx).is_ready() {
+        // A zero timeout has passed before the first poll; on a running clock
+        // the timer wheel would only notice a millisecond later.
+        if zero || sleep.as_mut().poll(cx).is_ready() {
             self.sleep = None;
             self.expired = true;
             let reason = CancelReason::at(CancelKind::Timeout, node.location())
@@ -648,10 +647,7 @@ impl ScopeHandle {
     /// Spawns `fut` into the scope, or returns an error if the scope is
     /// closed. See [`Scope::spawn`].
     #[track_caller]
-    pub fn try_spawn<F>(
-        &self,
-        fut: F,
-    ) -> Result<TaskHandle<'static, F::Output>, crate::SpawnError>
+    pub fn try_spawn<F>(&self, fut: F) -> Result<TaskHandle<'static, F::Output>, crate::SpawnError>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
@@ -705,7 +701,8 @@ impl ScopeHandle {
     /// Asks the scope to stop; see [`Scope::stop`].
     #[track_caller]
     pub fn stop(&self, reason: impl IntoCancelReason) {
-        self.node.stop(reason.into_cancel_reason(Location::caller()));
+        self.node
+            .stop(reason.into_cancel_reason(Location::caller()));
     }
 
     /// Whether the scope refuses new children (closing or closed).

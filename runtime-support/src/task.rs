@@ -9,7 +9,7 @@ use std::panic::Location;
 use std::sync::Arc as StdArc;
 use std::task::Poll;
 
-use tokio::task::JoinHandle;
+use tokio::task::{JoinError, JoinHandle};
 use tracing::Instrument;
 
 use crate::error::{FailureKind, PanicPayload, TaskError, TaskFailure};
@@ -23,7 +23,9 @@ use crate::reason::{CancelKind, CancelReason, IntoCancelReason};
 /// The handle borrows the scope (`'scope`), so it cannot be returned from
 /// the scope's body or stored anywhere that outlives it: every task is joined
 /// by its scope whatever happens to its handle. Dropping the handle does not
-/// cancel the task; the scope still waits for it.
+/// cancel the task; the scope still waits for it. That is why the handle is
+/// not `#[must_use]`: `scope.spawn(worker());` is a complete statement, and
+/// the task is joined when the scope ends.
 ///
 /// # Examples
 ///
@@ -65,7 +67,6 @@ use crate::reason::{CancelKind, CancelReason, IntoCancelReason};
 /// .await;
 /// # }
 /// ```
-#[must_use = "a task handle should be joined, cancelled, or dropped on purpose (the scope joins the task anyway)"]
 pub struct TaskHandle<'scope, T, E = Infallible> {
     node: Arc<Node>,
     join: JoinHandle<Outcome<T, E>>,
@@ -77,18 +78,15 @@ impl<T, E> TaskHandle<'_, T, E> {
     ///
     /// If the future returned by `join` is dropped (the caller was
     /// cancelled), the task is unaffected, and its scope still joins it.
-    pub async fn join(self) -> Outcome<T, E> {
-        match self.join.await {
-            Ok(outcome) => outcome,
-            Err(error) if error.is_panic() => {
-                Outcome::Panicked(PanicPayload::new(error.into_panic()))
-            }
-            // The runtime dropped the task: it is shutting down.
-            Err(_) => Outcome::Cancelled(self.node.reason().unwrap_or_else(|| {
-                CancelReason::at(CancelKind::Shutdown, self.node.location())
-                    .with_message("the tokio runtime shut down")
-            })),
-        }
+    ///
+    /// Inside a scope, a child that fails cancels the scope, and with it the
+    /// body awaiting `join`: the failure reaches the caller through the
+    /// scope's [`ScopeError`](crate::ScopeError) rather than through
+    /// [`Outcome::Failed`]. `Failed` is what a joiner sees where a failure
+    /// does not cancel it (a shield, or code outside the group).
+    pub async fn join(mut self) -> Outcome<T, E> {
+        let joined = (&mut self.join).await;
+        settle(&self.node, joined)
     }
 
     /// Cancels the task: its future is dropped at its next `.await` (its
@@ -136,12 +134,57 @@ impl<T, E> TaskHandle<'_, T, E> {
         self.join()
     }
 
+    /// Asks the task to stop, gives it `grace` to end by itself, then cancels
+    /// it with the same reason and waits for it: the phased shutdown of one
+    /// task (a service's "finish what you are doing, then go").
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use tethered::{Outcome, Scope};
+    ///
+    /// Scope::run(async |scope| {
+    ///     let polite = scope.spawn(async {
+    ///         tethered::stop_requested().await;
+    ///         "finished the batch"
+    ///     });
+    ///     let stubborn = scope.spawn(std::future::pending::<&str>());
+    ///     let grace = Duration::from_secs(5);
+    ///     assert!(matches!(polite.stop_and_wait("deploy", grace).await, Outcome::Completed(_)));
+    ///     assert!(stubborn.stop_and_wait("deploy", grace).await.is_cancelled());
+    /// })
+    /// .await
+    /// .unwrap();
+    /// # }
+    /// ```
+    #[track_caller]
+    pub fn stop_and_wait(
+        mut self,
+        reason: impl IntoCancelReason,
+        grace: std::time::Duration,
+    ) -> impl Future<Output = Outcome<T, E>> {
+        let reason = reason.into_cancel_reason(Location::caller());
+        self.node.stop(reason.clone());
+        async move {
+            let joined = match tokio::time::timeout(grace, &mut self.join).await {
+                Ok(joined) => joined,
+                Err(_elapsed) => {
+                    self.node.cancel(reason, false);
+                    (&mut self.join).await
+                }
+            };
+            settle(&self.node, joined)
+        }
+    }
+
     /// Asks the task to stop: a soft request it observes with
     /// [`stop_requested`](crate::stop_requested) or
     /// [`is_stopping`](crate::is_stopping).
     #[track_caller]
     pub fn stop(&self, reason: impl IntoCancelReason) {
-        self.node.stop(reason.into_cancel_reason(Location::caller()));
+        self.node
+            .stop(reason.into_cancel_reason(Location::caller()));
     }
 
     /// Whether the task has ended.
@@ -172,6 +215,21 @@ impl<T, E> fmt::Debug for TaskHandle<'_, T, E> {
             .field("location", &format_args!("{}", self.node.location()))
             .field("finished", &self.is_finished())
             .finish()
+    }
+}
+
+/// Turns what the tokio task returned into the task's outcome.
+fn settle<T, E>(node: &Node, joined: Result<Outcome<T, E>, JoinError>) -> Outcome<T, E> {
+    match joined {
+        Ok(outcome) => outcome,
+        // Panics are caught inside the task; this one came from tethered's
+        // own bookkeeping, and is still reported rather than lost.
+        Err(error) if error.is_panic() => Outcome::Panicked(PanicPayload::new(error.into_panic())),
+        // The runtime dropped the task: it is shutting down.
+        Err(_) => Outcome::Cancelled(node.reason().unwrap_or_else(|| {
+            CancelReason::at(CancelKind::Shutdown, node.location())
+                .with_message("the tokio runtime shut down")
+        })),
     }
 }
 
@@ -236,6 +294,7 @@ where
 {
     let node = &guard.0;
     let settled = Guarded::new(node.clone(), fut).await;
+    node.set_settled();
     let outcome = match settled {
         Settled::Completed(output) => match split(output) {
             Ok(value) => Outcome::Completed(value),
@@ -249,9 +308,10 @@ where
             report(node, FailureKind::Panic(payload.clone()));
             Outcome::Panicked(payload)
         }
-        Settled::Cancelled => Outcome::Cancelled(node.reason().unwrap_or_else(|| {
-            CancelReason::at(CancelKind::Explicit, node.location())
-        })),
+        Settled::Cancelled => Outcome::Cancelled(
+            node.reason()
+                .unwrap_or_else(|| CancelReason::at(CancelKind::Explicit, node.location())),
+        ),
     };
     // Scopes nested in this task that were dropped mid-flight are still
     // finishing their cancellation: the task ends only after them.
@@ -276,7 +336,7 @@ fn report(node: &Arc<Node>, kind: FailureKind) {
         failure = %failure.summary(),
         "task failed",
     );
-    match node.parent().and_then(|parent| parent.enclosing_scope()) {
+    match node.parent().and_then(Node::enclosing_scope) {
         Some(scope) => scope.record_failure(failure, true),
         None => tracing::error!(
             target: "tethered::task",

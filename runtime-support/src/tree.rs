@@ -199,7 +199,9 @@ impl TreeEntry {
             EntryState::InCleanup => f.write_str("in cleanup")?,
             EntryState::Orphaned(reason) => write!(f, "orphaned: {reason}")?,
         }
-        writeln!(f, ", age {:?}]", self.age)?;
+        // Millisecond precision: nanoseconds are noise in a tree dump.
+        let age = Duration::from_millis(self.age.as_millis().try_into().unwrap_or(u64::MAX));
+        writeln!(f, ", age {age:?}]")?;
         for child in &self.children {
             child.fmt_indented(f, depth + 1)?;
         }

@@ -92,11 +92,9 @@ impl<F: Future> Future for Guarded<F> {
             }))
         });
         match polled {
-            Ok(Poll::Ready(value)) => Poll::Ready(drop_future(
-                this.node,
-                this.fut,
-                Settled::Completed(value),
-            )),
+            Ok(Poll::Ready(value)) => {
+                Poll::Ready(drop_future(this.node, this.fut, Settled::Completed(value)))
+            }
             Ok(Poll::Pending) => {
                 let cancelled = this
                     .node

@@ -16,6 +16,8 @@
 //! `CancellationToken` per task keeps a task to one allocation of bookkeeping.
 
 mod guarded;
+#[cfg(all(test, tethered_loom))]
+mod loom_models;
 pub(crate) mod sync;
 
 use std::borrow::Cow;
@@ -50,6 +52,9 @@ const STOPPING: u8 = 1 << 1;
 const IN_CLEANUP: u8 = 1 << 2;
 const DONE: u8 = 1 << 3;
 const ORPHANED: u8 = 1 << 4;
+/// The node's own future has ended (completed, failed, panicked or was
+/// cancelled): cancelling it can no longer change anything.
+const SETTLED: u8 = 1 << 5;
 
 /// Sentinel for "not registered anywhere yet".
 const NO_SLOT: usize = usize::MAX;
@@ -70,6 +75,9 @@ pub(crate) struct Node {
 struct Inner {
     /// Why this node was hard-cancelled; set once, first writer wins.
     reason: Option<CancelReason>,
+    /// Whether `reason` came down from an ancestor (rather than being raised
+    /// on this node), which decides how children inherit it.
+    reason_inherited: bool,
     /// Why this node was asked to stop; set once, first writer wins.
     stop_reason: Option<CancelReason>,
     /// The future driving this node (the task wrapper or the scope future).
@@ -160,14 +168,18 @@ impl Node {
             }
             let key = inner.children.insert(node.clone());
             node.slot.store(key, Ordering::Relaxed);
-            (inner.reason.clone(), inner.stop_reason.clone())
+            let inherit = inner
+                .reason
+                .as_ref()
+                .map(|reason| reason.for_child(parent.name.clone(), !inner.reason_inherited));
+            (inherit, inner.stop_reason.clone())
         };
         // A cancellation walk takes a snapshot of the children, so a node
         // registered after the snapshot takes the parent's state itself;
         // first-writer-wins makes it harmless when both happen.
         match (inherit_cancel, kind) {
             (Some(reason), NodeKind::Task | NodeKind::Scope) => {
-                node.cancel(reason.for_child(parent.name.clone()), true);
+                node.cancel(reason, true);
             }
             _ => {
                 if let Some(reason) = inherit_stop {
@@ -222,6 +234,11 @@ impl Node {
         self.has(ORPHANED)
     }
 
+    /// Marks the node's own future as ended; later cancellations are no-ops.
+    pub(crate) fn set_settled(&self) {
+        self.flags.fetch_or(SETTLED, Ordering::AcqRel);
+    }
+
     pub(crate) fn set_in_cleanup(&self) {
         self.flags.fetch_or(IN_CLEANUP, Ordering::AcqRel);
     }
@@ -248,6 +265,11 @@ impl Node {
     /// cancelled) are traced at debug level; the one that started the walk
     /// at info level, so "who cancelled what" is visible by default.
     pub(crate) fn cancel(&self, reason: CancelReason, inherited: bool) -> bool {
+        if self.has(SETTLED) {
+            // Its outcome is decided (a failed task, for one, is still
+            // registered while its failure cancels its siblings).
+            return false;
+        }
         let (waker, stop_wakers, children) = {
             let mut inner = lock(&self.inner);
             if let Some(kept) = &inner.reason {
@@ -278,6 +300,7 @@ impl Node {
                 );
             }
             inner.reason = Some(reason.clone());
+            inner.reason_inherited = inherited;
             if inner.stop_reason.is_none() {
                 inner.stop_reason = Some(reason.clone());
             }
@@ -290,7 +313,7 @@ impl Node {
         };
         wake_all(waker, stop_wakers);
         if !children.is_empty() {
-            let inherited = reason.for_child(self.name.clone());
+            let inherited = reason.for_child(self.name.clone(), !inherited);
             for child in children {
                 match child.kind {
                     NodeKind::Task | NodeKind::Scope => child.cancel(inherited.clone(), true),
@@ -410,8 +433,8 @@ impl Node {
     }
 
     /// The nearest scope at or above this node, where failures are recorded.
-    pub(crate) fn enclosing_scope(self: &Arc<Self>) -> Option<Arc<Node>> {
-        let mut node = Some(self);
+    pub(crate) fn enclosing_scope(node: &Arc<Node>) -> Option<Arc<Node>> {
+        let mut node = Some(node);
         while let Some(current) = node {
             if current.kind == NodeKind::Scope {
                 return Some(current.clone());
@@ -480,7 +503,9 @@ fn wake_all(waker: Option<Waker>, others: Vec<Waker>) {
 }
 
 fn lock_std<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl std::fmt::Debug for Node {

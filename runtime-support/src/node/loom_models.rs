@@ -1,0 +1,146 @@
+//! Loom models of the node tree's synchronization.
+//!
+//! Run with
+//! `RUSTFLAGS="--cfg tethered_loom" CARGO_TARGET_DIR=target/loom cargo test -p tethered --lib --profile loom loom_`.
+//! The custom cfg swaps the node tree's `Arc`, `Mutex` and atomics for loom's
+//! (see `sync.rs`) and leaves every other crate, tokio included, untouched.
+
+use std::future::poll_fn;
+use std::panic::Location;
+use std::task::Poll;
+
+use loom::sync::atomic::AtomicBool;
+use loom::thread;
+
+use super::sync::{Arc, Ordering};
+use super::{Node, NodeKind};
+use crate::reason::{CancelKind, CancelReason};
+
+fn scope() -> Arc<Node> {
+    Node::new(
+        NodeKind::Scope,
+        Some("scope".into()),
+        Location::caller(),
+        None,
+    )
+}
+
+fn child(parent: &Arc<Node>, kind: NodeKind) -> Arc<Node> {
+    Node::new(
+        kind,
+        Some("child".into()),
+        Location::caller(),
+        Some(parent.clone()),
+    )
+}
+
+/// Waits, as a scope does, until every child of `node` has ended. A lost
+/// wake-up leaves this blocked forever, which loom reports as a deadlock.
+fn join_children(node: &Arc<Node>) {
+    loom::future::block_on(poll_fn(|cx| {
+        if node.poll_children_done(cx.waker()) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }));
+}
+
+/// A child completes while its scope is being cancelled: the scope's join
+/// always wakes up, and the child either finished first (and was never
+/// cancelled) or carries the scope's reason as its cause.
+#[test]
+fn loom_child_completes_while_scope_is_cancelled() {
+    loom::model(|| {
+        let scope = scope();
+        let task = child(&scope, NodeKind::Task);
+        let reason = CancelReason::new(CancelKind::Explicit);
+
+        let finisher = {
+            let task = task.clone();
+            thread::spawn(move || task.finish())
+        };
+        let canceller = {
+            let scope = scope.clone();
+            let reason = reason.clone();
+            thread::spawn(move || assert!(scope.cancel(reason, false)))
+        };
+
+        join_children(&scope);
+        finisher.join().unwrap();
+        canceller.join().unwrap();
+
+        assert!(scope.reason().unwrap().same_as(&reason));
+        if let Some(inherited) = task.reason() {
+            assert_eq!(inherited.kind(), CancelKind::ParentCancelled);
+            assert!(inherited.cause().unwrap().same_as(&reason));
+        }
+        scope.finish();
+    });
+}
+
+/// Two cancellers race on one node: exactly one wins, everyone observes the
+/// winner's reason, and a child registered meanwhile inherits it.
+#[test]
+fn loom_first_canceller_wins() {
+    loom::model(|| {
+        let scope = scope();
+        let first = CancelReason::explicit("first");
+        let second = CancelReason::explicit("second");
+
+        let cancel_with = |reason: &CancelReason| {
+            let scope = scope.clone();
+            let reason = reason.clone();
+            thread::spawn(move || scope.cancel(reason, false))
+        };
+        let a = cancel_with(&first);
+        let b = cancel_with(&second);
+        let late_child = child(&scope, NodeKind::Task);
+        let won_a = a.join().unwrap();
+        let won_b = b.join().unwrap();
+
+        assert!(won_a ^ won_b, "exactly one cancel takes effect");
+        let winner = if won_a { &first } else { &second };
+        assert!(scope.reason().unwrap().same_as(winner));
+        let inherited = late_child.reason().expect("the child was cancelled");
+        assert!(inherited.cause().unwrap().same_as(winner));
+
+        late_child.finish();
+        join_children(&scope);
+        scope.finish();
+    });
+}
+
+/// A shield is registered while its scope starts joining: either the
+/// registration is refused (the scope was sealed first), or the join waits
+/// for the shield to end.
+#[test]
+fn loom_shield_registration_races_scope_close() {
+    loom::model(|| {
+        let scope = scope();
+        let shield_done = Arc::new(AtomicBool::new(false));
+
+        let registrar = {
+            let scope = scope.clone();
+            let shield_done = shield_done.clone();
+            thread::spawn(move || {
+                let shield = Node::try_new(NodeKind::Shield, None, Location::caller(), &scope);
+                if let Some(shield) = &shield {
+                    shield_done.store(true, Ordering::SeqCst);
+                    shield.finish();
+                }
+                shield.is_some()
+            })
+        };
+
+        join_children(&scope);
+        let registered = registrar.join().unwrap();
+        if registered {
+            assert!(
+                shield_done.load(Ordering::SeqCst),
+                "the scope joined before its shield ended"
+            );
+        }
+        scope.finish();
+    });
+}

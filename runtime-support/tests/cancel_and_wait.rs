@@ -1,0 +1,317 @@
+//! `TaskHandle::cancel_and_wait`: exactly one answer, and no ambiguity when
+//! the caller gives up or is cancelled while waiting.
+
+mod common;
+
+use std::future::pending;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::{EXPECTED, Flag, Log, Probe, quiet_expected_panics, secs};
+use tethered::{CancelKind, Outcome, Scope};
+use tokio::time::{Instant, sleep};
+
+/// A child that, once cancelled, still needs `cleanup_secs` to finish: its
+/// nested scope's cleanup runs after the child's future is dropped.
+fn slow_to_cancel(log: &Log, cleanup_secs: u64) -> impl Future<Output = ()> + Send + 'static {
+    let log = log.clone();
+    async move {
+        let _ = Scope::builder()
+            .name("child-work")
+            .run(async |inner| {
+                let log = log.clone();
+                inner.defer(async move {
+                    sleep(secs(cleanup_secs)).await;
+                    log.push("child cleanup done");
+                });
+                pending::<()>().await
+            })
+            .await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn completed_when_the_task_finished_before_the_cancel() {
+    let outcome = Scope::run(async |scope| {
+        let task = scope.spawn(async { 42 });
+        while !task.is_finished() {
+            tokio::task::yield_now().await;
+        }
+        task.cancel_and_wait("too late").await
+    })
+    .await
+    .unwrap();
+    assert!(matches!(outcome, Outcome::Completed(42)), "{outcome:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn completed_when_the_task_finished_its_work_but_is_still_joining() {
+    // The task's own future completed; it still waits for a nested scope it
+    // dropped. A cancel arriving then does not turn it into a cancellation.
+    let log = Log::new();
+    let outcome = Scope::run(async |scope| {
+        let log2 = log.clone();
+        let task = scope.spawn(async move {
+            let _ = tokio::time::timeout(secs(1), slow_to_cancel(&log2, 5)).await;
+            "value"
+        });
+        sleep(secs(2)).await;
+        assert!(!task.is_finished());
+        task.cancel_and_wait("too late").await
+    })
+    .await
+    .unwrap();
+    assert!(
+        matches!(outcome, Outcome::Completed("value")),
+        "{outcome:?}"
+    );
+    assert_eq!(log.at("child cleanup done"), secs(6));
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelled_with_the_reason_when_the_task_was_running() {
+    let probe = Probe::new();
+    let (outcome, line) = Scope::builder()
+        .name("caller-scope")
+        .run(async |scope| {
+            let task = scope.spawn_named("running", probe.hang());
+            sleep(secs(1)).await;
+            let line = line!() + 1;
+            let outcome = task.cancel_and_wait("no longer needed").await;
+            (outcome, line)
+        })
+        .await
+        .unwrap();
+    let reason = match outcome {
+        Outcome::Cancelled(reason) => reason,
+        other => panic!("unexpected outcome {other:?}"),
+    };
+    assert_eq!(reason.kind(), CancelKind::Explicit);
+    assert_eq!(reason.message(), Some("no longer needed"));
+    assert_eq!(reason.location().file(), file!());
+    assert_eq!(reason.location().line(), line);
+    assert_eq!(reason.origin(), Some("caller-scope"));
+    assert!(
+        reason.same_as(&probe.reason()),
+        "the task saw the same reason"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_and_wait_returns_only_once_the_task_has_finished_cancelling() {
+    let log = Log::new();
+    Scope::run(async |scope| {
+        let task = scope.spawn(slow_to_cancel(&log, 3));
+        sleep(secs(1)).await;
+        let outcome = task.cancel_and_wait("stop").await;
+        assert!(outcome.is_cancelled());
+        log.push("cancel_and_wait returned");
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        log.names(),
+        ["child cleanup done", "cancel_and_wait returned"]
+    );
+    assert_eq!(log.at("cancel_and_wait returned"), secs(4));
+}
+
+#[tokio::test(start_paused = true)]
+async fn panicked_when_the_task_panicked_before_the_cancel() {
+    quiet_expected_panics();
+    // A panic cancels the scope's body, so the waiting is done by a shield
+    // through a `'static` handle.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let error = Scope::run(async |scope| {
+        let task = scope
+            .handle()
+            .try_spawn(async { panic!("{EXPECTED}: crashed first") })
+            .unwrap();
+        scope.shield(async move {
+            sleep(secs(1)).await;
+            let _ = tx.send(task.cancel_and_wait("too late").await);
+        });
+    })
+    .await
+    .unwrap_err();
+    match rx.await.unwrap() {
+        Outcome::Panicked(payload) => {
+            assert_eq!(payload.message(), format!("{EXPECTED}: crashed first"));
+        }
+        other => panic!("unexpected outcome {other:?}"),
+    }
+    assert_eq!(error.failures().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn caller_dropped_while_waiting_the_child_still_finishes_and_is_joined() {
+    let log = Log::new();
+    let started = Instant::now();
+    Scope::run(async |scope| {
+        let task = scope.spawn_named("child", slow_to_cancel(&log, 5));
+        sleep(secs(1)).await;
+        let waited = tokio::time::timeout(secs(2), task.cancel_and_wait("enough")).await;
+        assert!(waited.is_err(), "the child needs 5s to cancel");
+        log.push("caller gave up");
+    })
+    .await
+    .unwrap();
+    log.push("scope returned");
+    assert_eq!(
+        log.names(),
+        ["caller gave up", "child cleanup done", "scope returned"]
+    );
+    assert_eq!(log.at("caller gave up"), secs(3));
+    assert_eq!(log.at("child cleanup done"), secs(6));
+    assert_eq!(started.elapsed(), secs(6));
+}
+
+#[tokio::test(start_paused = true)]
+async fn caller_task_cancelled_while_waiting_the_child_still_finishes_and_is_joined() {
+    let log = Log::new();
+    let caller_probe = Probe::new();
+    let started = Instant::now();
+    Scope::run(async |scope| {
+        let child = scope
+            .handle()
+            .try_spawn_named("child", slow_to_cancel(&log, 5))
+            .unwrap();
+        let log2 = log.clone();
+        let guard = caller_probe.guard();
+        let caller = scope.spawn_named("caller", async move {
+            let _guard = guard;
+            sleep(secs(1)).await;
+            let outcome = child.cancel_and_wait("from caller").await;
+            log2.push(format!("caller saw {}", outcome.is_cancelled()));
+        });
+        sleep(secs(2)).await;
+        caller.cancel("caller cancelled");
+    })
+    .await
+    .unwrap();
+    log.push("scope returned");
+    assert_eq!(log.names(), ["child cleanup done", "scope returned"]);
+    assert_eq!(log.at("child cleanup done"), secs(6));
+    assert_eq!(started.elapsed(), secs(6));
+    assert_eq!(
+        caller_probe.dropped_at().unwrap() - started,
+        secs(2),
+        "the caller itself stopped waiting when cancelled"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_and_wait_on_a_shield_hard_cancels_it() {
+    let probe = Probe::new();
+    let outcome = Scope::run(async |scope| {
+        let shield = scope.shield_named("protected", probe.hang());
+        sleep(secs(1)).await;
+        shield.cancel_and_wait("explicitly").await
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        outcome.cancel_reason().unwrap().message(),
+        Some("explicitly")
+    );
+    assert!(probe.state().cancelled);
+}
+
+/// Runs `iterations` races between a task finishing and a cancel, on the
+/// multi-thread runtime. `canceller_in_task` moves the cancel to another
+/// task (so it may run on the other worker thread).
+async fn race(iterations: u32, canceller_in_task: bool) -> (usize, usize) {
+    let completed = AtomicUsize::new(0);
+    let cancelled = AtomicUsize::new(0);
+    for i in 0..iterations {
+        let effect = Flag::new();
+        let effect_in_task = effect.clone();
+        let outcome = Scope::run(async |scope| {
+            let work = async move {
+                for _ in 0..(i % 3) {
+                    tokio::task::yield_now().await;
+                }
+                effect_in_task.set();
+                i
+            };
+            let handle = scope.handle().try_spawn(work).unwrap();
+            let cancel = async move {
+                for _ in 0..(i % 4) {
+                    std::hint::spin_loop();
+                    tokio::task::yield_now().await;
+                }
+                handle.cancel_and_wait("race").await
+            };
+            if canceller_in_task {
+                scope.spawn(cancel).join().await.unwrap()
+            } else {
+                cancel.await
+            }
+        })
+        .await
+        .unwrap();
+        match outcome {
+            Outcome::Completed(value) => {
+                assert_eq!(value, i);
+                assert!(
+                    effect.get(),
+                    "iteration {i}: Completed without its side effect"
+                );
+                completed.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::Cancelled(reason) => {
+                assert_eq!(reason.message(), Some("race"));
+                assert!(
+                    !effect.get(),
+                    "iteration {i}: Cancelled after its side effect"
+                );
+                cancelled.fetch_add(1, Ordering::Relaxed);
+            }
+            other => panic!("iteration {i}: unexpected outcome {other:?}"),
+        }
+        // Nothing runs after the scope returned.
+        let effect_after = effect.get();
+        tokio::task::yield_now().await;
+        assert_eq!(effect.get(), effect_after);
+    }
+    (
+        completed.load(Ordering::Relaxed),
+        cancelled.load(Ordering::Relaxed),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn race_between_cancel_and_completion_always_gives_one_consistent_answer() {
+    let (completed, cancelled) = race(2000, false).await;
+    println!("completed {completed}, cancelled {cancelled}");
+    assert_eq!(completed + cancelled, 2000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn race_with_the_canceller_in_another_task_gives_one_consistent_answer() {
+    let (completed, cancelled) = race(2000, true).await;
+    println!("completed {completed}, cancelled {cancelled}");
+    assert_eq!(completed + cancelled, 2000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_and_wait_from_a_task_records_that_task_as_origin() {
+    let probe = Probe::new();
+    let outcome = Scope::run(async |scope| {
+        let target = scope.handle().try_spawn(probe.hang()).unwrap();
+        scope
+            .spawn_named("supervisor", async move {
+                target.cancel_and_wait(CancelKind::Shutdown).await
+            })
+            .join()
+            .await
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let reason = outcome.cancel_reason().unwrap();
+    assert_eq!(reason.kind(), CancelKind::Shutdown);
+    assert_eq!(reason.origin(), Some("supervisor"));
+    let seen = Arc::new(probe.reason());
+    assert!(seen.same_as(reason));
+}

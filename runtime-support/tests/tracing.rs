@@ -1,0 +1,190 @@
+//! Tracing: one span per task, one event per cancellation with its reason.
+
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+
+use tethered::Scope;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+use tracing_subscriber::registry::Registry;
+
+#[derive(Debug, Clone)]
+struct Record {
+    kind: &'static str,
+    level: Level,
+    target: String,
+    name: String,
+    fields: Vec<(String, String)>,
+}
+
+impl Record {
+    fn field(&self, key: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+#[derive(Default)]
+struct Fields(Vec<(String, String)>);
+
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
+        self.0.push((field.name().to_owned(), format!("{value:?}")));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.push((field.name().to_owned(), value.to_owned()));
+    }
+}
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<Record>>>);
+
+impl<S: Subscriber> Layer<S> for Capture {
+    fn on_new_span(&self, attrs: &Attributes<'_>, _id: &Id, _ctx: Context<'_, S>) {
+        let mut fields = Fields::default();
+        attrs.record(&mut fields);
+        self.0.lock().unwrap().push(Record {
+            kind: "span",
+            level: *attrs.metadata().level(),
+            target: attrs.metadata().target().to_owned(),
+            name: attrs.metadata().name().to_owned(),
+            fields: fields.0,
+        });
+    }
+
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        self.0.lock().unwrap().push(Record {
+            kind: "event",
+            level: *event.metadata().level(),
+            target: event.metadata().target().to_owned(),
+            name: event.metadata().name().to_owned(),
+            fields: fields.0,
+        });
+    }
+}
+
+/// Runs `body` on a current-thread runtime with a capturing subscriber.
+fn captured(body: impl AsyncFnOnce()) -> Vec<Record> {
+    let capture = Capture::default();
+    let subscriber = Registry::default().with(capture.clone());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(subscriber, || runtime.block_on(body()));
+    capture.0.lock().unwrap().clone()
+}
+
+#[test]
+fn every_task_gets_a_span_with_its_name_and_location() {
+    let records = captured(async || {
+        Scope::run(async |scope| {
+            scope.spawn_named("indexer", async {});
+            scope.shield_named("flush", async {});
+        })
+        .await
+        .unwrap();
+    });
+    let spans: Vec<_> = records
+        .iter()
+        .filter(|r| r.kind == "span" && r.target == "tethered::task")
+        .collect();
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+    assert_eq!(spans[0].name, "task");
+    assert_eq!(spans[0].field("name"), Some("indexer"));
+    assert!(
+        spans[0]
+            .field("location")
+            .unwrap()
+            .contains("tests/tracing.rs")
+    );
+    assert_eq!(spans[0].field("shielded"), Some("false"));
+    assert_eq!(spans[1].field("name"), Some("flush"));
+    assert_eq!(spans[1].field("shielded"), Some("true"));
+}
+
+#[test]
+fn a_cancellation_is_an_event_with_the_whole_reason_chain() {
+    let records = captured(async || {
+        let _ = Scope::builder()
+            .name("outer")
+            .run(async |scope| {
+                scope.spawn_named("leaf", std::future::pending::<()>());
+                tokio::task::yield_now().await;
+                scope.cancel("operator asked");
+            })
+            .await;
+    });
+    let cancels: Vec<_> = records
+        .iter()
+        .filter(|r| r.kind == "event" && r.target == "tethered::cancel")
+        .collect();
+
+    // The cancellation that started it all is visible at info level ...
+    let origin = cancels
+        .iter()
+        .find(|r| r.field("task") == Some("outer"))
+        .expect("an event for the scope's own cancellation");
+    assert_eq!(origin.level, Level::INFO);
+    let reason = origin.field("reason").unwrap();
+    assert!(reason.contains("cancelled: operator asked"), "{reason}");
+    assert!(reason.contains("tests/tracing.rs"), "{reason}");
+
+    // ... and what it reached is recorded at debug level with the chain.
+    let leaf = cancels
+        .iter()
+        .find(|r| r.field("task") == Some("leaf"))
+        .expect("an event for the inherited cancellation");
+    assert_eq!(leaf.level, Level::DEBUG);
+    let reason = leaf.field("reason").unwrap();
+    assert!(reason.starts_with("parent cancelled"), "{reason}");
+    assert!(
+        reason.contains("caused by: cancelled: operator asked"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_second_cancellation_is_recorded_as_ignored() {
+    let records = captured(async || {
+        Scope::run(async |scope| {
+            let task = scope.spawn_named("twice", std::future::pending::<()>());
+            task.cancel("first");
+            task.cancel("second");
+            let reason = task.join().await.cancel_reason().cloned().unwrap();
+            assert_eq!(reason.message(), Some("first"));
+        })
+        .await
+        .unwrap();
+    });
+    let ignored = records
+        .iter()
+        .find(|r| r.target == "tethered::cancel" && r.field("ignored").is_some())
+        .expect("an event for the ignored cancellation");
+    assert!(ignored.field("kept").unwrap().contains("first"));
+    assert!(ignored.field("ignored").unwrap().contains("second"));
+}
+
+#[test]
+fn a_failure_is_logged_with_the_task_name() {
+    let records = captured(async || {
+        let _ = Scope::run(async |scope| {
+            scope.spawn_fallible_named("parser", async { Err::<(), _>("bad input") });
+        })
+        .await;
+    });
+    let failed = records
+        .iter()
+        .find(|r| r.target == "tethered::task" && r.kind == "event")
+        .expect("a failure event");
+    assert_eq!(failed.level, Level::WARN);
+    assert_eq!(failed.field("task"), Some("parser"));
+    assert!(failed.field("failure").unwrap().contains("bad input"));
+}

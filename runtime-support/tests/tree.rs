@@ -1,0 +1,382 @@
+//! `tethered::tree()`: a snapshot of the live task tree.
+//!
+//! The tree is process-wide, so every test here runs alone (one at a time,
+//! on its own paused runtime) and can assert on the whole tree.
+
+mod common;
+
+use std::future::{Future, pending};
+use std::sync::Mutex;
+
+use common::{Probe, secs};
+use tethered::{CancelKind, EntryKind, EntryState, OnExit, Scope, TaskTree, TreeEntry};
+use tokio::time::sleep;
+
+/// Runs `test` alone, on a fresh current-thread runtime with paused time.
+fn alone<F: Future<Output = ()>>(test: F) {
+    static ALONE: Mutex<()> = Mutex::new(());
+    let _alone = ALONE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    assert!(
+        tethered::tree().is_empty(),
+        "a previous test left tasks behind:\n{}",
+        tethered::tree()
+    );
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap()
+        .block_on(test);
+}
+
+fn find<'t>(tree: &'t TaskTree, name: &str) -> &'t TreeEntry {
+    tree.iter()
+        .find(|entry| entry.name() == Some(name))
+        .unwrap_or_else(|| panic!("no entry named `{name}` in\n{tree}"))
+}
+
+fn child_names(entry: &TreeEntry) -> Vec<Option<&str>> {
+    entry.children().iter().map(TreeEntry::name).collect()
+}
+
+#[test]
+fn tree_is_empty_outside_any_scope() {
+    alone(async {
+        let tree = tethered::tree();
+        assert!(tree.is_empty());
+        assert_eq!(tree.len(), 0);
+        assert_eq!(tree.to_string(), "(no live tasks)\n");
+    });
+}
+
+#[test]
+fn tree_shows_names_kinds_and_nesting() {
+    alone(async {
+        let tree = Scope::builder()
+            .name("server")
+            .run(async |scope| {
+                let conn = scope.spawn_named("conn-1", pending::<()>());
+                let flush = scope.shield_named("flush", sleep(secs(10)));
+                let worker = scope.spawn_named("worker", async {
+                    Scope::builder()
+                        .name("batch")
+                        .on_exit(OnExit::Cancel)
+                        .run(async |batch| {
+                            batch.spawn_named("item", pending::<()>());
+                            pending::<()>().await
+                        })
+                        .await
+                });
+                scope.spawn(pending::<()>());
+                sleep(secs(1)).await;
+                let tree = tethered::tree();
+                conn.cancel("done");
+                worker.cancel("done");
+                flush.cancel("done");
+                scope.cancel("done");
+                tree
+            })
+            .await
+            .unwrap();
+
+        assert_eq!(tree.roots().len(), 1, "{tree}");
+        let server = &tree.roots()[0];
+        assert_eq!(server.name(), Some("server"));
+        assert_eq!(server.kind(), EntryKind::Scope);
+        assert!(matches!(server.state(), EntryState::Running));
+        assert_eq!(
+            child_names(server),
+            [Some("conn-1"), Some("flush"), Some("worker"), None]
+        );
+        let kinds: Vec<EntryKind> = server.children().iter().map(TreeEntry::kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                EntryKind::Task,
+                EntryKind::Shield,
+                EntryKind::Task,
+                EntryKind::Task
+            ]
+        );
+        let batch = find(&tree, "batch");
+        assert_eq!(batch.kind(), EntryKind::Scope);
+        assert_eq!(child_names(find(&tree, "worker")), [Some("batch")]);
+        assert_eq!(child_names(batch), [Some("item")]);
+        assert_eq!(tree.len(), 7);
+        let order: Vec<Option<&str>> = tree.iter().map(TreeEntry::name).collect();
+        assert_eq!(
+            order,
+            [
+                Some("server"),
+                Some("conn-1"),
+                Some("flush"),
+                Some("worker"),
+                Some("batch"),
+                Some("item"),
+                None
+            ],
+            "depth first"
+        );
+        assert!(tethered::tree().is_empty(), "{}", tethered::tree());
+    });
+}
+
+#[test]
+fn tree_entries_carry_spawn_locations_and_ages() {
+    alone(async {
+        let mut spawn_line = 0;
+        let tree = Scope::run(async |scope| {
+            sleep(secs(2)).await;
+            spawn_line = line!() + 1;
+            let task = scope.spawn_named("young", pending::<()>());
+            sleep(secs(3)).await;
+            let tree = tethered::tree();
+            task.cancel("done");
+            tree
+        })
+        .await
+        .unwrap();
+        let young = find(&tree, "young");
+        assert_eq!(young.location().file(), file!());
+        assert_eq!(young.location().line(), spawn_line);
+        assert_eq!(young.age(), secs(3));
+        assert_eq!(tree.roots()[0].age(), secs(5));
+    });
+}
+
+#[test]
+fn tree_display_is_an_indented_tree() {
+    alone(async {
+        let text = Scope::builder()
+            .name("root")
+            .run(async |scope| {
+                let task = scope.spawn_named("parent-task", async {
+                    Scope::builder()
+                        .name("nested")
+                        .run(async |nested| {
+                            nested.spawn_named("leaf", pending::<()>());
+                            pending::<()>().await
+                        })
+                        .await
+                });
+                tokio::task::yield_now().await;
+                let text = tethered::tree().to_string();
+                task.cancel("done");
+                text
+            })
+            .await
+            .unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(lines[0].starts_with("scope `root` at "), "{text}");
+        assert!(lines[1].starts_with("  task `parent-task` at "), "{text}");
+        assert!(lines[2].starts_with("    scope `nested` at "), "{text}");
+        assert!(lines[3].starts_with("      task `leaf` at "), "{text}");
+        assert!(lines[0].contains(file!()), "{text}");
+        assert!(
+            lines.iter().all(|line| line.contains("[running, age ")),
+            "{text}"
+        );
+    });
+}
+
+#[test]
+fn tree_shows_a_cancelled_task_finishing_its_cancellation_with_the_reason() {
+    alone(async {
+        let tree = Scope::builder()
+            .name("app")
+            .run(async |scope| {
+                let stubborn = scope.spawn_named("stubborn", async {
+                    Scope::builder()
+                        .name("inner")
+                        .run(async |inner| {
+                            inner.shield_named("saving", sleep(secs(5)));
+                            pending::<()>().await
+                        })
+                        .await
+                });
+                sleep(secs(1)).await;
+                stubborn.cancel("go away");
+                sleep(secs(1)).await;
+                let tree = tethered::tree();
+                assert!(stubborn.join().await.is_cancelled());
+                tree
+            })
+            .await
+            .unwrap();
+
+        let stubborn = find(&tree, "stubborn");
+        match stubborn.state() {
+            EntryState::Cancelling(reason) => {
+                assert_eq!(reason.kind(), CancelKind::Explicit);
+                assert_eq!(reason.message(), Some("go away"));
+            }
+            other => panic!("unexpected state {other:?}\n{tree}"),
+        }
+        let inner = find(&tree, "inner");
+        match inner.state() {
+            EntryState::Orphaned(reason) => {
+                assert_eq!(reason.kind(), CancelKind::ParentCancelled);
+                assert_eq!(reason.root().message(), Some("go away"));
+            }
+            other => panic!("unexpected state {other:?}\n{tree}"),
+        }
+        let saving = find(&tree, "saving");
+        assert_eq!(saving.kind(), EntryKind::Shield);
+        match saving.state() {
+            EntryState::Stopping(reason) => {
+                assert_eq!(reason.root().message(), Some("go away"));
+            }
+            other => panic!("unexpected state {other:?}\n{tree}"),
+        }
+        assert!(matches!(find(&tree, "app").state(), EntryState::Running));
+        let text = tree.to_string();
+        assert!(text.contains("cancelling: cancelled: go away"), "{text}");
+        assert!(text.contains("stopping: parent cancelled"), "{text}");
+    });
+}
+
+#[test]
+fn tree_shows_a_scope_in_cleanup_and_its_cleanup_phase() {
+    alone(async {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        Scope::builder()
+            .name("closing")
+            .run(async |scope| {
+                scope.defer(async move {
+                    sleep(secs(1)).await;
+                    let _ = tx.send(tethered::tree());
+                });
+            })
+            .await
+            .unwrap();
+        let tree = rx.await.unwrap();
+        let closing = find(&tree, "closing");
+        assert!(
+            matches!(closing.state(), EntryState::InCleanup),
+            "{:?}",
+            closing.state()
+        );
+        assert_eq!(closing.children().len(), 1, "{tree}");
+        let phase = &closing.children()[0];
+        assert_eq!(phase.kind(), EntryKind::Cleanup);
+        assert!(matches!(phase.state(), EntryState::Running));
+        assert_eq!(phase.age(), secs(1));
+        assert!(tree.to_string().contains("[in cleanup"), "{tree}");
+        assert!(tethered::tree().is_empty());
+    });
+}
+
+#[test]
+fn tree_shows_stopping_tasks_with_the_stop_reason() {
+    alone(async {
+        let tree = Scope::run(async |scope| {
+            let worker = scope.spawn_named("worker", async {
+                tethered::stop_requested().await;
+                sleep(secs(1)).await;
+            });
+            scope.spawn_named("idle", sleep(secs(1)));
+            tokio::task::yield_now().await;
+            worker.stop("drain");
+            let tree = tethered::tree();
+            worker.join().await.unwrap();
+            tree
+        })
+        .await
+        .unwrap();
+        match find(&tree, "worker").state() {
+            EntryState::Stopping(reason) => assert_eq!(reason.message(), Some("drain")),
+            other => panic!("unexpected state {other:?}"),
+        }
+        assert!(matches!(find(&tree, "idle").state(), EntryState::Running));
+    });
+}
+
+#[test]
+fn finished_tasks_leave_the_tree_at_once() {
+    alone(async {
+        Scope::builder()
+            .name("long-lived")
+            .run(async |scope| {
+                let done = scope.spawn_named("short", async { 1 });
+                let keeper = scope.spawn_named("keeper", pending::<()>());
+                done.join().await.unwrap();
+                let tree = tethered::tree();
+                assert_eq!(
+                    child_names(find(&tree, "long-lived")),
+                    [Some("keeper")],
+                    "{tree}"
+                );
+                keeper.cancel("done");
+            })
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn tree_is_empty_after_scopes_end_however_they_end() {
+    alone(async {
+        let probe = Probe::new();
+        // Success.
+        Scope::run(async |scope| {
+            scope.spawn(sleep(secs(1)));
+        })
+        .await
+        .unwrap();
+        assert!(tethered::tree().is_empty(), "{}", tethered::tree());
+        // Failure.
+        Scope::run(async |scope| {
+            scope.spawn(pending::<()>());
+            scope.spawn_fallible(async { Err::<(), _>("x") });
+        })
+        .await
+        .unwrap_err();
+        assert!(tethered::tree().is_empty(), "{}", tethered::tree());
+        // Timeout, with a nested scope and a cleanup.
+        Scope::builder()
+            .timeout(secs(1))
+            .run(async |scope| {
+                scope.defer(sleep(secs(1)));
+                scope.spawn(async {
+                    Scope::run(async |inner| inner.spawn(pending::<()>()).join().await).await
+                });
+                pending::<()>().await
+            })
+            .await
+            .unwrap_err();
+        assert!(tethered::tree().is_empty(), "{}", tethered::tree());
+        // Dropped inside a task.
+        Scope::run(async |scope| {
+            scope.spawn(async {
+                let _ = tokio::time::timeout(
+                    secs(1),
+                    Scope::run(async |inner| {
+                        inner.shield(sleep(secs(2)));
+                        pending::<()>().await
+                    }),
+                )
+                .await;
+            });
+        })
+        .await
+        .unwrap();
+        assert!(tethered::tree().is_empty(), "{}", tethered::tree());
+        // Dropped with no tethered task around it: empty once it finished.
+        let _ = tokio::time::timeout(
+            secs(1),
+            Scope::run(async |inner| {
+                inner.shield(probe.sleep(secs(2)));
+                pending::<()>().await
+            }),
+        )
+        .await;
+        assert_eq!(tethered::tree().len(), 2, "{}", tethered::tree());
+        sleep(secs(2)).await;
+        assert!(probe.finished());
+        tokio::task::yield_now().await;
+        assert!(tethered::tree().is_empty(), "{}", tethered::tree());
+    });
+}
