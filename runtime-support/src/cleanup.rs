@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::error::{FailureKind, TaskError, TaskFailure};
 use crate::node::sync::Arc;
-use crate::node::{Guarded, Node, NodeKind, Settled};
+use crate::node::{FinishOnDrop, Guarded, Node, NodeKind, Settled, children_done};
 use crate::scope::Scope;
 
 /// What a cleanup future may return: `()`, or `Result<(), E>` whose `Err` is
@@ -106,6 +106,7 @@ pub(crate) fn run_cleanups(scope: &Arc<Node>, mut cleanups: Vec<Cleanup>, limit:
         Some(scope.clone()),
     );
     let scope = scope.clone();
+    let phase_done = FinishOnDrop(phase.clone());
     let runner = async move {
         while let Some(cleanup) = cleanups.pop() {
             let ran = tokio::time::timeout(limit, Guarded::new(phase.clone(), cleanup.future));
@@ -128,7 +129,11 @@ pub(crate) fn run_cleanups(scope: &Arc<Node>, mut cleanups: Vec<Cleanup>, limit:
                 scope.record_failure(failure, false);
             }
         }
-        phase.finish();
+        // A cleanup that timed out, or dropped a scope of its own, may have
+        // left nested scopes finishing their cancellation: they are still
+        // part of this scope.
+        children_done(&phase).await;
+        drop(phase_done);
     };
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => drop(runtime.spawn(runner)),

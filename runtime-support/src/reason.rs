@@ -120,11 +120,21 @@ impl CancelReason {
     }
 
     pub(crate) fn at(kind: CancelKind, location: &'static Location<'static>) -> Self {
+        Self::raised_by(kind, location, crate::current::current_name())
+    }
+
+    /// A reason raised by tethered itself on behalf of `origin` (a scope's
+    /// timeout, its exit, its being dropped), whatever code is running.
+    pub(crate) fn raised_by(
+        kind: CancelKind,
+        location: &'static Location<'static>,
+        origin: Option<Cow<'static, str>>,
+    ) -> Self {
         CancelReason(Arc::new(ReasonInner {
             kind,
             message: None,
             location,
-            origin: crate::current::current_name(),
+            origin,
             cause: None,
         }))
     }

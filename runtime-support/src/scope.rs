@@ -45,7 +45,7 @@ use tokio::time::{Instant, Sleep};
 use crate::cleanup::{Cleanup, run_cleanups};
 use crate::error::{FailureKind, ScopeError, TaskError, TaskFailure};
 use crate::node::sync::Arc;
-use crate::node::{Guarded, Node, NodeKind, Settled};
+use crate::node::{FinishOnDrop, Guarded, Node, NodeKind, Settled, children_done};
 use crate::reason::{CancelKind, CancelReason, IntoCancelReason};
 use crate::task::{TaskHandle, spawn_child};
 
@@ -244,11 +244,17 @@ impl Scope {
         let mut deadline = pin!(Deadline::new(timeout));
         let value = {
             let mut body = pin!(Guarded::new(self.node.clone(), body(&self)));
-            poll_fn(|cx| {
+            // Declared after `body`, so dropped before it: if this future is
+            // dropped mid-body, the scope is cancelled first, and the body's
+            // `Drop` code can see why.
+            let mut cancel_on_drop = CancelOnDrop(Some(&self.node));
+            let value = poll_fn(|cx| {
                 deadline.as_mut().poll_expired(cx, &self.node);
                 body.as_mut().poll(cx)
             })
-            .await
+            .await;
+            cancel_on_drop.0 = None;
+            value
         };
         let value = match value {
             Settled::Completed(value) => Some(value),
@@ -264,10 +270,8 @@ impl Scope {
             }
         };
         if value.is_some() && on_exit == OnExit::Cancel {
-            self.node.cancel(
-                CancelReason::at(CancelKind::ScopeExit, self.node.location()),
-                false,
-            );
+            self.node
+                .cancel(raised_by(&self.node, CancelKind::ScopeExit), false);
         }
         self.wait_children(deadline.as_mut()).await;
         let cleanups = self.take_cleanups();
@@ -517,17 +521,14 @@ impl Drop for Scope {
         // The scope's future was dropped before the scope ended. Cancel what
         // is left (an ancestor's cancellation, if any, got there first and
         // its reason is kept) and let the runtime finish the job.
-        self.node.cancel(
-            CancelReason::at(CancelKind::Dropped, self.node.location()),
-            false,
-        );
+        cancel_dropped(&self.node);
         self.node.set_orphaned();
         let cleanups = self.take_cleanups();
         let node = self.node.clone();
         let cleanup_timeout = self.cleanup_timeout;
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                runtime.spawn(finish_orphan(node, cleanups, cleanup_timeout));
+                runtime.spawn(finish_orphan(FinishOnDrop(node), cleanups, cleanup_timeout));
             }
             Err(_) => {
                 // No runtime: nothing can run any more, children included.
@@ -544,22 +545,45 @@ impl Drop for Scope {
     }
 }
 
+/// A reason the scope raises itself (its exit, its timeout, its being
+/// dropped): located at the scope, and naming it whatever code runs it.
+fn raised_by(node: &Node, kind: CancelKind) -> CancelReason {
+    CancelReason::raised_by(kind, node.location(), node.name_cow())
+}
+
+/// Cancels a scope whose future is being dropped. The reason names the
+/// code that dropped it (the current task), located at the scope.
+fn cancel_dropped(node: &Node) {
+    node.cancel(
+        CancelReason::at(CancelKind::Dropped, node.location()),
+        false,
+    );
+}
+
+/// Cancels the scope with a [`Dropped`](CancelKind::Dropped) reason when
+/// dropped while armed.
+struct CancelOnDrop<'a>(Option<&'a Node>);
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(node) = self.0 {
+            cancel_dropped(node);
+        }
+    }
+}
+
 /// The rest of a dropped scope's life: join its children, run its cleanups,
-/// report its failures to the nearest enclosing scope, leave the tree.
-async fn finish_orphan(node: Arc<Node>, cleanups: Vec<Cleanup>, cleanup_timeout: Duration) {
-    let children_done = || {
-        poll_fn(|cx: &mut Context<'_>| {
-            if node.poll_children_done(cx.waker()) {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
-    };
-    children_done().await;
+/// report its failures to the nearest enclosing scope, leave the tree (even
+/// if the runtime drops this future at shutdown).
+///
+/// The guard is an argument, not a local: a future the runtime drops before
+/// its first poll drops its arguments, but has no locals yet.
+async fn finish_orphan(finish: FinishOnDrop, cleanups: Vec<Cleanup>, cleanup_timeout: Duration) {
+    let node = &finish.0;
+    children_done(node).await;
     if !cleanups.is_empty() {
-        run_cleanups(&node, cleanups, cleanup_timeout);
-        children_done().await;
+        run_cleanups(node, cleanups, cleanup_timeout);
+        children_done(node).await;
     }
     let failures = node.take_failures();
     if !failures.is_empty() {
@@ -580,7 +604,6 @@ async fn finish_orphan(node: Arc<Node>, cleanups: Vec<Cleanup>, cleanup_timeout:
             ),
         }
     }
-    node.finish();
 }
 
 /// The scope's optional deadline. Expiring cancels the scope with a
@@ -610,7 +633,7 @@ impl Deadline {
         if zero || sleep.as_mut().poll(cx).is_ready() {
             self.sleep = None;
             self.expired = true;
-            let reason = CancelReason::at(CancelKind::Timeout, node.location())
+            let reason = raised_by(node, CancelKind::Timeout)
                 .with_message(format!("scope exceeded its timeout of {:?}", self.limit));
             node.cancel(reason, false);
         }

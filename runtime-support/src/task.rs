@@ -3,18 +3,19 @@
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::fmt;
-use std::future::{Future, poll_fn};
+use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::Location;
+use std::pin::Pin;
 use std::sync::Arc as StdArc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 
+use pin_project_lite::pin_project;
 use tokio::task::{JoinError, JoinHandle};
-use tracing::Instrument;
 
 use crate::error::{FailureKind, PanicPayload, TaskError, TaskFailure};
 use crate::node::sync::Arc;
-use crate::node::{Guarded, Node, NodeKind, Settled};
+use crate::node::{FinishOnDrop, Guarded, Node, NodeKind, Settled};
 use crate::outcome::Outcome;
 use crate::reason::{CancelKind, CancelReason, IntoCancelReason};
 
@@ -79,11 +80,12 @@ impl<T, E> TaskHandle<'_, T, E> {
     /// If the future returned by `join` is dropped (the caller was
     /// cancelled), the task is unaffected, and its scope still joins it.
     ///
-    /// Inside a scope, a child that fails cancels the scope, and with it the
-    /// body awaiting `join`: the failure reaches the caller through the
-    /// scope's [`ScopeError`](crate::ScopeError) rather than through
-    /// [`Outcome::Failed`]. `Failed` is what a joiner sees where a failure
-    /// does not cancel it (a shield, or code outside the group).
+    /// Inside a scope, a child that fails cancels the scope, and with it
+    /// whoever awaits `join` in that scope: the failure reaches the caller
+    /// through the scope's [`ScopeError`](crate::ScopeError). A joiner sees
+    /// [`Outcome::Failed`] or [`Outcome::Panicked`] only when it was polled
+    /// before the cancellation reached it, or where failures do not cancel
+    /// their siblings.
     pub async fn join(mut self) -> Outcome<T, E> {
         let joined = (&mut self.join).await;
         settle(&self.node, joined)
@@ -233,22 +235,10 @@ fn settle<T, E>(node: &Node, joined: Result<Outcome<T, E>, JoinError>) -> Outcom
     }
 }
 
-/// Finishes its node when dropped, however the task ends, even when the
-/// runtime drops the task before its first poll: otherwise the scope would
-/// wait for it forever.
-struct FinishOnDrop(Arc<Node>);
-
-impl Drop for FinishOnDrop {
-    fn drop(&mut self) {
-        self.0.finish();
-    }
-}
-
 /// Spawns `fut` as a child of `parent`; `split` tells success from failure.
 ///
-/// Returns `None`, dropping `fut` unpolled, when `closed_check` is set and
-/// the parent no longer accepts children.
-#[allow(clippy::too_many_arguments)]
+/// Returns `None`, dropping `fut` unpolled, when `refuse_when_closed` is set
+/// and the parent is closing or closed.
 pub(crate) fn spawn_child<'s, F, T, E, S>(
     parent: &Arc<Node>,
     kind: NodeKind,
@@ -256,7 +246,7 @@ pub(crate) fn spawn_child<'s, F, T, E, S>(
     location: &'static Location<'static>,
     fut: F,
     split: S,
-    closed_check: bool,
+    refuse_when_closed: bool,
 ) -> Option<TaskHandle<'s, T, E>>
 where
     F: Future + Send + 'static,
@@ -265,7 +255,7 @@ where
     T: Send + 'static,
     E: fmt::Display + fmt::Debug + Send + Sync + 'static,
 {
-    let node = if closed_check {
+    let node = if refuse_when_closed {
         Node::try_new(kind, name, location, parent)?
     } else {
         Node::new(kind, name, location, Some(parent.clone()))
@@ -277,8 +267,13 @@ where
         location = %location,
         shielded = kind == NodeKind::Shield,
     );
-    let guard = FinishOnDrop(node.clone());
-    let join = tokio::spawn(run_task(guard, fut, split).instrument(span));
+    let join = tokio::spawn(TaskFuture {
+        guarded: Guarded::new(node.clone(), fut),
+        split: Some(split),
+        outcome: None,
+        span,
+        guard: FinishOnDrop(node.clone()),
+    });
     Some(TaskHandle {
         node,
         join,
@@ -286,17 +281,69 @@ where
     })
 }
 
-async fn run_task<F, T, E, S>(guard: FinishOnDrop, fut: F, split: S) -> Outcome<T, E>
+pin_project! {
+    /// The future of a spawned task: runs the user's future as its node,
+    /// turns how it ended into an [`Outcome`], reports failures to the scope,
+    /// then waits for scopes nested in it that were dropped mid-flight and
+    /// are still finishing their cancellation.
+    ///
+    /// Written by hand rather than as an `async fn`: an `async fn` keeps its
+    /// arguments apart from its locals, so the user's future would take its
+    /// room twice in every task.
+    struct TaskFuture<F: Future, S, T, E> {
+        #[pin]
+        guarded: Guarded<F>,
+        split: Option<S>,
+        // Set once the user's future has ended, while nested scopes finish.
+        outcome: Option<Outcome<T, E>>,
+        span: tracing::Span,
+        guard: FinishOnDrop,
+    }
+}
+
+impl<F, S, T, E> Future for TaskFuture<F, S, T, E>
 where
     F: Future,
     S: FnOnce(F::Output) -> Result<T, E>,
     E: fmt::Display + fmt::Debug + Send + Sync + 'static,
 {
-    let node = &guard.0;
-    let settled = Guarded::new(node.clone(), fut).await;
-    node.set_settled();
-    let outcome = match settled {
-        Settled::Completed(output) => match split(output) {
+    type Output = Outcome<T, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<T, E>> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        let node = &this.guard.0;
+        if this.outcome.is_none() {
+            let Poll::Ready(settled) = this.guarded.poll(cx) else {
+                return Poll::Pending;
+            };
+            node.set_settled();
+            let split = this.split.take();
+            *this.outcome = Some(classify(node, settled, split));
+        }
+        if node.had_children() && !node.poll_children_done(cx.waker()) {
+            return Poll::Pending;
+        }
+        match this.outcome.take() {
+            Some(outcome) => Poll::Ready(outcome),
+            // Polled after completion: tokio never does this.
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// Turns how the user's future ended into its outcome, reporting a failure
+/// to the scope.
+fn classify<O, T, E>(
+    node: &Arc<Node>,
+    settled: Settled<O>,
+    split: Option<impl FnOnce(O) -> Result<T, E>>,
+) -> Outcome<T, E>
+where
+    E: fmt::Display + fmt::Debug + Send + Sync + 'static,
+{
+    match (settled, split) {
+        (Settled::Completed(output), Some(split)) => match split(output) {
             Ok(value) => Outcome::Completed(value),
             Err(error) => {
                 let error = StdArc::new(error);
@@ -304,26 +351,15 @@ where
                 Outcome::Failed(error)
             }
         },
-        Settled::Panicked(payload) => {
+        (Settled::Panicked(payload), _) => {
             report(node, FailureKind::Panic(payload.clone()));
             Outcome::Panicked(payload)
         }
-        Settled::Cancelled => Outcome::Cancelled(
+        (Settled::Cancelled, _) | (Settled::Completed(_), None) => Outcome::Cancelled(
             node.reason()
                 .unwrap_or_else(|| CancelReason::at(CancelKind::Explicit, node.location())),
         ),
-    };
-    // Scopes nested in this task that were dropped mid-flight are still
-    // finishing their cancellation: the task ends only after them.
-    poll_fn(|cx| {
-        if node.poll_children_done(cx.waker()) {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    })
-    .await;
-    outcome
+    }
 }
 
 /// Records a task's failure on its scope (failing and cancelling the scope).

@@ -104,6 +104,9 @@ pub enum EntryState {
     Stopping(CancelReason),
     /// Cancelled, and finishing its cancellation.
     Cancelling(CancelReason),
+    /// Its own code has ended (a scope's body returned, a task's future
+    /// finished); it is waiting for its children.
+    Joining,
     /// Its children are done and its cleanups are running.
     InCleanup,
     /// Its future was dropped; it is finishing on the runtime.
@@ -133,6 +136,7 @@ impl TreeEntry {
             _ if node.is_in_cleanup() => EntryState::InCleanup,
             (Some(reason), _) if node.is_orphaned() => EntryState::Orphaned(reason),
             (Some(reason), _) => EntryState::Cancelling(reason),
+            (None, _) if node.is_joining() => EntryState::Joining,
             (None, Some(reason)) => EntryState::Stopping(reason),
             (None, None) => EntryState::Running,
         };
@@ -196,6 +200,7 @@ impl TreeEntry {
             EntryState::Running => f.write_str("running")?,
             EntryState::Stopping(reason) => write!(f, "stopping: {reason}")?,
             EntryState::Cancelling(reason) => write!(f, "cancelling: {reason}")?,
+            EntryState::Joining => f.write_str("joining its children")?,
             EntryState::InCleanup => f.write_str("in cleanup")?,
             EntryState::Orphaned(reason) => write!(f, "orphaned: {reason}")?,
         }

@@ -315,3 +315,42 @@ async fn cancel_and_wait_from_a_task_records_that_task_as_origin() {
     let seen = Arc::new(probe.reason());
     assert!(seen.same_as(reason));
 }
+
+#[tokio::test(start_paused = true)]
+async fn stop_and_wait_returns_completed_when_the_task_stops_within_the_grace() {
+    let started = Instant::now();
+    let outcome = Scope::run(async |scope| {
+        let task = scope.spawn(async {
+            let reason = tethered::stop_requested().await;
+            sleep(secs(1)).await; // finishing the batch
+            reason.message().map(str::to_owned)
+        });
+        task.stop_and_wait("deploy", secs(5)).await
+    })
+    .await
+    .unwrap();
+    assert!(
+        matches!(&outcome, Outcome::Completed(Some(m)) if m == "deploy"),
+        "{outcome:?}"
+    );
+    assert_eq!(started.elapsed(), secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_and_wait_cancels_with_the_same_reason_once_the_grace_is_over() {
+    let probe = Probe::new();
+    let started = Instant::now();
+    let (outcome, line) = Scope::run(async |scope| {
+        let task = scope.spawn(probe.hang());
+        let line = line!() + 1;
+        (task.stop_and_wait("deploy", secs(5)).await, line)
+    })
+    .await
+    .unwrap();
+    let reason = outcome.cancel_reason().expect("cancelled after the grace");
+    assert_eq!(reason.message(), Some("deploy"));
+    assert_eq!(reason.location().line(), line);
+    let state = probe.state();
+    assert!(state.stopping && state.cancelled);
+    assert_eq!(state.dropped_at.unwrap() - started, secs(5));
+}

@@ -33,11 +33,9 @@ async fn slow_scope_body(scope: &Scope, log: &Log, child: &Probe) {
 async fn scope_dropped_by_timeout_in_a_task_cancels_its_children_with_a_reason() {
     let child = Probe::new();
     let log = Log::new();
-    let mut run_line = 0;
-    Scope::run(async |outer| {
+    let inner_location = Scope::run(async |outer| {
         let child = child.clone();
         let log = log.clone();
-        run_line = line!() + 3;
         outer.spawn_named("runner", async move {
             let dropped = tokio::time::timeout(secs(1), async {
                 Scope::builder()
@@ -48,6 +46,10 @@ async fn scope_dropped_by_timeout_in_a_task_cancels_its_children_with_a_reason()
             .await;
             assert!(dropped.is_err());
         });
+        sleep(std::time::Duration::from_millis(500)).await;
+        let tree = tethered::tree();
+        let inner = tree.iter().find(|entry| entry.name() == Some("inner"));
+        inner.expect("the inner scope is running").location()
     })
     .await
     .unwrap();
@@ -63,8 +65,8 @@ async fn scope_dropped_by_timeout_in_a_task_cancels_its_children_with_a_reason()
     assert_eq!(cause.kind(), CancelKind::Dropped);
     assert_eq!(cause.location().file(), file!());
     assert_eq!(
-        cause.location().line(),
-        run_line,
+        cause.location(),
+        inner_location,
         "located at the dropped scope"
     );
     assert_eq!(
@@ -433,4 +435,89 @@ async fn body_of_a_dropped_scope_sees_why_it_is_dropped() {
         .reason
         .expect("the body of a dropped scope is dropped without a cancel reason");
     assert_eq!(reason.kind(), CancelKind::Dropped);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_while_dropping_the_body_of_a_dropped_scope_is_reported() {
+    // A panic from the body's `Drop` is a failure when the scope is
+    // cancelled normally (it replaces the cancellation); when the scope's
+    // future is dropped, it must not be lost either.
+    quiet_expected_panics();
+    struct PanicOnDrop;
+    impl Drop for PanicOnDrop {
+        fn drop(&mut self) {
+            panic!("{EXPECTED}: body could not let go");
+        }
+    }
+
+    // Cancelled normally: reported.
+    let error = Scope::run(async |scope| {
+        let _bomb = PanicOnDrop;
+        scope.cancel("stop");
+        pending::<()>().await
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(error.failures().len(), 1, "{error}");
+
+    // Dropped: reported to the enclosing scope.
+    let result = Scope::builder()
+        .name("outer")
+        .run(async |outer| {
+            outer.spawn_named("runner", async {
+                let _ = tokio::time::timeout(
+                    secs(1),
+                    Scope::builder().name("inner").run(async |_scope| {
+                        let _bomb = PanicOnDrop;
+                        pending::<()>().await
+                    }),
+                )
+                .await;
+            });
+        })
+        .await;
+    let error = result.expect_err("the panic in the dropped body was lost");
+    let messages: Vec<String> = error
+        .failures()
+        .iter()
+        .map(|failure| failure.to_string())
+        .collect();
+    assert!(
+        messages.iter().any(|m| m.contains("body could not let go")),
+        "{messages:?}"
+    );
+}
+
+#[test]
+fn scope_stranded_by_a_runtime_shutdown_does_not_stay_in_the_tree() {
+    // A scope whose runtime shuts down mid-flight cannot finish on that
+    // runtime any more; it must not stay in the (process-wide) tree forever.
+    const NAME: &str = "stranded-by-shutdown";
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        tokio::spawn(async {
+            let _ = Scope::builder()
+                .name(NAME)
+                .run(async |scope| {
+                    scope.spawn_named("child", pending::<()>());
+                    pending::<()>().await
+                })
+                .await;
+        });
+        sleep(secs(1)).await;
+        assert!(
+            tethered::tree().iter().any(|e| e.name() == Some(NAME)),
+            "the scope is running"
+        );
+    });
+    drop(runtime);
+    let tree = tethered::tree();
+    assert!(
+        tree.iter().all(|entry| entry.name() != Some(NAME)),
+        "a scope stranded by the runtime's shutdown is still in the tree:\n{tree}"
+    );
 }

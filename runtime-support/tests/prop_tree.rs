@@ -353,10 +353,10 @@ fn run_scope(
                 "scope-{id} returned with {alive} child futures still alive"
             ));
         }
-        if let Err(error) = &result {
-            if let Some(reason) = error.reason() {
-                case.check_reason(reason, "a scope error");
-            }
+        if let Err(error) = &result
+            && let Some(reason) = error.reason()
+        {
+            case.check_reason(reason, "a scope error");
         }
         *lock(&stats.returned) = Some(result.as_ref().map_or_else(|e| e.failures().len(), |()| 0));
         result
@@ -444,13 +444,13 @@ fn spawn_child<'s>(
     match (spec.shield, spec.nested) {
         (true, nested) => AnyHandle::Shield(scope.shield(async move {
             let _guard = guard;
-            if let Some(nested) = nested {
-                if let Err(error) = run_scope(case.clone(), nested, Some(scope_id)).await {
-                    // No error type to return it in: re-raise it as a panic
-                    // (without the panic hook).
-                    stats.direct.fetch_add(1, Ordering::SeqCst);
-                    std::panic::resume_unwind(Box::new(error));
-                }
+            if let Some(nested) = nested
+                && let Err(error) = run_scope(case.clone(), nested, Some(scope_id)).await
+            {
+                // No error type to return it in: re-raise it as a panic
+                // (without the panic hook).
+                stats.direct.fetch_add(1, Ordering::SeqCst);
+                std::panic::resume_unwind(Box::new(error));
             }
             sleep(delay).await;
             if matches!(spec.end, End::Fail | End::Panic) {
@@ -506,10 +506,10 @@ fn count_leaves(error: &ScopeError) -> usize {
             {
                 return count_leaves(nested);
             }
-            if let Some(payload) = failure.panic().and_then(|panic| panic.take()) {
-                if let Some(nested) = payload.downcast_ref::<ScopeError>() {
-                    return count_leaves(nested);
-                }
+            if let Some(payload) = failure.panic().and_then(|panic| panic.take())
+                && let Some(nested) = payload.downcast_ref::<ScopeError>()
+            {
+                return count_leaves(nested);
             }
             1
         })

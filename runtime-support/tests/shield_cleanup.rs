@@ -653,3 +653,94 @@ async fn cleanups_of_a_scope_inside_a_shield_run_when_the_outer_scope_is_cancell
     assert!(error.is_cancelled());
     assert_eq!(log.names(), ["inner body done", "inner cleanup"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn on_exit_cancel_only_asks_shields_to_stop_and_waits_for_them() {
+    let shield = Probe::new();
+    let helper = Probe::new();
+    let started = Instant::now();
+    let value = Scope::builder()
+        .on_exit(tethered::OnExit::Cancel)
+        .run(async |scope| {
+            scope.spawn(helper.hang());
+            scope.shield(shield.sleep(secs(2)));
+            "done"
+        })
+        .await
+        .unwrap();
+    assert_eq!(value, "done");
+    assert_eq!(helper.reason().kind(), CancelKind::ScopeExit);
+    assert!(shield.finished());
+    assert!(shield.state().stopping);
+    assert_eq!(started.elapsed(), secs(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scope_dropped_inside_a_timed_out_cleanup_is_still_joined_by_the_scope() {
+    // The cleanup runs a nested scope and is dropped at its timeout; the
+    // nested scope hands its work on, as any dropped scope does, and the
+    // scope that owns the cleanup must not return before that work is done.
+    let log = Log::new();
+    let result = Scope::builder()
+        .cleanup_timeout(secs(1))
+        .run(async |scope| {
+            let log = log.clone();
+            scope.defer(async move {
+                let _ = Scope::run(async |inner| {
+                    let log = log.clone();
+                    inner.shield(async move {
+                        sleep(secs(5)).await;
+                        log.push("inner shield done");
+                    });
+                    pending::<()>().await
+                })
+                .await;
+            });
+        })
+        .await;
+    log.push("scope returned");
+    let error = result.unwrap_err();
+    assert!(matches!(
+        error.failures()[0].kind(),
+        FailureKind::CleanupTimedOut(_)
+    ));
+    assert_eq!(
+        log.names(),
+        ["inner shield done", "scope returned"],
+        "the scope returned before the work of a scope dropped in its cleanup"
+    );
+    assert_eq!(log.at("scope returned"), secs(5));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scope_dropped_by_a_cleanup_itself_is_still_joined_by_the_scope() {
+    // Same, with the cleanup dropping the nested scope itself (timeout).
+    let log = Log::new();
+    Scope::run(async |scope| {
+        let log = log.clone();
+        scope.defer(async move {
+            let _ = tokio::time::timeout(
+                secs(1),
+                Scope::run(async |inner| {
+                    let log = log.clone();
+                    inner.shield(async move {
+                        sleep(secs(5)).await;
+                        log.push("inner shield done");
+                    });
+                    pending::<()>().await
+                }),
+            )
+            .await;
+            log.push("cleanup done");
+        });
+    })
+    .await
+    .unwrap();
+    log.push("scope returned");
+    assert_eq!(
+        log.names(),
+        ["cleanup done", "inner shield done", "scope returned"],
+        "the scope returned before the work of a scope dropped in its cleanup"
+    );
+    assert_eq!(log.at("scope returned"), secs(5));
+}

@@ -10,7 +10,7 @@ use pin_project_lite::pin_project;
 
 use super::sync::Arc;
 use super::{Node, enter};
-use crate::error::PanicPayload;
+use crate::error::{FailureKind, PanicPayload, TaskFailure};
 
 /// How a guarded future ended.
 #[derive(Debug)]
@@ -49,13 +49,8 @@ pin_project! {
                         fut.set(None);
                     }))
                 });
-                if let Err(payload) = dropped {
-                    let payload = PanicPayload::new(payload);
-                    tracing::error!(
-                        target: "tethered::task",
-                        panic = %payload.message(),
-                        "a future panicked while being dropped",
-                    );
+                if let (Err(payload), Some(node)) = (dropped, this.node.as_ref()) {
+                    report_drop_panic(node, PanicPayload::new(payload));
                 }
             }
         }
@@ -111,6 +106,27 @@ impl<F: Future> Future for Guarded<F> {
                 Poll::Ready(drop_future(this.node, this.fut, panicked))
             }
         }
+    }
+}
+
+/// A future dropped mid-flight panicked in its `Drop`: that is a failure of
+/// the nearest scope (for a scope's body, the scope itself, which reports it
+/// on to its parent when it finishes), never something to lose.
+fn report_drop_panic(node: &Arc<Node>, payload: PanicPayload) {
+    let failure = TaskFailure::new(node.name(), node.location(), FailureKind::Panic(payload));
+    tracing::warn!(
+        target: "tethered::task",
+        task = node.name(),
+        failure = %failure.summary(),
+        "a future panicked while being dropped",
+    );
+    match Node::enclosing_scope(node) {
+        Some(scope) => scope.record_failure(failure, true),
+        None => tracing::error!(
+            target: "tethered::task",
+            failure = %failure,
+            "a future panicked while being dropped, with no scope to report to",
+        ),
     }
 }
 

@@ -55,6 +55,11 @@ const ORPHANED: u8 = 1 << 4;
 /// The node's own future has ended (completed, failed, panicked or was
 /// cancelled): cancelling it can no longer change anything.
 const SETTLED: u8 = 1 << 5;
+/// The node's own code has ended and it is waiting for its children.
+const JOINING: u8 = 1 << 7;
+/// A child was registered under this node at least once. A leaf task (never
+/// had one) skips waiting for children, and the lock that takes.
+const HAD_CHILDREN: u8 = 1 << 6;
 
 /// Sentinel for "not registered anywhere yet".
 const NO_SLOT: usize = usize::MAX;
@@ -82,15 +87,48 @@ struct Inner {
     stop_reason: Option<CancelReason>,
     /// The future driving this node (the task wrapper or the scope future).
     waker: Option<Waker>,
-    /// Futures waiting in `stop_requested()`.
-    stop_wakers: Vec<Waker>,
-    children: Slab<Arc<Node>>,
     /// The node is waiting for its children to end (its body returned).
     joining: bool,
     /// Every child ended after the node started joining: it takes no more.
     sealed: bool,
+    /// What most nodes never need, allocated on first use: a leaf task (the
+    /// common case) stays one small allocation.
+    family: Option<Box<Family>>,
+}
+
+#[derive(Default)]
+struct Family {
+    children: Slab<Arc<Node>>,
     /// Failures of this scope's children and cleanups, in order.
     failures: Vec<TaskFailure>,
+    /// Futures waiting in `stop_requested()`.
+    stop_wakers: Vec<Waker>,
+}
+
+impl Inner {
+    fn family(&mut self) -> &mut Family {
+        self.family.get_or_insert_with(Box::default)
+    }
+
+    fn has_children(&self) -> bool {
+        self.family
+            .as_ref()
+            .is_some_and(|family| !family.children.is_empty())
+    }
+
+    fn children(&self) -> Vec<Arc<Node>> {
+        self.family
+            .as_ref()
+            .map(|family| snapshot(&family.children))
+            .unwrap_or_default()
+    }
+
+    fn take_stop_wakers(&mut self) -> Vec<Waker> {
+        self.family
+            .as_mut()
+            .map(|family| std::mem::take(&mut family.stop_wakers))
+            .unwrap_or_default()
+    }
 }
 
 /// Scopes with no tethered node around them (roots of [`crate::tree()`]).
@@ -166,8 +204,11 @@ impl Node {
             if refuse_when_closed && (inner.sealed || inner.reason.is_some()) {
                 return None;
             }
-            let key = inner.children.insert(node.clone());
+            let key = inner.family().children.insert(node.clone());
             node.slot.store(key, Ordering::Relaxed);
+            if !parent.has(HAD_CHILDREN) {
+                parent.flags.fetch_or(HAD_CHILDREN, Ordering::Release);
+            }
             let inherit = inner
                 .reason
                 .as_ref()
@@ -232,6 +273,12 @@ impl Node {
 
     pub(crate) fn is_orphaned(&self) -> bool {
         self.has(ORPHANED)
+    }
+
+    /// Whether the node's own code has ended (a settled task, a scope whose
+    /// body returned) and it only waits for its children.
+    pub(crate) fn is_joining(&self) -> bool {
+        self.has(SETTLED | JOINING)
     }
 
     /// Marks the node's own future as ended; later cancellations are no-ops.
@@ -307,8 +354,8 @@ impl Node {
             self.flags.fetch_or(CANCELLED | STOPPING, Ordering::AcqRel);
             (
                 inner.waker.take(),
-                std::mem::take(&mut inner.stop_wakers),
-                snapshot(&inner.children),
+                inner.take_stop_wakers(),
+                inner.children(),
             )
         };
         wake_all(waker, stop_wakers);
@@ -334,10 +381,7 @@ impl Node {
             }
             inner.stop_reason = Some(reason.clone());
             self.flags.fetch_or(STOPPING, Ordering::AcqRel);
-            (
-                std::mem::take(&mut inner.stop_wakers),
-                snapshot(&inner.children),
-            )
+            (inner.take_stop_wakers(), inner.children())
         };
         tracing::debug!(
             target: "tethered::cancel",
@@ -372,8 +416,9 @@ impl Node {
         if let Some(reason) = &inner.stop_reason {
             return Some(reason.clone());
         }
-        if !inner.stop_wakers.iter().any(|w| w.will_wake(waker)) {
-            inner.stop_wakers.push(waker.clone());
+        let stop_wakers = &mut inner.family().stop_wakers;
+        if !stop_wakers.iter().any(|w| w.will_wake(waker)) {
+            stop_wakers.push(waker.clone());
         }
         None
     }
@@ -384,8 +429,11 @@ impl Node {
     /// the registry is sealed only once it is seen empty, under the lock.
     pub(crate) fn poll_children_done(&self, waker: &Waker) -> bool {
         let mut inner = lock(&self.inner);
-        inner.joining = true;
-        if inner.children.is_empty() {
+        if !inner.joining {
+            inner.joining = true;
+            self.flags.fetch_or(JOINING, Ordering::AcqRel);
+        }
+        if !inner.has_children() {
             inner.sealed = true;
             return true;
         }
@@ -401,7 +449,12 @@ impl Node {
 
     /// Live children, for introspection.
     pub(crate) fn children(&self) -> Vec<Arc<Node>> {
-        snapshot(&lock(&self.inner).children)
+        lock(&self.inner).children()
+    }
+
+    /// Whether a child was ever registered under this node.
+    pub(crate) fn had_children(&self) -> bool {
+        self.has(HAD_CHILDREN)
     }
 
     /// Records a failure of one of this scope's children or cleanups. With
@@ -410,17 +463,18 @@ impl Node {
     /// child.
     pub(crate) fn record_failure(&self, failure: TaskFailure, cancel: bool) {
         let reason = cancel.then(|| {
-            let mut reason = CancelReason::at(CancelKind::SiblingFailed, failure.location())
-                .with_message(failure.summary());
-            if let Some(name) = failure.task() {
-                reason = reason.with_origin(name.to_owned());
-            }
-            reason
+            CancelReason::raised_by(
+                CancelKind::SiblingFailed,
+                failure.location(),
+                failure.task().map(|name| Cow::Owned(name.to_owned())),
+            )
+            .with_message(failure.summary())
         });
         let first = {
             let mut inner = lock(&self.inner);
-            inner.failures.push(failure);
-            inner.failures.len() == 1
+            let failures = &mut inner.family().failures;
+            failures.push(failure);
+            failures.len() == 1
         };
         if let (true, Some(reason)) = (first, reason) {
             self.cancel(reason, false);
@@ -429,7 +483,11 @@ impl Node {
 
     /// Takes the failures recorded so far.
     pub(crate) fn take_failures(&self) -> Vec<TaskFailure> {
-        std::mem::take(&mut lock(&self.inner).failures)
+        lock(&self.inner)
+            .family
+            .as_mut()
+            .map(|family| std::mem::take(&mut family.failures))
+            .unwrap_or_default()
     }
 
     /// The nearest scope at or above this node, where failures are recorded.
@@ -461,9 +519,9 @@ impl Node {
                 let waker = {
                     let mut inner = lock(&parent.inner);
                     if slot != NO_SLOT {
-                        inner.children.try_remove(slot);
+                        inner.family().children.try_remove(slot);
                     }
-                    if inner.joining && inner.children.is_empty() {
+                    if inner.joining && !inner.has_children() {
                         inner.waker.take()
                     } else {
                         None
@@ -475,6 +533,30 @@ impl Node {
             }
         }
     }
+}
+
+/// Finishes its node when dropped, however the future holding it ends, even
+/// when the runtime drops that future before its first poll (at shutdown):
+/// otherwise the node's parent would wait for it, and the tree show it,
+/// forever.
+pub(crate) struct FinishOnDrop(pub(crate) Arc<Node>);
+
+impl Drop for FinishOnDrop {
+    fn drop(&mut self) {
+        self.0.finish();
+    }
+}
+
+/// Waits until every child of `node` has ended.
+pub(crate) async fn children_done(node: &Node) {
+    std::future::poll_fn(|cx| {
+        if node.poll_children_done(cx.waker()) {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
 }
 
 /// Snapshot of the live root nodes.
