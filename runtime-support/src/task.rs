@@ -270,8 +270,10 @@ where
     let join = tokio::spawn(TaskFuture {
         guarded: Guarded::new(node.clone(), fut),
         split: Some(split),
-        outcome: None,
-        span,
+        draining: None,
+        // Out of line, and only when a subscriber wants it: the task's
+        // future stays small, and every byte of it is paid per task.
+        span: (!span.is_disabled()).then(|| Box::new(span)),
         guard: FinishOnDrop(node.clone()),
     });
     Some(TaskHandle {
@@ -294,9 +296,10 @@ pin_project! {
         #[pin]
         guarded: Guarded<F>,
         split: Option<S>,
-        // Set once the user's future has ended, while nested scopes finish.
-        outcome: Option<Outcome<T, E>>,
-        span: tracing::Span,
+        // The outcome, kept while scopes nested in the task finish (rare:
+        // boxed so that it costs no room in every task).
+        draining: Option<Box<Outcome<T, E>>>,
+        span: Option<Box<tracing::Span>>,
         guard: FinishOnDrop,
     }
 }
@@ -311,24 +314,23 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<T, E>> {
         let this = self.project();
-        let _entered = this.span.enter();
+        let _entered = this.span.as_ref().map(|span| span.enter());
         let node = &this.guard.0;
-        if this.outcome.is_none() {
-            let Poll::Ready(settled) = this.guarded.poll(cx) else {
-                return Poll::Pending;
-            };
-            node.set_settled();
-            let split = this.split.take();
-            *this.outcome = Some(classify(node, settled, split));
-        }
+        let outcome = match this.draining.take() {
+            Some(outcome) => *outcome,
+            None => {
+                let Poll::Ready(settled) = this.guarded.poll(cx) else {
+                    return Poll::Pending;
+                };
+                node.set_settled();
+                classify(node, settled, this.split.take())
+            }
+        };
         if node.had_children() && !node.poll_children_done(cx.waker()) {
+            *this.draining = Some(Box::new(outcome));
             return Poll::Pending;
         }
-        match this.outcome.take() {
-            Some(outcome) => Poll::Ready(outcome),
-            // Polled after completion: tokio never does this.
-            None => Poll::Pending,
-        }
+        Poll::Ready(outcome)
     }
 }
 
