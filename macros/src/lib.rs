@@ -1,3 +1,37 @@
 //! Procedural macros of `tethered`. Use them through the `tethered` crate,
-//! which re-exports them; the macros expand into paths under
-//! `::tethered::__private`.
+//! which re-exports them; the code they expand to calls only
+//! `::tethered::__private` and `::core` paths.
+//!
+//! Each macro lives in a folder of its own with the same three stages:
+//! `parse` (tokens to syntax), `model` (checked, with every mistake
+//! collected), `expand` (a valid model to tokens, which cannot fail).
+
+mod common;
+mod entry;
+mod scoped;
+
+use proc_macro::TokenStream;
+
+/// Runs an `async fn`'s body in a new scope, child of the caller's.
+///
+/// See `tethered::scoped` for the documentation.
+#[proc_macro_attribute]
+pub fn scoped(args: TokenStream, item: TokenStream) -> TokenStream {
+    scoped::expand(args.into(), item.into()).into()
+}
+
+/// `#[tokio::main]` plus a root scope and signal handling.
+///
+/// See `tethered::main` for the documentation.
+#[proc_macro_attribute]
+pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
+    entry::expand(entry::Entry::Main, args.into(), item.into()).into()
+}
+
+/// `#[tokio::test]` plus a root scope.
+///
+/// See `tethered::test` for the documentation.
+#[proc_macro_attribute]
+pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
+    entry::expand(entry::Entry::Test, args.into(), item.into()).into()
+}

@@ -108,28 +108,60 @@ impl fmt::Display for PanicPayload {
 /// scope's [`ScopeError`], so whoever looks finds the original.
 ///
 /// [`Outcome::Failed`]: crate::Outcome::Failed
+///
+/// Any `Debug + Send + Sync + 'static` error can fail a task (`anyhow::Error`
+/// and `Box<dyn Error + Send + Sync>` included); messages use its `Display`
+/// when it has one, its `Debug` otherwise.
 #[derive(Clone)]
-pub struct TaskError(Arc<dyn ErrorValue>);
-
-/// What an error type must offer to fail a task: printable, shareable.
-/// Implemented for every `Display + Debug + Send + Sync + 'static` type,
-/// `anyhow::Error` and `Box<dyn Error + Send + Sync>` included.
-trait ErrorValue: Any + fmt::Display + fmt::Debug + Send + Sync {
-    fn as_any(&self) -> &(dyn Any + Send + Sync);
+pub struct TaskError {
+    value: Arc<dyn Any + Send + Sync>,
+    display: Formatter,
+    debug: Formatter,
 }
 
-impl<E: Any + fmt::Display + fmt::Debug + Send + Sync> ErrorValue for E {
-    fn as_any(&self) -> &(dyn Any + Send + Sync) {
-        self
-    }
+type Formatter = fn(&(dyn Any + Send + Sync), &mut fmt::Formatter<'_>) -> fmt::Result;
+
+fn display_as<E: fmt::Display + 'static>(
+    value: &(dyn Any + Send + Sync),
+    f: &mut fmt::Formatter<'_>,
+) -> fmt::Result {
+    value
+        .downcast_ref::<E>()
+        .map_or(Ok(()), |error| fmt::Display::fmt(error, f))
+}
+
+fn debug_as<E: fmt::Debug + 'static>(
+    value: &(dyn Any + Send + Sync),
+    f: &mut fmt::Formatter<'_>,
+) -> fmt::Result {
+    value
+        .downcast_ref::<E>()
+        .map_or(Ok(()), |error| fmt::Debug::fmt(error, f))
 }
 
 impl TaskError {
+    /// An error shown through its `Display`.
     pub(crate) fn new<E>(error: Arc<E>) -> Self
     where
         E: fmt::Display + fmt::Debug + Send + Sync + 'static,
     {
-        TaskError(error)
+        TaskError {
+            value: error,
+            display: display_as::<E>,
+            debug: debug_as::<E>,
+        }
+    }
+
+    /// An error that has only `Debug`, shown through it.
+    pub(crate) fn from_debug<E>(error: Arc<E>) -> Self
+    where
+        E: fmt::Debug + Send + Sync + 'static,
+    {
+        TaskError {
+            value: error,
+            display: debug_as::<E>,
+            debug: debug_as::<E>,
+        }
     }
 
     /// The error as its original type, if it is an `E`.
@@ -150,8 +182,7 @@ impl TaskError {
     /// # }
     /// ```
     pub fn downcast_ref<E: 'static>(&self) -> Option<&E> {
-        // Deref first: `Arc<dyn ErrorValue>` is itself an `ErrorValue`.
-        (*self.0).as_any().downcast_ref::<E>()
+        self.value.downcast_ref::<E>()
     }
 
     /// Whether the error is an `E`.
@@ -162,13 +193,13 @@ impl TaskError {
 
 impl fmt::Debug for TaskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
+        (self.debug)(&*self.value, f)
     }
 }
 
 impl fmt::Display for TaskError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&*self.0, f)
+        (self.display)(&*self.value, f)
     }
 }
 

@@ -43,8 +43,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod blocking;
 mod cleanup;
 mod current;
+mod entry;
 mod error;
 mod node;
 mod outcome;
@@ -53,6 +55,138 @@ mod scope;
 mod shield;
 mod task;
 mod tree;
+
+mod macros;
+
+/// Runs an `async fn`'s body in a new scope, child of the caller's scope.
+///
+/// Inside the body, [`spawn!`], [`shield!`], [`spawn_blocking!`] and
+/// [`defer!`] start children and register cleanups on that scope, and
+/// [`scope!`] is the [`Scope`] itself. The scope ends when the body has
+/// returned, every child has ended and every cleanup has run.
+///
+/// Options: `name = "…"` (default: the fn's name), `on_exit = join | cancel`
+/// (default `join`), `timeout = "30s"`, `cleanup_timeout = "10s"`.
+///
+/// How a failure reaches the caller depends on the return type:
+///
+/// * `Result<T, E>` (any type whose last path segment is `Result`): a child's
+///   failure arrives as `Err(E::from(ScopeError))`, so `E` must implement
+///   `From<ScopeError>`. A body that returns `Err` cancels the children
+///   still running, and its own error is returned.
+/// * `()` or nothing: a child's failure panics with the [`ScopeError`] as
+///   payload (the enclosing scope captures it as a failure); a scope that
+///   cancelled itself just returns.
+/// * anything else: a failure, or a cancellation that leaves no value to
+///   return, panics with the [`ScopeError`].
+///
+/// # Examples
+///
+/// ```
+/// use tethered::{ScopeError, scoped};
+///
+/// #[derive(Debug)]
+/// enum FetchError {
+///     NotFound(String),
+///     Scope(ScopeError),
+/// }
+///
+/// impl From<ScopeError> for FetchError {
+///     fn from(error: ScopeError) -> Self {
+///         FetchError::Scope(error)
+///     }
+/// }
+///
+/// async fn fetch(url: &'static str) -> Result<usize, FetchError> {
+///     if url.ends_with("missing") {
+///         return Err(FetchError::NotFound(url.to_owned()));
+///     }
+///     Ok(url.len())
+/// }
+///
+/// #[scoped(timeout = "5s")]
+/// async fn total(urls: Vec<&'static str>) -> Result<usize, FetchError> {
+///     let handles: Vec<_> = urls.into_iter().map(|url| spawn!(url, fetch(url))).collect();
+///     let mut total = 0;
+///     for handle in handles {
+///         total += handle.join().await.unwrap();
+///     }
+///     Ok(total)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// assert_eq!(total(vec!["a.io", "bb.io"]).await.unwrap(), 9);
+/// let error = total(vec!["a.io", "x.io/missing"]).await.unwrap_err();
+/// let FetchError::Scope(scope) = error else { panic!("{error:?}") };
+/// assert_eq!(scope.failures()[0].task(), Some("x.io/missing"));
+/// # }
+/// ```
+///
+/// # Equivalent code without the macro
+///
+/// ```
+/// # use tethered::{Scope, ScopeError};
+/// # async fn fetch(url: &'static str) -> Result<usize, ScopeError> { Ok(url.len()) }
+/// async fn total(urls: Vec<&'static str>) -> Result<usize, ScopeError> {
+///     Scope::builder()
+///         .name("total")
+///         .timeout(std::time::Duration::from_secs(5))
+///         .run(async move |scope| {
+///             let handles: Vec<_> = urls
+///                 .into_iter()
+///                 .map(|url| scope.spawn_fallible_named(url, fetch(url)))
+///                 .collect();
+///             let mut total = 0;
+///             for handle in handles {
+///                 total += handle.join().await.unwrap();
+///             }
+///             total
+///         })
+///         .await
+/// }
+/// ```
+#[doc(inline)]
+pub use tethered_macros::scoped;
+
+/// `#[tokio::main]` plus a root scope named `main` and signal handling.
+///
+/// The body is a scope like a [`macro@scoped`] fn's (use [`spawn!`] and the
+/// others in it). The first SIGINT or SIGTERM asks every task to stop
+/// ([`CancelKind::Signal`]), then cancels them after `grace`; a second
+/// signal cancels at once. If tasks are still running `cancel_timeout` after
+/// the cancellation, the task tree is printed and the process exits with 1.
+/// The exit code is 0 only when every task finished or was cleanly
+/// cancelled; otherwise the scope's error is printed on stderr.
+///
+/// Options: `grace = "10s"`, `cancel_timeout = "30s"` (the defaults),
+/// `flavor = "multi_thread" | "current_thread"`, `worker_threads = N`.
+///
+/// ```no_run
+/// #[tethered::main(grace = "5s")]
+/// async fn main() {
+///     spawn!("ticker", async {
+///         tethered::stop_requested().await; // SIGINT or SIGTERM
+///     });
+/// }
+/// ```
+#[doc(inline)]
+pub use tethered_macros::main;
+
+/// `#[tokio::test]` plus a root scope named `test`; a failure of the scope
+/// fails the test. Options: `flavor`, `worker_threads`, `start_paused =
+/// true` (which needs tokio's `test-util` feature, as `#[tokio::test]` does).
+///
+/// ```
+/// #[tethered::test(start_paused = true)]
+/// async fn reaches_the_deadline() {
+///     let ticks = spawn!(async { tokio::time::sleep(std::time::Duration::from_secs(60)).await });
+///     ticks.join().await.unwrap();
+/// }
+/// # fn main() {}
+/// ```
+#[doc(inline)]
+pub use tethered_macros::test;
 
 #[doc(inline)]
 pub use cleanup::CleanupOutput;
@@ -75,4 +209,5 @@ pub use tree::{EntryKind, EntryState, TaskTree, TreeEntry, tree};
 
 // Not public API. Used by the code the `tethered-macros` expand into.
 #[doc(hidden)]
-pub mod __private {}
+#[path = "private.rs"]
+pub mod __private;

@@ -47,7 +47,7 @@ use crate::error::{FailureKind, ScopeError, TaskError, TaskFailure};
 use crate::node::sync::Arc;
 use crate::node::{FinishOnDrop, Guarded, Node, NodeKind, Settled, children_done};
 use crate::reason::{CancelKind, CancelReason, IntoCancelReason};
-use crate::task::{TaskHandle, spawn_child};
+use crate::task::{Split, TaskHandle, spawn_child};
 
 /// What a scope does with children still running when its body returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -176,16 +176,51 @@ impl ScopeBuilder {
     where
         F: AsyncFnOnce(&Scope) -> T,
     {
-        let location = Location::caller();
-        async move {
-            let node = Node::new(NodeKind::Scope, self.name, location, crate::node::current());
-            let scope = Scope {
-                node,
-                cleanups: Mutex::new(Vec::new()),
-                cleanup_timeout: self.cleanup_timeout.unwrap_or(DEFAULT_CLEANUP_TIMEOUT),
-                finished: false,
-            };
-            scope.drive(body, self.on_exit, self.timeout).await
+        let ended = self.run_at(Location::caller(), body, |_| false);
+        async move { ended.await.into_result() }
+    }
+
+    /// Runs `body` in a new scope located at `location`, and returns both
+    /// what the body produced (if it produced anything) and the scope's error
+    /// (if any): the adapters behind `#[scoped]` need to see both. A body
+    /// value for which `body_failed` is true cancels the remaining children
+    /// (a `#[scoped]` fn whose body returned `Err`).
+    pub(crate) async fn run_at<F, T>(
+        self,
+        location: &'static Location<'static>,
+        body: F,
+        body_failed: fn(&T) -> bool,
+    ) -> Ended<T>
+    where
+        F: AsyncFnOnce(&Scope) -> T,
+    {
+        let node = Node::new(NodeKind::Scope, self.name, location, crate::node::current());
+        let scope = Scope {
+            node,
+            cleanups: Mutex::new(Vec::new()),
+            cleanup_timeout: self.cleanup_timeout.unwrap_or(DEFAULT_CLEANUP_TIMEOUT),
+            finished: false,
+        };
+        scope
+            .drive(body, self.on_exit, self.timeout, body_failed)
+            .await
+    }
+}
+
+/// How a scope ended. A failed scope may still carry the body's value (the
+/// body returned, then a child or a cleanup failed): the adapters behind
+/// `#[scoped]` decide which of the two to hand on.
+pub(crate) enum Ended<T> {
+    Clean(T),
+    Failed { value: Option<T>, error: ScopeError },
+}
+
+impl<T> Ended<T> {
+    /// The body's value when the scope ended cleanly, its error otherwise.
+    pub(crate) fn into_result(self) -> Result<T, ScopeError> {
+        match self {
+            Ended::Clean(value) => Ok(value),
+            Ended::Failed { error, .. } => Err(error),
         }
     }
 }
@@ -237,7 +272,8 @@ impl Scope {
         body: F,
         on_exit: OnExit,
         timeout: Option<Duration>,
-    ) -> Result<T, ScopeError>
+        body_failed: fn(&T) -> bool,
+    ) -> Ended<T>
     where
         F: AsyncFnOnce(&Scope) -> T,
     {
@@ -269,10 +305,17 @@ impl Scope {
                 None
             }
         };
-        if value.is_some() && on_exit == OnExit::Cancel {
-            self.node
-                .cancel(raised_by(&self.node, CancelKind::ScopeExit), false);
-        }
+        match &value {
+            Some(value) if body_failed(value) => self.node.cancel(
+                raised_by(&self.node, CancelKind::ScopeExit)
+                    .with_message("the body returned an error"),
+                false,
+            ),
+            Some(_) if on_exit == OnExit::Cancel => self
+                .node
+                .cancel(raised_by(&self.node, CancelKind::ScopeExit), false),
+            _ => false,
+        };
         self.wait_children(deadline.as_mut()).await;
         let cleanups = self.take_cleanups();
         if !cleanups.is_empty() {
@@ -283,15 +326,17 @@ impl Scope {
         self.node.finish();
 
         let failures = self.node.take_failures();
-        let reason = self.node.reason();
         match value {
-            Some(value) if failures.is_empty() && !deadline.expired => Ok(value),
-            _ => Err(ScopeError::new(
-                self.node.name(),
-                self.node.location(),
-                reason,
-                failures,
-            )),
+            Some(value) if failures.is_empty() && !deadline.expired => Ended::Clean(value),
+            value => Ended::Failed {
+                value,
+                error: ScopeError::new(
+                    self.node.name(),
+                    self.node.location(),
+                    self.node.reason(),
+                    failures,
+                ),
+            },
         }
     }
 
@@ -362,7 +407,7 @@ impl Scope {
         T: Send + 'static,
         E: fmt::Display + fmt::Debug + Send + Sync + 'static,
     {
-        self.spawn_fallible_task(None, fut)
+        self.spawn_fallible_task(NodeKind::Task, None, fut, TaskError::new::<E>)
     }
 
     /// [`spawn_fallible`](Self::spawn_fallible) with a name.
@@ -377,7 +422,7 @@ impl Scope {
         T: Send + 'static,
         E: fmt::Display + fmt::Debug + Send + Sync + 'static,
     {
-        self.spawn_fallible_task(Some(name.into()), fut)
+        self.spawn_fallible_task(NodeKind::Task, Some(name.into()), fut, TaskError::new::<E>)
     }
 
     #[track_caller]
@@ -397,30 +442,32 @@ impl Scope {
             name,
             Location::caller(),
             fut,
-            Ok::<_, std::convert::Infallible>,
+            infallible(),
             false,
         )
         .unwrap_or_else(|| unreachable!("unchecked spawns always register"))
     }
 
     #[track_caller]
-    fn spawn_fallible_task<F, T, E>(
+    pub(crate) fn spawn_fallible_task<F, T, E>(
         &self,
+        kind: NodeKind,
         name: Option<Cow<'static, str>>,
         fut: F,
+        erase: fn(std::sync::Arc<E>) -> TaskError,
     ) -> TaskHandle<'_, T, E>
     where
         F: Future<Output = Result<T, E>> + Send + 'static,
         T: Send + 'static,
-        E: fmt::Display + fmt::Debug + Send + Sync + 'static,
+        E: Send + Sync + 'static,
     {
         spawn_child(
             &self.node,
-            NodeKind::Task,
+            kind,
             name,
             Location::caller(),
             fut,
-            |result| result,
+            Split::new(|result| result, erase),
             false,
         )
         .unwrap_or_else(|| unreachable!("unchecked spawns always register"))
@@ -543,6 +590,17 @@ impl Drop for Scope {
             }
         }
     }
+}
+
+/// How a task that fails only by panicking splits its output: all value.
+type Infallible<O> = Split<fn(O) -> Result<O, std::convert::Infallible>, std::convert::Infallible>;
+
+/// A task that fails only by panicking: its whole output is its value.
+fn infallible<O>() -> Infallible<O> {
+    fn erase(never: std::sync::Arc<std::convert::Infallible>) -> TaskError {
+        match *never {}
+    }
+    Split::new(Ok, erase)
 }
 
 /// A reason the scope raises itself (its exit, its timeout, its being
@@ -708,7 +766,7 @@ impl ScopeHandle {
             name,
             Location::caller(),
             fut,
-            Ok::<_, std::convert::Infallible>,
+            infallible(),
             true,
         )
         .ok_or_else(|| crate::SpawnError::closed(self.node.name()))

@@ -239,13 +239,27 @@ fn settle<T, E>(node: &Node, joined: Result<Outcome<T, E>, JoinError>) -> Outcom
 ///
 /// Returns `None`, dropping `fut` unpolled, when `refuse_when_closed` is set
 /// and the parent is closing or closed.
+/// How a task's output becomes its outcome: which part is a failure, and how
+/// to show a failure's error.
+pub(crate) struct Split<S, E> {
+    pub(crate) split: S,
+    pub(crate) erase: fn(StdArc<E>) -> TaskError,
+}
+
+impl<S, E> Split<S, E> {
+    pub(crate) fn new(split: S, erase: fn(StdArc<E>) -> TaskError) -> Self {
+        Split { split, erase }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn spawn_child<'s, F, T, E, S>(
     parent: &Arc<Node>,
     kind: NodeKind,
     name: Option<Cow<'static, str>>,
     location: &'static Location<'static>,
     fut: F,
-    split: S,
+    split: Split<S, E>,
     refuse_when_closed: bool,
 ) -> Option<TaskHandle<'s, T, E>>
 where
@@ -253,7 +267,7 @@ where
     F::Output: Send,
     S: FnOnce(F::Output) -> Result<T, E> + Send + 'static,
     T: Send + 'static,
-    E: fmt::Display + fmt::Debug + Send + Sync + 'static,
+    E: Send + Sync + 'static,
 {
     let node = if refuse_when_closed {
         Node::try_new(kind, name, location, parent)?
@@ -295,7 +309,7 @@ pin_project! {
     struct TaskFuture<F: Future, S, T, E> {
         #[pin]
         guarded: Guarded<F>,
-        split: Option<S>,
+        split: Option<Split<S, E>>,
         // The outcome, kept while scopes nested in the task finish (rare:
         // boxed so that it costs no room in every task).
         draining: Option<Box<Outcome<T, E>>>,
@@ -308,7 +322,6 @@ impl<F, S, T, E> Future for TaskFuture<F, S, T, E>
 where
     F: Future,
     S: FnOnce(F::Output) -> Result<T, E>,
-    E: fmt::Display + fmt::Debug + Send + Sync + 'static,
 {
     type Output = Outcome<T, E>;
 
@@ -339,17 +352,14 @@ where
 fn classify<O, T, E>(
     node: &Arc<Node>,
     settled: Settled<O>,
-    split: Option<impl FnOnce(O) -> Result<T, E>>,
-) -> Outcome<T, E>
-where
-    E: fmt::Display + fmt::Debug + Send + Sync + 'static,
-{
+    split: Option<Split<impl FnOnce(O) -> Result<T, E>, E>>,
+) -> Outcome<T, E> {
     match (settled, split) {
-        (Settled::Completed(output), Some(split)) => match split(output) {
+        (Settled::Completed(output), Some(split)) => match (split.split)(output) {
             Ok(value) => Outcome::Completed(value),
             Err(error) => {
                 let error = StdArc::new(error);
-                report(node, FailureKind::Error(TaskError::new(error.clone())));
+                report(node, FailureKind::Error((split.erase)(error.clone())));
                 Outcome::Failed(error)
             }
         },

@@ -1,0 +1,486 @@
+//! The body of a scoped fn: `spawn!`, `shield!`, `spawn_blocking!`, `defer!`
+//! and `scope!` rewritten into calls on the scope; spawns that would escape
+//! the scope and handles bound but never used rejected.
+//!
+//! The walk enters nested blocks, closures, async blocks and the tokens of
+//! other macros (`tokio::select!`, `vec!`…), but not nested items: a nested
+//! `fn` is not part of the scope.
+
+use proc_macro2::{Delimiter, Group, Ident, Span, TokenStream, TokenTree};
+use quote::{ToTokens, quote_spanned};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::visit::{self, Visit};
+use syn::visit_mut::{self, VisitMut};
+use syn::{Block, Expr, ExprMacro, Item, Local, Macro, Pat, Stmt, Token};
+
+use super::Errors;
+
+/// The name of the scope inside an expanded body. Prefixed so that user code
+/// cannot collide with it.
+pub(crate) fn scope_ident() -> Ident {
+    Ident::new("__tethered_scope", Span::call_site())
+}
+
+/// Checks and rewrites `block` in place, recording every mistake.
+pub(crate) fn prepare(block: &mut Block, errors: &Errors) {
+    UnjoinedHandles { errors }.visit_block(block);
+    Rewriter {
+        errors,
+        scope: scope_ident(),
+    }
+    .visit_block_mut(block);
+}
+
+/// The tethered macros that only make sense inside a scope.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ScopedMacro {
+    Spawn,
+    Shield,
+    SpawnBlocking,
+    Defer,
+    Scope,
+}
+
+impl ScopedMacro {
+    fn from_path(path: &syn::Path) -> Option<Self> {
+        let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+        let name = match segments.as_slice() {
+            [name] => name,
+            [krate, name] if krate == "tethered" => name,
+            _ => return None,
+        };
+        Self::from_name(name)
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "spawn" => ScopedMacro::Spawn,
+            "shield" => ScopedMacro::Shield,
+            "spawn_blocking" => ScopedMacro::SpawnBlocking,
+            "defer" => ScopedMacro::Defer,
+            "scope" => ScopedMacro::Scope,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            ScopedMacro::Spawn => "spawn",
+            ScopedMacro::Shield => "shield",
+            ScopedMacro::SpawnBlocking => "spawn_blocking",
+            ScopedMacro::Defer => "defer",
+            ScopedMacro::Scope => "scope",
+        }
+    }
+
+    /// Whether it returns a task handle (which must not be dropped unused).
+    fn returns_handle(self) -> bool {
+        matches!(
+            self,
+            ScopedMacro::Spawn | ScopedMacro::Shield | ScopedMacro::SpawnBlocking
+        )
+    }
+}
+
+/// Expands one tethered macro call into a call on `scope`, spanned on the
+/// invocation so that `#[track_caller]` records the user's line.
+fn expand_macro(
+    which: ScopedMacro,
+    span: Span,
+    tokens: TokenStream,
+    scope: &Ident,
+) -> syn::Result<TokenStream> {
+    let args = syn::parse::Parser::parse2(Punctuated::<Expr, Token![,]>::parse_terminated, tokens)
+        .map_err(|error| syn::Error::new(span, format!("{}; {}", error, usage(which))))?;
+    let args: Vec<Expr> = args.into_iter().collect();
+    let private = quote_spanned!(span=> ::tethered::__private);
+    Ok(match (which, args.as_slice()) {
+        (ScopedMacro::Spawn | ScopedMacro::Shield, [fut]) => {
+            let kind = task_kind(which, span);
+            quote_spanned! {span=> {
+                #[allow(unused_imports)]
+                use #private::{SpawnAny as _, SpawnFallible as _, SpawnFallibleDebug as _};
+                (&&#private::Spawn::new(#scope, #kind, ::core::option::Option::None, #fut)).spawn_task()
+            }}
+        }
+        (ScopedMacro::Spawn | ScopedMacro::Shield, [name, fut]) => {
+            let kind = task_kind(which, span);
+            quote_spanned! {span=> {
+                #[allow(unused_imports)]
+                use #private::{SpawnAny as _, SpawnFallible as _, SpawnFallibleDebug as _};
+                (&&#private::Spawn::new(
+                    #scope,
+                    #kind,
+                    ::core::option::Option::Some(::core::convert::Into::into(#name)),
+                    #fut,
+                ))
+                .spawn_task()
+            }}
+        }
+        (ScopedMacro::SpawnBlocking, [work]) => {
+            quote_spanned!(span=> #scope.spawn_blocking(#work))
+        }
+        (ScopedMacro::SpawnBlocking, [name, work]) => {
+            quote_spanned!(span=> #scope.spawn_blocking_named(#name, #work))
+        }
+        (ScopedMacro::Defer, [cleanup]) => quote_spanned!(span=> #scope.defer(#cleanup)),
+        (ScopedMacro::Scope, []) => quote_spanned!(span=> #scope),
+        _ => return Err(syn::Error::new(span, usage(which))),
+    })
+}
+
+fn task_kind(which: ScopedMacro, span: Span) -> TokenStream {
+    match which {
+        ScopedMacro::Shield => quote_spanned!(span=> ::tethered::__private::Kind::Shield),
+        _ => quote_spanned!(span=> ::tethered::__private::Kind::Task),
+    }
+}
+
+fn usage(which: ScopedMacro) -> &'static str {
+    match which {
+        ScopedMacro::Spawn => "expected `spawn!(future)` or `spawn!(\"name\", future)`",
+        ScopedMacro::Shield => "expected `shield!(future)` or `shield!(\"name\", future)`",
+        ScopedMacro::SpawnBlocking => {
+            "expected `spawn_blocking!(|| …)` or `spawn_blocking!(\"name\", || …)`"
+        }
+        ScopedMacro::Defer => "expected `defer!(async move { … })`",
+        ScopedMacro::Scope => "expected `scope!()`, which takes no arguments",
+    }
+}
+
+/// The fix for a call that would start a task outside the scope, if `path`
+/// names one (`tokio::spawn`, `tokio::task::spawn_blocking`, `task::spawn`,
+/// `JoinSet::spawn`…). A bare `spawn(…)` may be the user's own function.
+fn escaping_spawn(segments: &[String]) -> Option<&'static str> {
+    let (last, rest) = segments.split_last()?;
+    let under_tokio = rest
+        .iter()
+        .any(|segment| segment == "tokio" || segment == "task" || segment == "JoinSet");
+    if !under_tokio {
+        return None;
+    }
+    match last.as_str() {
+        "spawn" => Some("use `spawn!(…)` to start a child task that the scope joins"),
+        "spawn_local" => Some(
+            "use `spawn!(…)` to start a child task that the scope joins (tethered has no local tasks)",
+        ),
+        "spawn_blocking" => {
+            Some("use `spawn_blocking!(…)` to run blocking work that the scope waits for")
+        }
+        _ => None,
+    }
+}
+
+fn escape_message(path: &str, fix: &str) -> String {
+    format!(
+        "`{path}` starts a task that escapes the scope: nothing would join or cancel it; {fix} (to outlive this scope, spawn into a longer-lived scope explicitly)"
+    )
+}
+
+struct Rewriter<'a> {
+    errors: &'a Errors,
+    scope: Ident,
+}
+
+impl Rewriter<'_> {
+    /// The replacement of a tethered macro call, or `None` for other macros.
+    fn replace(&self, mac: &Macro) -> Option<TokenStream> {
+        let which = ScopedMacro::from_path(&mac.path)?;
+        let span = mac.path.span();
+        // The macro's own arguments may hold tethered macros too.
+        let tokens = self.rewrite_tokens(mac.tokens.clone());
+        Some(match expand_macro(which, span, tokens, &self.scope) {
+            Ok(tokens) => tokens,
+            Err(error) => {
+                self.errors.push(error);
+                // Keep the user's tokens so the rest still type-checks.
+                quote_spanned!(span=> ())
+            }
+        })
+    }
+
+    /// Rewrites tethered macro calls inside the raw tokens of another macro
+    /// (`tokio::select! { … }`), and reports escaping spawns found there.
+    fn rewrite_tokens(&self, tokens: TokenStream) -> TokenStream {
+        let trees: Vec<TokenTree> = tokens.into_iter().collect();
+        let mut out = TokenStream::new();
+        let mut i = 0;
+        while i < trees.len() {
+            if let Some((consumed, replacement)) = self.match_at(&trees, i) {
+                out.extend(replacement);
+                i += consumed;
+                continue;
+            }
+            match &trees[i] {
+                TokenTree::Group(group) => {
+                    let mut rewritten =
+                        Group::new(group.delimiter(), self.rewrite_tokens(group.stream()));
+                    rewritten.set_span(group.span());
+                    out.extend([TokenTree::Group(rewritten)]);
+                }
+                other => out.extend([other.clone()]),
+            }
+            i += 1;
+        }
+        out
+    }
+
+    /// At `trees[i]`: a path followed by `!` and a group (a macro call) or by
+    /// a parenthesised group (a function call). Returns how many trees a
+    /// tethered macro call took and its replacement; reports escaping spawns.
+    fn match_at(&self, trees: &[TokenTree], i: usize) -> Option<(usize, TokenStream)> {
+        let previous_is_path = i > 0 && is_path_colon(&trees[i - 1]);
+        if previous_is_path {
+            return None;
+        }
+        let (segments, end) = path_at(trees, i)?;
+        match trees.get(end) {
+            Some(TokenTree::Punct(bang)) if bang.as_char() == '!' => {
+                let group = match trees.get(end + 1) {
+                    Some(TokenTree::Group(group)) => group,
+                    _ => return None,
+                };
+                let names: Vec<&str> = segments.iter().map(|(name, _)| name.as_str()).collect();
+                let which = match names.as_slice() {
+                    [name] | ["tethered", name] => ScopedMacro::from_name(name)?,
+                    _ => return None,
+                };
+                let span = segments.last().map(|(_, span)| *span)?;
+                let tokens = self.rewrite_tokens(group.stream());
+                let replacement = match expand_macro(which, span, tokens, &self.scope) {
+                    Ok(tokens) => tokens,
+                    Err(error) => {
+                        self.errors.push(error);
+                        quote_spanned!(span=> ())
+                    }
+                };
+                Some((end + 2 - i, replacement))
+            }
+            Some(TokenTree::Group(group)) if group.delimiter() == Delimiter::Parenthesis => {
+                let names: Vec<String> = segments.iter().map(|(name, _)| name.clone()).collect();
+                if let Some(fix) = escaping_spawn(&names) {
+                    self.errors.push(syn::Error::new(
+                        segments[0].1,
+                        escape_message(&names.join("::"), fix),
+                    ));
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+}
+
+fn is_path_colon(tree: &TokenTree) -> bool {
+    matches!(tree, TokenTree::Punct(p) if p.as_char() == ':')
+}
+
+/// Reads `ident (:: ident)*` (with an optional leading `::`) at `trees[i]`;
+/// returns the segments and the index after the path.
+fn path_at(trees: &[TokenTree], mut i: usize) -> Option<(Vec<(String, Span)>, usize)> {
+    let mut segments = Vec::new();
+    loop {
+        match trees.get(i) {
+            Some(TokenTree::Ident(ident)) => {
+                segments.push((ident.to_string(), ident.span()));
+                i += 1;
+            }
+            _ => return None,
+        }
+        let colons = matches!(
+            (trees.get(i), trees.get(i + 1)),
+            (Some(TokenTree::Punct(a)), Some(TokenTree::Punct(b)))
+                if a.as_char() == ':' && b.as_char() == ':'
+        );
+        if !colons {
+            return Some((segments, i));
+        }
+        i += 2;
+    }
+}
+
+impl VisitMut for Rewriter<'_> {
+    fn visit_item_mut(&mut self, _item: &mut Item) {
+        // A nested item is not part of the scope.
+    }
+
+    fn visit_expr_mut(&mut self, expr: &mut Expr) {
+        match expr {
+            Expr::Macro(ExprMacro { mac, .. }) => {
+                if let Some(replacement) = self.replace(mac) {
+                    *expr = Expr::Verbatim(replacement);
+                    return;
+                }
+                mac.tokens = self.rewrite_tokens(mac.tokens.clone());
+                return;
+            }
+            Expr::Call(call) => {
+                if let Expr::Path(path) = &*call.func {
+                    let names: Vec<String> = path
+                        .path
+                        .segments
+                        .iter()
+                        .map(|s| s.ident.to_string())
+                        .collect();
+                    if let Some(fix) = escaping_spawn(&names) {
+                        self.errors
+                            .error_spanned_by(&path.path, escape_message(&names.join("::"), fix));
+                    }
+                }
+            }
+            _ => {}
+        }
+        visit_mut::visit_expr_mut(self, expr);
+    }
+
+    fn visit_stmt_mut(&mut self, stmt: &mut Stmt) {
+        if let Stmt::Macro(statement) = stmt {
+            if let Some(replacement) = self.replace(&statement.mac) {
+                let semi = statement.semi_token;
+                *stmt = Stmt::Expr(Expr::Verbatim(replacement), semi);
+                return;
+            }
+            statement.mac.tokens = self.rewrite_tokens(statement.mac.tokens.clone());
+            return;
+        }
+        visit_mut::visit_stmt_mut(self, stmt);
+    }
+}
+
+/// Finds `let h = spawn!(…);` whose `h` the rest of its block never mentions.
+struct UnjoinedHandles<'a> {
+    errors: &'a Errors,
+}
+
+impl<'ast> Visit<'ast> for UnjoinedHandles<'_> {
+    fn visit_item(&mut self, _item: &'ast Item) {}
+
+    fn visit_block(&mut self, block: &'ast Block) {
+        for (index, stmt) in block.stmts.iter().enumerate() {
+            let Stmt::Local(local) = stmt else { continue };
+            let Some((binding, which)) = handle_binding(local) else {
+                continue;
+            };
+            let name = binding.to_string();
+            let used = block.stmts[index + 1..]
+                .iter()
+                .any(|later| mentions(later.to_token_stream(), &name));
+            if !used {
+                let macro_name = which.name();
+                self.errors.error_spanned_by(
+                    binding,
+                    format!(
+                        "handle `{name}` is never joined, cancelled or passed on; \
+                         use it (`{name}.join().await`, `{name}.cancel(..)`), \
+                         or write `{macro_name}!(…);` without binding it if the scope \
+                         should simply wait for the task, or name it `_{name}`"
+                    ),
+                );
+            }
+        }
+        visit::visit_block(self, block);
+    }
+}
+
+/// `let h = spawn!(…)` (or `shield!`, `spawn_blocking!`): the bound name.
+fn handle_binding(local: &Local) -> Option<(&Ident, ScopedMacro)> {
+    let Pat::Ident(pattern) = &local.pat else {
+        return None;
+    };
+    if pattern.ident.to_string().starts_with('_') {
+        return None;
+    }
+    let init = local.init.as_ref()?;
+    let Expr::Macro(ExprMacro { mac, .. }) = &*init.expr else {
+        return None;
+    };
+    let which = ScopedMacro::from_path(&mac.path)?;
+    which.returns_handle().then_some((&pattern.ident, which))
+}
+
+fn mentions(tokens: TokenStream, name: &str) -> bool {
+    tokens.into_iter().any(|tree| match tree {
+        TokenTree::Ident(ident) => ident == name,
+        TokenTree::Group(group) => mentions(group.stream(), name),
+        _ => false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    fn prepared(body: TokenStream) -> (String, Vec<String>) {
+        let mut block: Block = syn::parse2(quote!({ #body })).unwrap();
+        let errors = Errors::new();
+        prepare(&mut block, &errors);
+        let messages = match errors.finish() {
+            Ok(()) => Vec::new(),
+            Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
+        };
+        (block.to_token_stream().to_string(), messages)
+    }
+
+    #[test]
+    fn rewrites_every_form_including_inside_other_macros() {
+        let (code, errors) = prepared(quote! {
+            spawn!(a());
+            let h = tethered::spawn!("named", b());
+            shield!(c());
+            defer!(async move {});
+            tokio::select! { x = h.join() => {}, _ = spawn_blocking!(|| 1).join() => {} }
+            scope!().cancel("done");
+        });
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(!code.contains("spawn !"), "{code}");
+        assert!(code.contains("Kind :: Shield"), "{code}");
+        assert!(code.contains("__tethered_scope . defer"), "{code}");
+        assert!(code.contains("__tethered_scope . spawn_blocking"), "{code}");
+        assert!(code.contains("__tethered_scope . cancel"), "{code}");
+    }
+
+    #[test]
+    fn rejects_escaping_spawns_but_not_own_functions_or_nested_items() {
+        let (_, errors) = prepared(quote! {
+            tokio::spawn(a());
+            let f = async { tokio::task::spawn_blocking(|| 1) };
+            vec![task::spawn(b())];
+            spawn(c());
+            fn nested() { tokio::spawn(d()); }
+        });
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors[0].contains("`tokio::spawn` starts a task that escapes"));
+        assert!(errors[1].contains("spawn_blocking!"));
+        assert!(errors[2].contains("`task::spawn`"));
+    }
+
+    #[test]
+    fn rejects_handles_never_used() {
+        let (_, errors) = prepared(quote! {
+            let unused = spawn!(a());
+            let used = spawn!(b());
+            let _ignored = spawn!(c());
+            { let inner = shield!(d()); }
+            used.join().await;
+        });
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].contains("handle `unused` is never joined"));
+        assert!(errors[1].contains("handle `inner`"));
+        assert!(errors[1].contains("`shield!(…);`"));
+    }
+
+    #[test]
+    fn malformed_calls_say_the_accepted_forms() {
+        let (_, errors) = prepared(quote! {
+            spawn!();
+            scope!(x);
+            defer!(a, b);
+        });
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors[0].contains("expected `spawn!(future)`"));
+        assert!(errors[1].contains("takes no arguments"));
+        assert!(errors[2].contains("expected `defer!(async move { … })`"));
+    }
+}

@@ -1,0 +1,92 @@
+//! A checked model of `#[tethered::main]` / `#[tethered::test]` to tokens.
+
+use proc_macro2::{Span, TokenStream};
+use quote::quote;
+use syn::{ItemFn, LitStr, ReturnType};
+
+use super::Entry;
+use super::model::{EntryFn, Flavor};
+use crate::common::{body, duration};
+
+// Input:
+//
+//     #[tethered::main(grace = "5s")]
+//     async fn main() -> Result<(), Error> { … }
+//
+// Output:
+//
+//     fn main() -> ::std::process::ExitCode {
+//         let runtime = ::tethered::__private::tokio::runtime::Builder::new_multi_thread()
+//             .enable_all().build().expect(…);
+//         ::tethered::__private::main(runtime, const { … }, const { … },
+//             async move |__tethered_scope: &::tethered::Scope| -> Result<(), Error> { … })
+//     }
+pub(crate) fn expand(model: EntryFn) -> TokenStream {
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = &model.item;
+    let scope = body::scope_ident();
+    let runtime = runtime(&model);
+    let annotation = match &sig.output {
+        ReturnType::Default => TokenStream::new(),
+        ReturnType::Type(arrow, ty) => quote!(#arrow #ty),
+    };
+    let ident = &sig.ident;
+    let body = quote!(async move |#scope: &::tethered::Scope| #annotation #block);
+    match model.entry {
+        Entry::Main => {
+            let grace = duration_tokens(&model.grace);
+            let cancel_timeout = duration_tokens(&model.cancel_timeout);
+            quote! {
+                #(#attrs)*
+                #vis fn #ident() -> ::std::process::ExitCode {
+                    ::tethered::__private::main(#runtime, #grace, #cancel_timeout, #body)
+                }
+            }
+        }
+        Entry::Test => {
+            let output = &sig.output;
+            quote! {
+                #[::core::prelude::v1::test]
+                #(#attrs)*
+                #vis fn #ident() #output {
+                    ::tethered::__private::test(#runtime, #body)
+                }
+            }
+        }
+    }
+}
+
+fn runtime(model: &EntryFn) -> TokenStream {
+    let mut builder = match model.flavor {
+        Flavor::CurrentThread => {
+            quote!(::tethered::__private::tokio::runtime::Builder::new_current_thread())
+        }
+        Flavor::MultiThread => {
+            quote!(::tethered::__private::tokio::runtime::Builder::new_multi_thread())
+        }
+    };
+    if let Some(threads) = model.worker_threads {
+        let threads = threads as usize;
+        builder.extend(quote!(.worker_threads(#threads)));
+    }
+    if model.start_paused {
+        builder.extend(quote!(.start_paused(true)));
+    }
+    quote! {
+        #builder
+            .enable_all()
+            .build()
+            .expect("failed to build the tokio runtime")
+    }
+}
+
+fn duration_tokens((duration, literal): &(std::time::Duration, Option<LitStr>)) -> TokenStream {
+    let literal = literal
+        .clone()
+        .unwrap_or_else(|| LitStr::new("default", Span::call_site()));
+    duration::to_tokens(*duration, &literal)
+}

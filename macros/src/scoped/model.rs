@@ -1,0 +1,105 @@
+//! Syntax to a checked model: options interpreted, the body rewritten, every
+//! mistake recorded.
+
+use std::time::Duration;
+
+use syn::{Ident, ItemFn, LitStr, ReturnType, Type};
+
+use crate::common::options::{self, RawOption};
+use crate::common::{Errors, body};
+
+const KEYS: &[&str] = &["name", "on_exit", "timeout", "cleanup_timeout"];
+
+/// What the fn returns decides how a failed scope reaches the caller.
+pub(crate) enum Output {
+    /// No return type: failures panic, a self-cancelled scope returns.
+    Unit,
+    /// A type named `Result` (`Result<T, E>`, `io::Result<T>`…): failures
+    /// arrive through `E: From<ScopeError>`.
+    Result(Type),
+    /// Anything else: failures (and cancellations) panic.
+    Value(Type),
+}
+
+pub(crate) struct ScopedFn {
+    pub(crate) item: ItemFn,
+    pub(crate) output: Output,
+    pub(crate) name: LitStr,
+    pub(crate) on_exit: Option<Ident>,
+    pub(crate) timeout: Option<(Duration, LitStr)>,
+    pub(crate) cleanup_timeout: Option<(Duration, LitStr)>,
+}
+
+impl ScopedFn {
+    /// The model, or `None` when the fn itself cannot take the attribute.
+    pub(crate) fn new(options: &[RawOption], mut item: ItemFn, errors: &Errors) -> Option<Self> {
+        let mut fatal = false;
+        if let Some(constness) = &item.sig.constness {
+            errors.error_spanned_by(
+                constness,
+                "`#[scoped]` cannot go on a `const fn`; remove `const`",
+            );
+            fatal = true;
+        }
+        if item.sig.asyncness.is_none() {
+            errors.error_spanned_by(
+                item.sig.fn_token,
+                "`#[scoped]` goes on an `async fn`; add `async` (a scope is awaited)",
+            );
+            fatal = true;
+        }
+        let mut model = ScopedFn {
+            output: output_of(&item.sig.output),
+            name: LitStr::new(&item.sig.ident.to_string(), item.sig.ident.span()),
+            on_exit: None,
+            timeout: None,
+            cleanup_timeout: None,
+            item: item.clone(),
+        };
+        for option in options::check_keys(options, KEYS, errors) {
+            match option.key.to_string().as_str() {
+                "name" => {
+                    if let Some(name) = errors.take(options::string(option, "\"fetch\"")) {
+                        model.name = name;
+                    }
+                }
+                "on_exit" => {
+                    model.on_exit = errors.take(options::word(option, &["join", "cancel"]))
+                }
+                "timeout" => model.timeout = errors.take(options::duration(option)),
+                "cleanup_timeout" => {
+                    model.cleanup_timeout = errors.take(options::duration(option));
+                }
+                _ => {}
+            }
+        }
+        if fatal {
+            return None;
+        }
+        body::prepare(&mut item.block, errors);
+        model.item = item;
+        Some(model)
+    }
+}
+
+/// How the return type tells failures apart, read from its syntax: the last
+/// path segment `Result` means a `Result` (aliases like `io::Result<T>` and
+/// `anyhow::Result<T>` included).
+fn output_of(output: &ReturnType) -> Output {
+    match output {
+        ReturnType::Default => Output::Unit,
+        ReturnType::Type(_, ty) => match &**ty {
+            Type::Tuple(tuple) if tuple.elems.is_empty() => Output::Unit,
+            Type::Path(path)
+                if path
+                    .path
+                    .segments
+                    .last()
+                    .is_some_and(|segment| segment.ident == "Result") =>
+            {
+                Output::Result((**ty).clone())
+            }
+            other => Output::Value(other.clone()),
+        },
+    }
+}

@@ -1,0 +1,190 @@
+//! The runners behind `#[tethered::main]` and `#[tethered::test]`: a root
+//! scope on a tokio runtime, plus (for `main`) signal handling and an exit
+//! code that says whether everything ended cleanly.
+
+use std::fmt;
+use std::panic::Location;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tokio::runtime::Runtime;
+
+use crate::reason::{CancelKind, CancelReason};
+use crate::scope::{Ended, Scope, ScopeBuilder, ScopeHandle};
+
+/// What `main` may return: `()`, `ExitCode`, or `Result<(), E>` with
+/// `E: Debug` (printed as `Error: …` on stderr, as std's `main` does).
+pub trait MainOutput {
+    /// The process's exit code.
+    fn into_exit_code(self) -> ExitCode;
+}
+
+impl MainOutput for () {
+    fn into_exit_code(self) -> ExitCode {
+        ExitCode::SUCCESS
+    }
+}
+
+impl MainOutput for ExitCode {
+    fn into_exit_code(self) -> ExitCode {
+        self
+    }
+}
+
+impl<E: fmt::Debug> MainOutput for Result<(), E> {
+    fn into_exit_code(self) -> ExitCode {
+        match self {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("Error: {error:?}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// Runs `body` as the root scope `main` on `runtime`, with signal handling:
+/// the first SIGINT or SIGTERM asks everything to stop (reason
+/// [`Signal`](CancelKind::Signal)), and cancels it after `grace`; a second
+/// signal cancels at once. If tasks are still running `cancel_timeout` after
+/// the cancellation, the task tree is printed and the process exits with 1
+/// rather than hang.
+///
+/// Exit code 0 when the scope ended cleanly or was cleanly cancelled by a
+/// signal; otherwise 1, with the scope's error on stderr.
+#[track_caller]
+pub fn main<F, R>(runtime: Runtime, grace: Duration, cancel_timeout: Duration, body: F) -> ExitCode
+where
+    F: AsyncFnOnce(&Scope) -> R,
+    R: MainOutput,
+{
+    let location = Location::caller();
+    runtime.block_on(async move {
+        let signals = match Signals::new() {
+            Ok(signals) => signals,
+            Err(error) => {
+                eprintln!("tethered: cannot listen for signals: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let (handle_tx, handle_rx) = tokio::sync::oneshot::channel();
+        let watcher = tokio::spawn(watch(signals, handle_rx, location, grace, cancel_timeout));
+        let ended = ScopeBuilder::new()
+            .name("main")
+            .run_at(
+                location,
+                async move |scope: &Scope| {
+                    let _ = handle_tx.send(scope.handle());
+                    body(scope).await
+                },
+                |_| false,
+            )
+            .await;
+        watcher.abort();
+        match ended {
+            Ended::Clean(output) => output.into_exit_code(),
+            Ended::Failed { value, error } if error.is_cancelled() => {
+                if let Some(reason) = error.reason() {
+                    eprintln!("tethered: stopped: {reason}");
+                }
+                value.map_or(ExitCode::SUCCESS, MainOutput::into_exit_code)
+            }
+            Ended::Failed { error, .. } => {
+                eprintln!("tethered: {error}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Runs `body` as the root scope of a test on `runtime`. A failure of the
+/// scope fails the test with the scope's error.
+#[track_caller]
+pub fn test<F, R>(runtime: Runtime, body: F) -> R
+where
+    F: AsyncFnOnce(&Scope) -> R,
+{
+    let location = Location::caller();
+    runtime.block_on(async move {
+        match ScopeBuilder::new()
+            .name("test")
+            .run_at(location, body, |_| false)
+            .await
+        {
+            Ended::Clean(value) => value,
+            Ended::Failed { error, .. } => panic!("the test's scope failed: {error}"),
+        }
+    })
+}
+
+async fn watch(
+    mut signals: Signals,
+    handle: tokio::sync::oneshot::Receiver<ScopeHandle>,
+    location: &'static Location<'static>,
+    grace: Duration,
+    cancel_timeout: Duration,
+) {
+    let Ok(handle) = handle.await else { return };
+    let first = signals.next().await;
+    eprintln!(
+        "tethered: received {first}; stopping (grace {grace:?}; send it again to cancel at once)"
+    );
+    let reason = CancelReason::raised_by(CancelKind::Signal, location, None)
+        .with_message(format!("received {first}"));
+    handle.stop(reason.clone());
+    tokio::select! {
+        () = tokio::time::sleep(grace) => {
+            eprintln!("tethered: grace period over; cancelling");
+        }
+        second = signals.next() => {
+            eprintln!("tethered: received {second} again; cancelling now");
+        }
+    }
+    handle.cancel(reason);
+    tokio::time::sleep(cancel_timeout).await;
+    eprintln!(
+        "tethered: still running {cancel_timeout:?} after cancellation; exiting\n{}",
+        crate::tree()
+    );
+    std::process::exit(1);
+}
+
+/// SIGINT and SIGTERM (Ctrl-C elsewhere), registered before the body runs
+/// so that an early signal is not lost to the default handler.
+struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    #[cfg(unix)]
+    fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn new() -> std::io::Result<Self> {
+        Ok(Signals {})
+    }
+
+    /// Waits for the next signal and names it.
+    #[cfg(unix)]
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
+
+    #[cfg(not(unix))]
+    async fn next(&mut self) -> &'static str {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}

@@ -1,0 +1,240 @@
+//! Not public API. What the code expanded by `tethered-macros` calls.
+//!
+//! Everything here may change in any release; only the macros use it.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::fmt;
+use std::future::Future;
+use std::panic::Location;
+
+pub use tokio;
+
+use crate::error::{ScopeError, TaskError};
+use crate::node::NodeKind;
+use crate::scope::{Ended, Scope, ScopeBuilder};
+use crate::task::TaskHandle;
+
+pub use crate::entry::{MainOutput, main, test};
+
+/// Which kind of child `spawn!` / `shield!` start.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// `spawn!`
+    Task,
+    /// `shield!`
+    Shield,
+}
+
+impl Kind {
+    fn node_kind(self) -> NodeKind {
+        match self {
+            Kind::Task => NodeKind::Task,
+            Kind::Shield => NodeKind::Shield,
+        }
+    }
+}
+
+/// A pending `spawn!`: the future and where it goes. Which trait's
+/// `spawn_task` method applies depends on the future's output (autoref
+/// specialization, called as `(&&spawn).spawn_task()`): a `Result` whose
+/// error is `Display` picks [`SpawnFallible`], one whose error is only
+/// `Debug` picks [`SpawnFallibleDebug`] (both make `Err` fail the scope);
+/// anything else picks [`SpawnAny`]. So `spawn!` needs no annotation.
+pub struct Spawn<'s, F> {
+    scope: &'s Scope,
+    kind: Kind,
+    name: Option<Cow<'static, str>>,
+    fut: Cell<Option<F>>,
+}
+
+impl<'s, F> Spawn<'s, F> {
+    /// Wraps one `spawn!` call.
+    pub fn new(scope: &'s Scope, kind: Kind, name: Option<Cow<'static, str>>, fut: F) -> Self {
+        Spawn {
+            scope,
+            kind,
+            name,
+            fut: Cell::new(Some(fut)),
+        }
+    }
+
+    fn parts(&self) -> Option<(F, Option<Cow<'static, str>>)> {
+        let fut = self.fut.take()?;
+        // The name is only read once, with the future.
+        let name = self.name.clone();
+        Some((fut, name))
+    }
+}
+
+impl<F> fmt::Debug for Spawn<'_, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Spawn")
+            .field("kind", &self.kind)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `spawn!` of a future whose output is a `Result`: `Err` fails the scope.
+pub trait SpawnFallible<'s, T, E> {
+    /// Starts the task.
+    fn spawn_task(&self) -> TaskHandle<'s, T, E>;
+}
+
+/// `spawn!` of a future whose output is a `Result` whose error has only
+/// `Debug`: `Err` fails the scope, shown through `Debug`.
+pub trait SpawnFallibleDebug<'s, T, E> {
+    /// Starts the task.
+    fn spawn_task(&self) -> TaskHandle<'s, T, E>;
+}
+
+/// `spawn!` of any other future: it fails only by panicking.
+pub trait SpawnAny<'s, T> {
+    /// Starts the task.
+    fn spawn_task(&self) -> TaskHandle<'s, T>;
+}
+
+// Method probing on `&&Spawn` tries `Self = &Spawn`, then `Self = &&Spawn`,
+// then `Self = Spawn`: the impls below are in that order of preference.
+
+impl<'s, F, T, E> SpawnFallible<'s, T, E> for &Spawn<'s, F>
+where
+    F: Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: fmt::Display + fmt::Debug + Send + Sync + 'static,
+{
+    #[track_caller]
+    fn spawn_task(&self) -> TaskHandle<'s, T, E> {
+        match self.parts() {
+            Some((fut, name)) => self.scope.spawn_fallible_task(
+                self.kind.node_kind(),
+                name,
+                fut,
+                TaskError::new::<E>,
+            ),
+            None => already_spawned(),
+        }
+    }
+}
+
+impl<'s, F, T, E> SpawnFallibleDebug<'s, T, E> for &&Spawn<'s, F>
+where
+    F: Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: fmt::Debug + Send + Sync + 'static,
+{
+    #[track_caller]
+    fn spawn_task(&self) -> TaskHandle<'s, T, E> {
+        match self.parts() {
+            Some((fut, name)) => self.scope.spawn_fallible_task(
+                self.kind.node_kind(),
+                name,
+                fut,
+                TaskError::from_debug::<E>,
+            ),
+            None => already_spawned(),
+        }
+    }
+}
+
+impl<'s, F> SpawnAny<'s, F::Output> for Spawn<'s, F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    #[track_caller]
+    fn spawn_task(&self) -> TaskHandle<'s, F::Output> {
+        match self.parts() {
+            Some((fut, name)) => self.scope.spawn_task(self.kind.node_kind(), name, fut),
+            None => already_spawned(),
+        }
+    }
+}
+
+fn already_spawned() -> ! {
+    // The expansion calls `spawn_task` exactly once per `Spawn`.
+    unreachable!("a `spawn!` expansion spawned twice")
+}
+
+/// Whether a `#[scoped]` body's value is a failure: only an `Err` is.
+pub trait BodyOutput {
+    /// `true` for `Err`.
+    fn is_failure(&self) -> bool;
+}
+
+impl<T, E> BodyOutput for Result<T, E> {
+    fn is_failure(&self) -> bool {
+        self.is_err()
+    }
+}
+
+/// The body of a `#[scoped]` fn returning `Result<T, E>`: children's
+/// failures reach the caller through `E: From<ScopeError>`; a body that
+/// returns `Err` first cancels the remaining children, and its own error is
+/// the one returned (failures of children it interrupted are logged).
+#[track_caller]
+pub fn scoped_result<F, T, E>(builder: ScopeBuilder, body: F) -> impl Future<Output = Result<T, E>>
+where
+    F: AsyncFnOnce(&Scope) -> Result<T, E>,
+    E: From<ScopeError>,
+{
+    let ended = builder.run_at(Location::caller(), body, Result::is_err);
+    async move {
+        match ended.await {
+            Ended::Clean(value) => value,
+            Ended::Failed {
+                value: Some(Err(error)),
+                error: scope_error,
+            } => {
+                tracing::warn!(
+                    target: "tethered::scope",
+                    error = %scope_error,
+                    "failures while the scope unwound from its body's error",
+                );
+                Err(error)
+            }
+            Ended::Failed { error, .. } => Err(E::from(error)),
+        }
+    }
+}
+
+/// The body of a `#[scoped]` fn returning `()`: a child's failure is
+/// re-raised as a panic carrying the [`ScopeError`] (which the parent scope
+/// captures as a failure); a scope cancelled by its own `cancel` returns.
+#[track_caller]
+pub fn scoped_unit<F>(builder: ScopeBuilder, body: F) -> impl Future<Output = ()>
+where
+    F: AsyncFnOnce(&Scope),
+{
+    let ended = builder.run_at(Location::caller(), body, |_| false);
+    async move {
+        match ended.await {
+            Ended::Clean(()) => {}
+            Ended::Failed { error, .. } if error.is_cancelled() => {}
+            Ended::Failed { error, .. } => std::panic::panic_any(error),
+        }
+    }
+}
+
+/// The body of a `#[scoped]` fn returning anything else: a child's failure,
+/// or a cancellation that leaves no value to return, is re-raised as a
+/// panic carrying the [`ScopeError`].
+#[track_caller]
+pub fn scoped_value<F, T>(builder: ScopeBuilder, body: F) -> impl Future<Output = T>
+where
+    F: AsyncFnOnce(&Scope) -> T,
+{
+    let ended = builder.run_at(Location::caller(), body, |_| false);
+    async move {
+        match ended.await {
+            Ended::Clean(value) => value,
+            Ended::Failed { error, .. } => std::panic::panic_any(error),
+        }
+    }
+}
+
+/// A builder for a `#[scoped]` fn's scope.
+pub fn builder() -> ScopeBuilder {
+    ScopeBuilder::new()
+}
