@@ -1,0 +1,422 @@
+//! What `#[scoped]`, the scoped macros and `#[tethered::test]` expand into,
+//! checked by behaviour.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tethered::{CancelKind, Outcome, Scope, ScopeError, scoped};
+use tokio::time::{Instant, sleep};
+
+#[derive(Debug)]
+enum AppError {
+    Refused(&'static str),
+    Scope(ScopeError),
+}
+
+impl From<ScopeError> for AppError {
+    fn from(error: ScopeError) -> Self {
+        AppError::Scope(error)
+    }
+}
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+async fn refuse(after: u64, host: &'static str) -> Result<u32, AppError> {
+    sleep(Duration::from_secs(after)).await;
+    Err(AppError::Refused(host))
+}
+
+async fn answer(after: u64, value: u32) -> Result<u32, AppError> {
+    sleep(Duration::from_secs(after)).await;
+    Ok(value)
+}
+
+#[scoped]
+async fn sum(values: Vec<u32>) -> Result<u32, AppError> {
+    let handles: Vec<_> = values.into_iter().map(|v| spawn!(answer(1, v))).collect();
+    let mut total = 0;
+    for handle in handles {
+        total += handle.join().await.unwrap();
+    }
+    Ok(total)
+}
+
+#[tokio::test(start_paused = true)]
+async fn spawn_and_join_in_a_scoped_fn() {
+    let started = Instant::now();
+    assert_eq!(sum(vec![1, 2, 3]).await.unwrap(), 6);
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(1),
+        "children ran concurrently"
+    );
+}
+
+#[scoped(name = "fan-out")]
+async fn first_failure_wins() -> Result<u32, AppError> {
+    spawn!("slow", answer(10, 1));
+    spawn!("refused", refuse(1, "db.internal"));
+    sleep(Duration::from_secs(60)).await;
+    Ok(0)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_child_reaches_the_caller_through_from_scope_error() {
+    let started = Instant::now();
+    let AppError::Scope(error) = first_failure_wins().await.unwrap_err() else {
+        panic!("expected the scope's error");
+    };
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(1),
+        "siblings were cancelled"
+    );
+    assert_eq!(error.scope(), Some("fan-out"));
+    assert_eq!(error.failures().len(), 1);
+    assert_eq!(error.failures()[0].task(), Some("refused"));
+    assert!(matches!(
+        error.downcast_ref::<AppError>(),
+        Some(AppError::Refused("db.internal"))
+    ));
+    assert_eq!(error.reason().unwrap().kind(), CancelKind::SiblingFailed);
+}
+
+#[derive(Debug, PartialEq)]
+struct DebugOnly(u8);
+
+#[scoped]
+async fn debug_only_error_fails_the_scope() -> Result<(), ScopeError> {
+    spawn!(async { Err::<(), _>(DebugOnly(7)) });
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_error_with_only_debug_still_fails_the_scope() {
+    let error = debug_only_error_fails_the_scope().await.unwrap_err();
+    let failure = &error.failures()[0];
+    assert_eq!(
+        failure.error().unwrap().downcast_ref::<DebugOnly>(),
+        Some(&DebugOnly(7))
+    );
+    assert_eq!(failure.error().unwrap().to_string(), "DebugOnly(7)");
+}
+
+#[scoped]
+async fn a_plain_value_is_not_a_failure() -> Result<Option<u8>, ScopeError> {
+    let handle = spawn!(async { None::<u8> });
+    Ok(handle.join().await.unwrap())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_future_with_any_other_output_fails_only_by_panicking() {
+    assert_eq!(a_plain_value_is_not_a_failure().await.unwrap(), None);
+}
+
+#[scoped]
+async fn body_error_cancels_children(log: Arc<Mutex<Vec<String>>>) -> Result<(), AppError> {
+    let child_log = log.clone();
+    spawn!("worker", async move {
+        sleep(Duration::from_secs(30)).await;
+        child_log.lock().unwrap().push("worker finished".into());
+    });
+    refuse(1, "config").await?;
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_returning_err_cancels_the_rest_and_its_error_wins() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let started = Instant::now();
+    let error = body_error_cancels_children(log.clone()).await.unwrap_err();
+    assert!(matches!(error, AppError::Refused("config")), "{error:?}");
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    assert!(log.lock().unwrap().is_empty(), "the worker was cancelled");
+}
+
+#[scoped]
+async fn unit_fn_with_a_failing_child() {
+    spawn!("bad", async { Err::<(), _>("broken pipe") });
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_unit_fn_re_raises_a_failure_as_a_panic_carrying_the_scope_error() {
+    let error = Scope::run(async |scope| {
+        scope.spawn_named("caller", unit_fn_with_a_failing_child());
+    })
+    .await
+    .unwrap_err();
+    let payload = error.failures()[0].panic().expect("a panic");
+    assert!(
+        payload.message().contains("broken pipe"),
+        "{}",
+        payload.message()
+    );
+    let inner = payload.take().unwrap().downcast::<ScopeError>().unwrap();
+    assert_eq!(inner.scope(), Some("unit_fn_with_a_failing_child"));
+    assert_eq!(inner.failures()[0].task(), Some("bad"));
+}
+
+#[scoped]
+async fn cancels_itself(reached: Arc<Mutex<bool>>) {
+    spawn!(std::future::pending::<()>());
+    scope!().cancel("done early");
+    sleep(Duration::from_secs(1)).await;
+    *reached.lock().unwrap() = true;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_unit_fn_that_cancels_its_own_scope_returns() {
+    let reached = Arc::new(Mutex::new(false));
+    cancels_itself(reached.clone()).await;
+    assert!(!*reached.lock().unwrap(), "the body was interrupted");
+}
+
+#[scoped]
+async fn value_fn() -> u32 {
+    let handle = spawn!(async { 40 });
+    handle.join().await.unwrap() + 2
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_value_fn_returns_its_value() {
+    assert_eq!(value_fn().await, 42);
+}
+
+#[scoped(name = "outer")]
+async fn outer(seen: Arc<Mutex<Option<tethered::CancelReason>>>) -> Result<(), ScopeError> {
+    spawn!("middle", middle(seen));
+    sleep(Duration::from_secs(1)).await;
+    scope!().cancel("operator");
+    Ok(())
+}
+
+#[scoped(name = "inner")]
+async fn middle(seen: Arc<Mutex<Option<tethered::CancelReason>>>) {
+    struct Record(Arc<Mutex<Option<tethered::CancelReason>>>);
+    impl Drop for Record {
+        fn drop(&mut self) {
+            *self.0.lock().unwrap() = tethered::current().cancel_reason();
+        }
+    }
+    spawn!("leaf", async move {
+        let _record = Record(seen);
+        std::future::pending::<()>().await
+    });
+    std::future::pending::<()>().await
+}
+
+#[tokio::test(start_paused = true)]
+async fn nested_scoped_fns_are_child_scopes_and_the_chain_says_so() {
+    let seen = Arc::new(Mutex::new(None));
+    outer(seen.clone()).await.unwrap();
+    let reason = seen.lock().unwrap().clone().expect("the leaf saw a reason");
+    let chain: Vec<_> = reason.chain().map(|r| (r.kind(), r.origin())).collect();
+    assert_eq!(
+        chain,
+        [
+            (CancelKind::ParentCancelled, Some("inner")),
+            (CancelKind::ParentCancelled, Some("middle")),
+            (CancelKind::ParentCancelled, Some("outer")),
+            (CancelKind::Explicit, Some("outer")),
+        ],
+        "{reason}"
+    );
+    assert_eq!(reason.root().message(), Some("operator"));
+}
+
+struct Counter {
+    hits: u32,
+}
+
+impl Counter {
+    #[scoped]
+    async fn by_ref(&self) -> u32 {
+        let hits = self.hits;
+        spawn!(async move { hits }).join().await.unwrap()
+    }
+
+    #[scoped]
+    async fn by_mut(&mut self) {
+        let handle = spawn!(async { 1 });
+        self.hits += handle.join().await.unwrap();
+    }
+
+    #[scoped]
+    async fn by_value(self) -> u32 {
+        self.hits
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn methods_take_self_in_every_form() {
+    let mut counter = Counter { hits: 1 };
+    counter.by_mut().await;
+    assert_eq!(counter.by_ref().await, 2);
+    assert_eq!(counter.by_value().await, 2);
+}
+
+#[scoped]
+async fn generic<T: Send + Clone + 'static>(value: T) -> Vec<T> {
+    let copy = value.clone();
+    let handle = spawn!(async move { copy });
+    vec![value, handle.join().await.unwrap()]
+}
+
+#[tokio::test(start_paused = true)]
+async fn generic_fns_work() {
+    assert_eq!(generic("x").await, ["x", "x"]);
+}
+
+#[scoped(on_exit = cancel, cleanup_timeout = "1s")]
+async fn connection(log: Arc<Mutex<Vec<String>>>) {
+    let keepalive = log.clone();
+    spawn!("keepalive", async move {
+        let _entry = Entry(keepalive, "keepalive");
+        std::future::pending::<()>().await
+    });
+    let closing = log.clone();
+    defer!(async move { closing.lock().unwrap().push("closed socket".into()) });
+    let flushing = log.clone();
+    defer!(async move { flushing.lock().unwrap().push("flushed".into()) });
+    sleep(Duration::from_secs(2)).await;
+}
+
+struct Entry(Arc<Mutex<Vec<String>>>, &'static str);
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        let reason = tethered::current().cancel_reason().unwrap();
+        assert_eq!(reason.kind(), CancelKind::ScopeExit);
+        self.0.lock().unwrap().push(format!("{} cancelled", self.1));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_exit_cancel_stops_helpers_and_cleanups_run_last_first() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    connection(log.clone()).await;
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["keepalive cancelled", "flushed", "closed socket"]
+    );
+}
+
+#[scoped(timeout = "3s")]
+async fn too_slow() -> Result<(), ScopeError> {
+    sleep(Duration::from_secs(10)).await;
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_timeout_option_fails_the_scope_with_a_timeout() {
+    let started = Instant::now();
+    let error = too_slow().await.unwrap_err();
+    assert!(error.is_timeout());
+    assert_eq!(started.elapsed(), Duration::from_secs(3));
+    assert_eq!(error.reason().unwrap().origin(), Some("too_slow"));
+}
+
+#[scoped]
+async fn shielded_and_blocking(saved: Arc<Mutex<Vec<&'static str>>>) {
+    let shielded = saved.clone();
+    shield!("flush", async move {
+        sleep(Duration::from_secs(5)).await;
+        shielded.lock().unwrap().push("shield finished");
+    });
+    let blocking = saved.clone();
+    let work = spawn_blocking!(move || {
+        blocking.lock().unwrap().push("blocking ran");
+        7
+    });
+    assert_eq!(work.join().await.unwrap(), 7);
+    scope!().cancel("shutting down");
+}
+
+#[tokio::test(start_paused = true)]
+async fn shields_and_blocking_work_are_waited_for() {
+    let saved = Arc::new(Mutex::new(Vec::new()));
+    shielded_and_blocking(saved.clone()).await;
+    assert_eq!(*saved.lock().unwrap(), ["blocking ran", "shield finished"]);
+}
+
+#[scoped]
+async fn macros_inside_select() -> Result<&'static str, ScopeError> {
+    let fast = spawn!(async { "fast" });
+    tokio::select! {
+        outcome = fast.join() => Ok(outcome.unwrap()),
+        _ = spawn!(sleep(Duration::from_secs(9))).join() => Ok("slow"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn scoped_macros_work_inside_other_macros() {
+    assert_eq!(macros_inside_select().await.unwrap(), "fast");
+}
+
+const SPAWN_LINE: u32 = line!() + 4;
+
+#[scoped]
+async fn where_spawned() -> (&'static str, u32) {
+    let handle = spawn!(async {});
+    let location = handle.location();
+    let _ = handle.join().await;
+    (location.file(), location.line())
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_spawn_location_is_the_macro_call() {
+    assert_eq!(where_spawned().await, (file!(), SPAWN_LINE));
+}
+
+#[scoped]
+async fn spawn_into_outer(outer: &Scope) -> usize {
+    let handle = outer.spawn(async { 5usize });
+    handle.join().await.unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn spawning_into_an_outer_scope_passed_by_reference() {
+    let value = Scope::run(async |scope| spawn_into_outer(scope).await)
+        .await
+        .unwrap();
+    assert_eq!(value, 5);
+}
+
+#[tethered::test(start_paused = true)]
+async fn tethered_test_runs_the_body_as_a_root_scope() {
+    let started = Instant::now();
+    let ticker = spawn!("ticker", sleep(Duration::from_secs(60)));
+    assert!(matches!(ticker.join().await, Outcome::Completed(())));
+    assert_eq!(started.elapsed(), Duration::from_secs(60));
+    assert_eq!(tethered::current().name(), Some("test"));
+}
+
+/// The expansion names only absolute paths: a module that shadows `core`,
+/// `Result`, `Ok`, `tokio` and `Box` still compiles and runs.
+mod hygiene {
+    #![allow(dead_code, non_camel_case_types, clippy::module_inception)]
+
+    mod core {}
+    mod tokio {}
+    type Result = ();
+    struct Ok;
+    struct Box;
+    struct Option;
+
+    #[tethered::scoped(timeout = "1s", on_exit = cancel)]
+    pub(super) async fn shadowed() -> ::std::result::Result<u32, tethered::ScopeError> {
+        let handle = spawn!("named", async { ::std::result::Result::<u32, &str>::Ok(1) });
+        defer!(async {});
+        let value = handle.join().await.unwrap();
+        ::std::result::Result::Ok(value + 1)
+    }
+}
+
+#[::tokio::test(start_paused = true)]
+async fn expansions_survive_shadowed_names() {
+    assert_eq!(hygiene::shadowed().await.unwrap(), 2);
+}
