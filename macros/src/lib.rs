@@ -8,6 +8,8 @@
 
 mod common;
 mod entry;
+#[cfg(test)]
+mod fuzz;
 mod scoped;
 
 use proc_macro::TokenStream;

@@ -1,0 +1,155 @@
+//! Robustness: the macro pipelines are plain functions over token streams,
+//! so random and mutated inputs can be thrown at them by the thousand. Each
+//! must come back as an expansion or as spanned errors, never as a panic
+//! (a proc-macro panic is the one message a user can do nothing with).
+
+use std::str::FromStr;
+
+use proc_macro2::TokenStream;
+use proptest::prelude::*;
+
+use crate::entry::{self, Entry};
+use crate::scoped;
+
+/// Pieces of attribute arguments: the real keys and values, near misses,
+/// and junk.
+fn atom() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "name",
+            "on_exit",
+            "timeout",
+            "cleanup_timeout",
+            "grace",
+            "cancel_timeout",
+            "flavor",
+            "worker_threads",
+            "start_paused",
+            "timout",
+            "join",
+            "cancel",
+            "abort",
+            "true",
+            "false",
+            "async",
+            "fn",
+            "self",
+            "r#type",
+            "_",
+        ])
+        .prop_map(str::to_owned),
+        prop::sample::select(vec![
+            "=", ",", ":", "::", "!", "-", ".", ";", "..", "=>", "|", "&", "#", "'a",
+        ])
+        .prop_map(str::to_owned),
+        prop::sample::select(vec![
+            "\"5s\"",
+            "\"0s\"",
+            "\"-1s\"",
+            "\"5 parsecs\"",
+            "\"\"",
+            "\"1h 30m\"",
+            "\"current_thread\"",
+            "\"multi_thread\"",
+            "\"x\"",
+            "0",
+            "1",
+            "18446744073709551616",
+            "-3",
+            "2.5",
+            "'c'",
+            "b\"raw\"",
+        ])
+        .prop_map(str::to_owned),
+        "[a-z_]{1,8}",
+    ]
+}
+
+/// A balanced token sequence: atoms and nested groups.
+fn tokens() -> impl Strategy<Value = String> {
+    let leaf = prop::collection::vec(atom(), 0..8).prop_map(|atoms| atoms.join(" "));
+    leaf.prop_recursive(3, 24, 6, |inner| {
+        prop::collection::vec(
+            prop_oneof![
+                atom(),
+                inner.clone().prop_map(|s| format!("({s})")),
+                inner.clone().prop_map(|s| format!("[{s}]")),
+                inner.prop_map(|s| format!("{{{s}}}")),
+            ],
+            0..8,
+        )
+        .prop_map(|parts| parts.join(" "))
+    })
+}
+
+/// A valid argument list, then randomly damaged: tokens dropped or repeated.
+fn mutated_arguments() -> impl Strategy<Value = String> {
+    let valid = "name = \"fetch\", on_exit = cancel, timeout = \"5s\", cleanup_timeout = \"1s\"";
+    let pieces: Vec<String> = valid.split(' ').map(str::to_owned).collect();
+    prop::collection::vec((0..pieces.len(), 0u8..3), 0..6).prop_map(move |edits| {
+        let mut pieces = pieces.clone();
+        for (index, edit) in edits {
+            let index = index.min(pieces.len().saturating_sub(1));
+            if pieces.is_empty() {
+                break;
+            }
+            match edit {
+                0 => {
+                    pieces.remove(index);
+                }
+                1 => {
+                    let copy = pieces[index].clone();
+                    pieces.insert(index, copy);
+                }
+                _ => {
+                    let last = pieces.len() - 1;
+                    pieces.swap(index, last);
+                }
+            }
+        }
+        pieces.join(" ")
+    })
+}
+
+fn stream(text: &str) -> Option<TokenStream> {
+    TokenStream::from_str(text).ok()
+}
+
+/// The expansion is tokens, and is either free of errors or carries them as
+/// `compile_error!`s.
+fn check(output: TokenStream) {
+    let _printed = output.to_string();
+}
+
+const ITEM: &str =
+    "async fn f(x: u32) -> Result<u32, E> { let h = spawn!(g(x)); h.join().await; Ok(1) }";
+const MAIN: &str = "async fn main() { spawn!(work()); }";
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 5_000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_attribute_arguments_never_panic(args in tokens()) {
+        let Some(args) = stream(&args) else { return Ok(()) };
+        check(scoped::expand(args.clone(), stream(ITEM).unwrap()));
+        check(entry::expand(Entry::Main, args.clone(), stream(MAIN).unwrap()));
+        check(entry::expand(Entry::Test, args, stream(MAIN).unwrap()));
+    }
+
+    #[test]
+    fn damaged_arguments_never_panic(args in mutated_arguments()) {
+        let Some(args) = stream(&args) else { return Ok(()) };
+        check(scoped::expand(args, stream(ITEM).unwrap()));
+    }
+
+    #[test]
+    fn random_items_and_bodies_never_panic(body in tokens(), head in prop::sample::select(vec![
+        "async fn f()", "fn f()", "const fn f()", "async fn f(self)", "async fn f() -> Result<(), E>",
+        "async fn f() -> u32", "async fn f() -> impl Sized", "",
+    ])) {
+        let item = format!("{head} {{ {body} }}");
+        let Some(item) = stream(&item) else { return Ok(()) };
+        check(scoped::expand(TokenStream::new(), item.clone()));
+        check(entry::expand(Entry::Test, TokenStream::new(), item));
+    }
+}
