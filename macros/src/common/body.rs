@@ -10,7 +10,6 @@ use proc_macro2::{Delimiter, Group, Ident, Span, TokenStream, TokenTree};
 use quote::{ToTokens, quote_spanned};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::visit::{self, Visit};
 use syn::visit_mut::{self, VisitMut};
 use syn::{Block, Expr, ExprMacro, Item, Local, Macro, Pat, Stmt, Token};
 
@@ -24,7 +23,8 @@ pub(crate) fn scope_ident() -> Ident {
 
 /// Checks and rewrites `block` in place, recording every mistake.
 pub(crate) fn prepare(block: &mut Block, errors: &Errors) {
-    UnjoinedHandles { errors }.visit_block(block);
+    // Before the rewrite, while `let h = spawn!(…)` is still a macro call.
+    UnjoinedHandles { errors }.visit_block_mut(block);
     Rewriter {
         errors,
         scope: scope_ident(),
@@ -353,10 +353,12 @@ struct UnjoinedHandles<'a> {
     errors: &'a Errors,
 }
 
-impl<'ast> Visit<'ast> for UnjoinedHandles<'_> {
-    fn visit_item(&mut self, _item: &'ast Item) {}
+// A `VisitMut` that changes nothing: syn's read-only `Visit` would be a
+// second large generated module to compile in every user's build.
+impl VisitMut for UnjoinedHandles<'_> {
+    fn visit_item_mut(&mut self, _item: &mut Item) {}
 
-    fn visit_block(&mut self, block: &'ast Block) {
+    fn visit_block_mut(&mut self, block: &mut Block) {
         for (index, stmt) in block.stmts.iter().enumerate() {
             let Stmt::Local(local) = stmt else { continue };
             let Some((binding, which)) = handle_binding(local) else {
@@ -379,7 +381,7 @@ impl<'ast> Visit<'ast> for UnjoinedHandles<'_> {
                 );
             }
         }
-        visit::visit_block(self, block);
+        visit_mut::visit_block_mut(self, block);
     }
 }
 
