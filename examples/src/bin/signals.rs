@@ -1,0 +1,44 @@
+//! A program for the signal tests (`tests/main_signals.rs`): `#[tethered::main]`
+//! with one task whose behaviour on stop and cancel the first argument picks.
+//!
+//! * `polite`: ends as soon as it is asked to stop;
+//! * `stubborn`: ignores the stop, so it is cancelled after the grace period;
+//! * `stuck`: a shield that never ends, so the process gives up after the
+//!   cancel timeout and exits with 1.
+
+use std::io::Write;
+use std::time::Duration;
+
+#[tethered::main(grace = "300ms", cancel_timeout = "300ms", flavor = "current_thread")]
+async fn main() {
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    match mode.as_str() {
+        "polite" => {
+            spawn!("polite", async {
+                let reason = tethered::stop_requested().await;
+                println!("stop: {reason}");
+            });
+        }
+        "stubborn" => {
+            spawn!("stubborn", async {
+                struct Report;
+                impl Drop for Report {
+                    fn drop(&mut self) {
+                        if let Some(reason) = tethered::current().cancel_reason() {
+                            println!("cancelled: {reason}");
+                        }
+                    }
+                }
+                let _report = Report;
+                std::future::pending::<()>().await
+            });
+        }
+        _ => {
+            shield!("stuck", std::future::pending::<()>());
+        }
+    }
+    // Let the task start before announcing that signals can be sent.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    println!("ready");
+    std::io::stdout().flush().expect("stdout");
+}
