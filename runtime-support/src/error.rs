@@ -471,6 +471,30 @@ impl Error for ScopeError {
     }
 }
 
+/// So that `#[scoped]` fns returning `io::Result<T>` receive their children's
+/// failures: the `io::Error` (kind `Other`) wraps the [`ScopeError`], which
+/// `get_ref().downcast_ref::<ScopeError>()` gives back.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// #[tethered::scoped]
+/// async fn copy() -> std::io::Result<u64> {
+///     spawn!("reader", async { Err::<(), _>(std::io::Error::other("disk gone")) });
+///     Ok(0)
+/// }
+///
+/// let error = copy().await.unwrap_err();
+/// let scope = error.get_ref().unwrap().downcast_ref::<tethered::ScopeError>().unwrap();
+/// assert_eq!(scope.failures()[0].task(), Some("reader"));
+/// # }
+/// ```
+impl From<ScopeError> for std::io::Error {
+    fn from(error: ScopeError) -> Self {
+        std::io::Error::other(error)
+    }
+}
+
 /// The error of spawning into a scope that no longer accepts children: it is
 /// closing (cancelled) or closed (every child ended after its body returned).
 ///
