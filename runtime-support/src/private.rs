@@ -234,6 +234,18 @@ where
     }
 }
 
+/// Stands in for a `spawn!` the macro rejected (with a compile error), so
+/// that the rest of the body type-checks. Never runs: the build has failed.
+pub fn unavailable() -> TaskHandle<'static, ()> {
+    unreachable!("stands in for a rejected `spawn!`; the build has failed")
+}
+
+/// Stands in for a `scope!()` the macro rejected where the scope cannot be
+/// borrowed. Never runs: the build has failed.
+pub fn unavailable_scope() -> &'static Scope {
+    unreachable!("stands in for a rejected `scope!()`; the build has failed")
+}
+
 /// A builder for a `#[scoped]` fn's scope.
 pub fn builder() -> ScopeBuilder {
     ScopeBuilder::new()

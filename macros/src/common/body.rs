@@ -6,7 +6,9 @@
 //! other macros (`tokio::select!`, `vec!`…), but not nested items: a nested
 //! `fn` is not part of the scope.
 
-use proc_macro2::{Delimiter, Group, Ident, Span, TokenStream, TokenTree};
+use std::cell::Cell;
+
+use proc_macro2::{Group, Ident, Span, TokenStream, TokenTree};
 use quote::{ToTokens, quote_spanned};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
@@ -28,6 +30,7 @@ pub(crate) fn prepare(block: &mut Block, errors: &Errors) {
     Rewriter {
         errors,
         scope: scope_ident(),
+        inside: Cell::new(None),
     }
     .visit_block_mut(block);
 }
@@ -81,6 +84,12 @@ impl ScopedMacro {
             ScopedMacro::Spawn | ScopedMacro::Shield | ScopedMacro::SpawnBlocking
         )
     }
+
+    /// Whether its argument runs as a task of its own (`'static`), where the
+    /// scope cannot be reached.
+    fn runs_apart(self) -> bool {
+        !matches!(self, ScopedMacro::Scope)
+    }
 }
 
 /// Expands one tethered macro call into a call on `scope`, spanned on the
@@ -130,6 +139,17 @@ fn expand_macro(
     })
 }
 
+/// What a mistaken call becomes, typed like the real one so that the rest of
+/// the body reports nothing more: the scope for `scope!`, a handle for the
+/// spawning macros, `()` for `defer!`.
+fn stand_in(which: ScopedMacro, span: Span, scope: &Ident) -> TokenStream {
+    match which {
+        ScopedMacro::Scope => quote_spanned!(span=> #scope),
+        ScopedMacro::Defer => quote_spanned!(span=> ()),
+        _ => quote_spanned!(span=> ::tethered::__private::unavailable()),
+    }
+}
+
 fn task_kind(which: ScopedMacro, span: Span) -> TokenStream {
     match which {
         ScopedMacro::Shield => quote_spanned!(span=> ::tethered::__private::Kind::Shield),
@@ -163,7 +183,7 @@ fn escaping_spawn(segments: &[String]) -> Option<&'static str> {
     match last.as_str() {
         "spawn" => Some("use `spawn!(…)` to start a child task that the scope joins"),
         "spawn_local" => Some(
-            "use `spawn!(…)` to start a child task that the scope joins (tethered has no local tasks)",
+            "use `spawn!(…)` to start a child task that the scope joins; tethered has no local tasks",
         ),
         "spawn_blocking" => {
             Some("use `spawn_blocking!(…)` to run blocking work that the scope waits for")
@@ -174,30 +194,61 @@ fn escaping_spawn(segments: &[String]) -> Option<&'static str> {
 
 fn escape_message(path: &str, fix: &str) -> String {
     format!(
-        "`{path}` starts a task that escapes the scope: nothing would join or cancel it; {fix} (to outlive this scope, spawn into a longer-lived scope explicitly)"
+        "`{path}` starts a task that escapes the scope: nothing would join or cancel it; {fix}; to outlive this scope, spawn into a longer-lived scope explicitly"
+    )
+}
+
+/// A tethered macro used inside the future (or closure) of another one: that
+/// code runs as a task of its own, which cannot borrow the scope.
+fn apart_message(inner: ScopedMacro, outer: ScopedMacro) -> String {
+    let inner = inner.name();
+    let outer = outer.name();
+    format!(
+        "`{inner}!` cannot be used inside `{outer}!(…)`: that code runs as a task of its own, which cannot borrow the scope; \
+         pass `scope!().handle()` into it and call `handle.try_spawn(…)`, or make it a `#[scoped]` fn with a scope of its own"
     )
 }
 
 struct Rewriter<'a> {
     errors: &'a Errors,
     scope: Ident,
+    /// The tethered macro whose arguments are being rewritten, if any.
+    inside: Cell<Option<ScopedMacro>>,
 }
 
 impl Rewriter<'_> {
     /// The replacement of a tethered macro call, or `None` for other macros.
     fn replace(&self, mac: &Macro) -> Option<TokenStream> {
         let which = ScopedMacro::from_path(&mac.path)?;
-        let span = mac.path.span();
-        // The macro's own arguments may hold tethered macros too.
-        let tokens = self.rewrite_tokens(mac.tokens.clone());
-        Some(match expand_macro(which, span, tokens, &self.scope) {
+        Some(self.expand_call(which, mac.path.span(), mac.tokens.clone()))
+    }
+
+    /// Expands one tethered macro call; on a mistake, records it and returns
+    /// a stand-in that keeps the rest of the body type-checking.
+    fn expand_call(&self, which: ScopedMacro, span: Span, tokens: TokenStream) -> TokenStream {
+        if let Some(outer) = self.inside.get() {
+            self.errors
+                .push(syn::Error::new(span, apart_message(which, outer)));
+            return match which {
+                // The real scope cannot be borrowed in there either.
+                ScopedMacro::Scope => {
+                    quote_spanned!(span=> ::tethered::__private::unavailable_scope())
+                }
+                _ => stand_in(which, span, &self.scope),
+            };
+        }
+        // The arguments may hold tethered macros too (mistakes, as they run
+        // apart from the scope) and escaping spawns.
+        let previous = self.inside.replace(which.runs_apart().then_some(which));
+        let tokens = self.rewrite_tokens(tokens);
+        self.inside.set(previous);
+        match expand_macro(which, span, tokens, &self.scope) {
             Ok(tokens) => tokens,
             Err(error) => {
                 self.errors.push(error);
-                // Keep the user's tokens so the rest still type-checks.
-                quote_spanned!(span=> ())
+                stand_in(which, span, &self.scope)
             }
-        })
+        }
     }
 
     /// Rewrites tethered macro calls inside the raw tokens of another macro
@@ -247,27 +298,22 @@ impl Rewriter<'_> {
                     _ => return None,
                 };
                 let span = segments.last().map(|(_, span)| *span)?;
-                let tokens = self.rewrite_tokens(group.stream());
-                let replacement = match expand_macro(which, span, tokens, &self.scope) {
-                    Ok(tokens) => tokens,
-                    Err(error) => {
-                        self.errors.push(error);
-                        quote_spanned!(span=> ())
-                    }
-                };
+                let replacement = self.expand_call(which, span, group.stream());
                 Some((end + 2 - i, replacement))
             }
-            Some(TokenTree::Group(group)) if group.delimiter() == Delimiter::Parenthesis => {
+            _ => {
+                // A call (`tokio::spawn(…)`) or a path used as a value
+                // (`.map(tokio::spawn)`).
                 let names: Vec<String> = segments.iter().map(|(name, _)| name.clone()).collect();
                 if let Some(fix) = escaping_spawn(&names) {
-                    self.errors.push(syn::Error::new(
-                        segments[0].1,
+                    let path: TokenStream = trees[i..end].iter().cloned().collect();
+                    self.errors.push(syn::Error::new_spanned(
+                        path,
                         escape_message(&names.join("::"), fix),
                     ));
                 }
                 None
             }
-            _ => None,
         }
     }
 }
@@ -315,18 +361,18 @@ impl VisitMut for Rewriter<'_> {
                 mac.tokens = self.rewrite_tokens(mac.tokens.clone());
                 return;
             }
-            Expr::Call(call) => {
-                if let Expr::Path(path) = &*call.func {
-                    let names: Vec<String> = path
-                        .path
-                        .segments
-                        .iter()
-                        .map(|s| s.ident.to_string())
-                        .collect();
-                    if let Some(fix) = escaping_spawn(&names) {
-                        self.errors
-                            .error_spanned_by(&path.path, escape_message(&names.join("::"), fix));
-                    }
+            // A call's function is a path too: both `tokio::spawn(…)` and
+            // `.map(tokio::spawn)` land here.
+            Expr::Path(path) => {
+                let names: Vec<String> = path
+                    .path
+                    .segments
+                    .iter()
+                    .map(|s| s.ident.to_string())
+                    .collect();
+                if let Some(fix) = escaping_spawn(&names) {
+                    self.errors
+                        .error_spanned_by(&path.path, escape_message(&names.join("::"), fix));
                 }
             }
             _ => {}
@@ -359,8 +405,10 @@ impl VisitMut for UnjoinedHandles<'_> {
     fn visit_item_mut(&mut self, _item: &mut Item) {}
 
     fn visit_block_mut(&mut self, block: &mut Block) {
-        for (index, stmt) in block.stmts.iter().enumerate() {
-            let Stmt::Local(local) = stmt else { continue };
+        for index in 0..block.stmts.len() {
+            let Stmt::Local(local) = &block.stmts[index] else {
+                continue;
+            };
             let Some((binding, which)) = handle_binding(local) else {
                 continue;
             };
@@ -368,17 +416,26 @@ impl VisitMut for UnjoinedHandles<'_> {
             let used = block.stmts[index + 1..]
                 .iter()
                 .any(|later| mentions(later.to_token_stream(), &name));
-            if !used {
-                let macro_name = which.name();
-                self.errors.error_spanned_by(
-                    binding,
-                    format!(
-                        "handle `{name}` is never joined, cancelled or passed on; \
-                         use it (`{name}.join().await`, `{name}.cancel(..)`), \
-                         or write `{macro_name}!(…);` without binding it if the scope \
-                         should simply wait for the task, or name it `_{name}`"
-                    ),
-                );
+            if used {
+                continue;
+            }
+            let macro_name = which.name();
+            self.errors.error_spanned_by(
+                binding,
+                format!(
+                    "handle `{name}` is never joined, cancelled or passed on; \
+                     use it (`{name}.join().await`, `{name}.cancel(..)`), \
+                     or write `{macro_name}!(…);` without binding it if the scope \
+                     should simply wait for the task, or name it `_{name}`"
+                ),
+            );
+            // Reported: rustc's own "unused variable" would say it twice.
+            if let Stmt::Local(Local {
+                pat: Pat::Ident(pattern),
+                ..
+            }) = &mut block.stmts[index]
+            {
+                pattern.ident = Ident::new(&format!("_{name}"), pattern.ident.span());
             }
         }
         visit_mut::visit_block_mut(self, block);
@@ -456,6 +513,20 @@ mod tests {
         assert!(errors[0].contains("`tokio::spawn` starts a task that escapes"));
         assert!(errors[1].contains("spawn_blocking!"));
         assert!(errors[2].contains("`task::spawn`"));
+    }
+
+    #[test]
+    fn rejects_scoped_macros_inside_spawned_tasks_and_paths_used_as_values() {
+        let (_, errors) = prepared(quote! {
+            spawn!(async move { spawn!(a()); });
+            defer!(async move { scope!().cancel("x") });
+            let all: Vec<_> = jobs.into_iter().map(tokio::spawn).collect();
+        });
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors[0].contains("`spawn!` cannot be used inside `spawn!(…)`"));
+        assert!(errors[0].contains("scope!().handle()"));
+        assert!(errors[1].contains("`scope!` cannot be used inside `defer!(…)`"));
+        assert!(errors[2].contains("`tokio::spawn` starts a task that escapes"));
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub(crate) fn expand(entry: Entry, args: TokenStream, item: TokenStream) -> Toke
     };
     let options = match options::parse(args) {
         Ok(options) => options,
-        Err(error) => return fallback(&item, error),
+        Err(error) => return fallback(&item, error, true),
     };
     let errors = Errors::new();
     let model = model::EntryFn::new(entry, &options, item.clone(), &errors);
@@ -43,7 +43,7 @@ pub(crate) fn expand(entry: Entry, args: TokenStream, item: TokenStream) -> Toke
             tokens.extend(expand::expand(model));
             tokens
         }
-        (None, Err(error)) => fallback(&item, error),
+        (None, Err(error)) => fallback(&item, error, true),
         (None, Ok(())) => TokenStream::new(),
     }
 }

@@ -26,7 +26,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             tokens.extend(expand::expand(model));
             tokens
         }
-        (None, Err(error)) => fallback(&item, error),
+        (None, Err(error)) => fallback(&item, error, false),
         (None, Ok(())) => TokenStream::new(),
     }
 }

@@ -48,6 +48,17 @@ impl ScopedFn {
             );
             fatal = true;
         }
+        if let ReturnType::Type(_, ty) = &item.sig.output
+            && let Some(handle) = mentions_task_handle(ty)
+        {
+            fatal = true;
+            errors.error_spanned_by(
+                &handle.ident,
+                "a `TaskHandle` cannot leave the scope that spawned it; join it inside \
+                 the fn and return its value (or its `Outcome`), or spawn into a \
+                 longer-lived scope passed in as `&Scope`",
+            );
+        }
         let mut model = ScopedFn {
             output: output_of(&item.sig.output),
             name: LitStr::new(&item.sig.ident.to_string(), item.sig.ident.span()),
@@ -80,6 +91,46 @@ impl ScopedFn {
         model.item = item;
         Some(model)
     }
+}
+
+/// A `TaskHandle` in a return type that can only come from the fn's own
+/// scope: its lifetime elided, `'_` or `'static`. (A handle with a named
+/// lifetime, `TaskHandle<'o, T>`, may come from an outer scope passed in.)
+fn mentions_task_handle(ty: &Type) -> Option<&syn::PathSegment> {
+    fn find(ty: &Type) -> Option<&syn::PathSegment> {
+        let Type::Path(path) = ty else {
+            return match ty {
+                Type::Reference(reference) => find(&reference.elem),
+                Type::Paren(paren) => find(&paren.elem),
+                Type::Tuple(tuple) => tuple.elems.iter().find_map(find),
+                Type::Array(array) => find(&array.elem),
+                Type::Slice(slice) => find(&slice.elem),
+                _ => None,
+            };
+        };
+        path.path.segments.iter().find_map(|segment| {
+            let arguments = match &segment.arguments {
+                syn::PathArguments::AngleBracketed(arguments) => Some(arguments),
+                _ => None,
+            };
+            if segment.ident == "TaskHandle" {
+                let lifetime = arguments.and_then(|arguments| {
+                    arguments.args.iter().find_map(|argument| match argument {
+                        syn::GenericArgument::Lifetime(lifetime) => Some(lifetime),
+                        _ => None,
+                    })
+                });
+                let own_scope = lifetime
+                    .is_none_or(|lifetime| lifetime.ident == "_" || lifetime.ident == "static");
+                return own_scope.then_some(segment);
+            }
+            arguments?.args.iter().find_map(|argument| match argument {
+                syn::GenericArgument::Type(inner) => find(inner),
+                _ => None,
+            })
+        })
+    }
+    find(ty)
 }
 
 /// How the return type tells failures apart, read from its syntax: the last

@@ -1,0 +1,3 @@
+// The body of `main` is a scope, which is awaited.
+#[tethered::main]
+fn main() {}

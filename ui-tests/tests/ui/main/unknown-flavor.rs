@@ -1,0 +1,3 @@
+// The runtime flavors are tokio's: "current_thread" and "multi_thread".
+#[tethered::main(flavor = "single")]
+async fn main() {}

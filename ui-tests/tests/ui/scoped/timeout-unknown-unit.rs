@@ -1,0 +1,7 @@
+// A timeout is parsed at compile time.
+use tethered::scoped;
+
+#[scoped(timeout = "5 parsecs")]
+async fn run() {}
+
+fn main() {}
