@@ -17,6 +17,12 @@ use crate::scope::{Ended, Scope, ScopeBuilder, ScopeHandle};
 pub trait MainOutput {
     /// The process's exit code.
     fn into_exit_code(self) -> ExitCode;
+
+    /// Whether the body failed, which cancels the tasks still running
+    /// (as a `#[scoped]` fn's body returning `Err` does).
+    fn is_failure(&self) -> bool {
+        false
+    }
 }
 
 impl MainOutput for () {
@@ -32,6 +38,10 @@ impl MainOutput for ExitCode {
 }
 
 impl<E: fmt::Debug> MainOutput for Result<(), E> {
+    fn is_failure(&self) -> bool {
+        self.is_err()
+    }
+
     fn into_exit_code(self) -> ExitCode {
         match self {
             Ok(()) => ExitCode::SUCCESS,
@@ -77,7 +87,7 @@ where
                     let _ = handle_tx.send(scope.handle());
                     body(scope).await
                 },
-                |_| false,
+                R::is_failure,
             )
             .await;
         watcher.abort();
@@ -89,6 +99,11 @@ where
                 }
                 value.map_or(ExitCode::SUCCESS, MainOutput::into_exit_code)
             }
+            // The body's own error is what `main` reports.
+            Ended::Failed {
+                value: Some(output),
+                ..
+            } if output.is_failure() => output.into_exit_code(),
             Ended::Failed { error, .. } => {
                 eprintln!("tethered: {error}");
                 ExitCode::FAILURE
@@ -97,21 +112,45 @@ where
     })
 }
 
+/// What a `#[tethered::test]` may return: `()` or a `Result` (an `Err`
+/// cancels the tasks still running, then fails the test as usual).
+pub trait TestOutput {
+    /// Whether the body failed.
+    fn is_failure(&self) -> bool;
+}
+
+impl TestOutput for () {
+    fn is_failure(&self) -> bool {
+        false
+    }
+}
+
+impl<T, E> TestOutput for Result<T, E> {
+    fn is_failure(&self) -> bool {
+        self.is_err()
+    }
+}
+
 /// Runs `body` as the root scope of a test on `runtime`. A failure of the
 /// scope fails the test with the scope's error.
 #[track_caller]
 pub fn test<F, R>(runtime: Runtime, body: F) -> R
 where
     F: AsyncFnOnce(&Scope) -> R,
+    R: TestOutput,
 {
     let location = Location::caller();
     runtime.block_on(async move {
         match ScopeBuilder::new()
             .name("test")
-            .run_at(location, body, |_| false)
+            .run_at(location, body, R::is_failure)
             .await
         {
             Ended::Clean(value) => value,
+            // The body's own error fails the test, as the harness shows it.
+            Ended::Failed {
+                value: Some(value), ..
+            } if value.is_failure() => value,
             Ended::Failed { error, .. } => panic!("the test's scope failed: {error}"),
         }
     })
@@ -137,7 +176,8 @@ async fn watch(
             eprintln!("tethered: grace period over; cancelling");
         }
         second = signals.next() => {
-            eprintln!("tethered: received {second} again; cancelling now");
+            let again = if second == first { " again" } else { "" };
+            eprintln!("tethered: received {second}{again}; cancelling now");
         }
     }
     handle.cancel(reason);

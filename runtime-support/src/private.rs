@@ -15,7 +15,7 @@ use crate::node::NodeKind;
 use crate::scope::{Ended, Scope, ScopeBuilder};
 use crate::task::TaskHandle;
 
-pub use crate::entry::{MainOutput, main, test};
+pub use crate::entry::{MainOutput, TestOutput, main, test};
 
 /// Which kind of child `spawn!` / `shield!` start.
 #[derive(Debug, Clone, Copy)]

@@ -39,7 +39,7 @@ async fn scope_dropped_by_timeout_in_a_task_cancels_its_children_with_a_reason()
         outer.spawn_named("runner", async move {
             let dropped = tokio::time::timeout(secs(1), async {
                 Scope::builder()
-                    .name("inner")
+                    .name("inner-dropped-by-timeout")
                     .run(async |scope| slow_scope_body(scope, &log, &child).await)
                     .await
             })
@@ -47,8 +47,12 @@ async fn scope_dropped_by_timeout_in_a_task_cancels_its_children_with_a_reason()
             assert!(dropped.is_err());
         });
         sleep(std::time::Duration::from_millis(500)).await;
+        // `tree()` is process-wide and other tests run at the same time:
+        // the name is unique to this test.
         let tree = tethered::tree();
-        let inner = tree.iter().find(|entry| entry.name() == Some("inner"));
+        let inner = tree
+            .iter()
+            .find(|entry| entry.name() == Some("inner-dropped-by-timeout"));
         inner.expect("the inner scope is running").location()
     })
     .await
@@ -60,7 +64,7 @@ async fn scope_dropped_by_timeout_in_a_task_cancels_its_children_with_a_reason()
     );
     let reason = child.reason();
     assert_eq!(reason.kind(), CancelKind::ParentCancelled);
-    assert_eq!(reason.origin(), Some("inner"));
+    assert_eq!(reason.origin(), Some("inner-dropped-by-timeout"));
     let cause = reason.cause().expect("why the scope was dropped");
     assert_eq!(cause.kind(), CancelKind::Dropped);
     assert_eq!(cause.location().file(), file!());

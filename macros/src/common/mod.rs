@@ -12,6 +12,30 @@ use proc_macro2::TokenStream;
 use quote::ToTokens;
 use syn::{ItemFn, Signature};
 
+/// The end of every attribute's pipeline: the expansion when the model is
+/// valid; the expansion plus the errors when the model could be built
+/// despite them (the body was rewritten, so only the real mistakes are
+/// reported, not what they would cascade into); the fallback otherwise.
+pub(crate) fn emit<M>(
+    model: Option<M>,
+    errors: Errors,
+    item: &ItemFn,
+    entry: bool,
+    expand: impl FnOnce(M) -> TokenStream,
+) -> TokenStream {
+    match (model, errors.finish()) {
+        (Some(model), Ok(())) => expand(model),
+        (Some(model), Err(error)) => {
+            let mut tokens = error.into_compile_error();
+            tokens.extend(expand(model));
+            tokens
+        }
+        (None, Err(error)) => fallback(item, error, entry),
+        // A model is only withheld with an error to say why.
+        (None, Ok(())) => TokenStream::new(),
+    }
+}
+
 /// What to emit when the item cannot be expanded at all (not an async fn, a
 /// const fn…): the errors, plus the signature with a body that type-checks
 /// as anything, so that callers keep compiling and the IDE keeps working

@@ -6,7 +6,7 @@ mod model;
 
 use proc_macro2::TokenStream;
 
-use crate::common::{Errors, fallback, options};
+use crate::common::{Errors, emit, fallback, options};
 use crate::scoped::parse_fn;
 
 /// Which attribute.
@@ -36,14 +36,5 @@ pub(crate) fn expand(entry: Entry, args: TokenStream, item: TokenStream) -> Toke
     };
     let errors = Errors::new();
     let model = model::EntryFn::new(entry, &options, item.clone(), &errors);
-    match (model, errors.finish()) {
-        (Some(model), Ok(())) => expand::expand(model),
-        (Some(model), Err(error)) => {
-            let mut tokens = error.into_compile_error();
-            tokens.extend(expand::expand(model));
-            tokens
-        }
-        (None, Err(error)) => fallback(&item, error, true),
-        (None, Ok(())) => TokenStream::new(),
-    }
+    emit(model, errors, &item, true, expand::expand)
 }

@@ -8,25 +8,19 @@ pub(crate) use parse::parse_fn;
 
 use proc_macro2::TokenStream;
 
-use crate::common::{Errors, fallback};
+use crate::common::{Errors, emit, fallback, options};
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
-    let (options, item) = match parse::parse(args, item) {
-        Ok(parsed) => parsed,
+    let item = match parse::parse_fn(item, "scoped") {
+        Ok(item) => item,
         Err(error) => return error.into_compile_error(),
+    };
+    // Options that do not parse still leave the fn in place for its callers.
+    let options = match options::parse(args) {
+        Ok(options) => options,
+        Err(error) => return fallback(&item, error, false),
     };
     let errors = Errors::new();
     let model = model::ScopedFn::new(&options, item.clone(), &errors);
-    match (model, errors.finish()) {
-        (Some(model), Ok(())) => expand::expand(model),
-        // The body could be rewritten: emit it with the errors, so that only
-        // the real mistakes are reported, not what they would cascade into.
-        (Some(model), Err(error)) => {
-            let mut tokens = error.into_compile_error();
-            tokens.extend(expand::expand(model));
-            tokens
-        }
-        (None, Err(error)) => fallback(&item, error, false),
-        (None, Ok(())) => TokenStream::new(),
-    }
+    emit(model, errors, &item, false, expand::expand)
 }

@@ -1,15 +1,8 @@
-//! Tokens to syntax: the options and the function.
+//! Tokens to syntax: the function the attribute is on (the options are
+//! parsed by `common::options`, which every attribute shares).
 
 use proc_macro2::TokenStream;
 use syn::{ItemFn, TraitItemFn};
-
-use crate::common::options::{self, RawOption};
-
-pub(crate) fn parse(args: TokenStream, item: TokenStream) -> syn::Result<(Vec<RawOption>, ItemFn)> {
-    let item = parse_fn(item, "scoped")?;
-    let options = options::parse(args)?;
-    Ok((options, item))
-}
 
 /// The function an attribute is on, or an error naming what it needs.
 pub(crate) fn parse_fn(item: TokenStream, attribute: &str) -> syn::Result<ItemFn> {
