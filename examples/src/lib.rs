@@ -5,11 +5,18 @@
 //!
 //! * [`demo`]: the README's demo (`cargo run -p tethered-examples --example
 //!   cancel_tree`), a small task tree that fails, cancels and reports.
+//! * [`scoped_fetch`]: fan-out with `#[scoped]` (`--example scoped_fetch`);
+//!   the first failed fetch cancels the others, which say why.
+//! * [`helpers_on_exit`]: a connection whose helper tasks live exactly as
+//!   long as it does, with `#[scoped(on_exit = cancel)]` and `defer!`
+//!   (`--example helpers_on_exit`).
 //!
 //! This crate also compiles every Rust snippet of the book (`book/src`) as a
 //! doctest, so `cargo test` checks what the book says.
 
 pub mod demo;
+pub mod helpers_on_exit;
+pub mod scoped_fetch;
 
 // The book's chapters and the README, doctested (as PyO3 does with its
 // guide): every ```rust block in them must compile and run.
@@ -24,6 +31,9 @@ mod book {
     #[doc = include_str!("../../book/src/scopes.md")]
     struct Scopes;
 
+    #[doc = include_str!("../../book/src/scoped.md")]
+    struct Scoped;
+
     #[doc = include_str!("../../book/src/cancellation.md")]
     struct Cancellation;
 
@@ -32,6 +42,9 @@ mod book {
 
     #[doc = include_str!("../../book/src/shields-and-cleanup.md")]
     struct ShieldsAndCleanup;
+
+    #[doc = include_str!("../../book/src/compile-errors.md")]
+    struct CompileErrors;
 
     #[doc = include_str!("../../book/src/task-tree.md")]
     struct TaskTree;
