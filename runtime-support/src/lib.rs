@@ -50,6 +50,7 @@ mod entry;
 mod error;
 mod node;
 mod outcome;
+mod periodic;
 mod reason;
 mod scope;
 mod shield;
@@ -198,6 +199,11 @@ pub use error::{
 };
 #[doc(inline)]
 pub use outcome::Outcome;
+#[doc(inline)]
+pub use periodic::{
+    Missed, OnError, Overlap, Periodic, PeriodicError, PeriodicStats, PeriodicStatsHandle,
+    RunFailure,
+};
 #[doc(inline)]
 pub use reason::{CancelKind, CancelReason, IntoCancelReason};
 #[doc(inline)]

@@ -436,16 +436,24 @@ impl Scope {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        spawn_child(
-            &self.node,
-            kind,
-            name,
-            Location::caller(),
-            fut,
-            infallible(),
-            false,
-        )
-        .unwrap_or_else(|| unreachable!("unchecked spawns always register"))
+        self.spawn_task_at(kind, name, fut, Location::caller())
+    }
+
+    /// Spawns a task located at `location`: for tasks tethered starts on the
+    /// user's behalf (a periodic run is located at the `run` call).
+    pub(crate) fn spawn_task_at<F>(
+        &self,
+        kind: NodeKind,
+        name: Option<Cow<'static, str>>,
+        fut: F,
+        location: &'static Location<'static>,
+    ) -> TaskHandle<'_, F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        spawn_child(&self.node, kind, name, location, fut, infallible(), false)
+            .unwrap_or_else(|| unreachable!("unchecked spawns always register"))
     }
 
     #[track_caller]

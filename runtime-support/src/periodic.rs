@@ -1,0 +1,625 @@
+//! [`Periodic`]: run a body once per period, with a policy for runs that
+//! overlap, so that periodic work never piles up.
+//!
+//! tokio's `interval` decides how *ticks* catch up after a busy executor;
+//! it cannot decide what happens when a *run* is still going when the next
+//! tick arrives. [`Overlap`] does: cancel the running one, skip the tick,
+//! queue at most one run, or allow a bounded number at once.
+//!
+//! The schedule runs in a scope of its own, child of the current one, and
+//! every run is a task of that scope. Cancelling the enclosing scope cancels
+//! the schedule and its runs; asking it to stop lets the runs in progress
+//! finish and starts no new one.
+
+mod schedule;
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::num::NonZeroUsize;
+use std::panic::{AssertUnwindSafe, Location};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+
+use crate::cleanup::CleanupOutput;
+use crate::error::{PanicPayload, ScopeError, TaskError};
+use crate::node::NodeKind;
+use crate::reason::{CancelKind, CancelReason};
+use crate::scope::{Scope, ScopeBuilder};
+use crate::task::TaskHandle;
+use schedule::{Jitter, Schedule};
+
+/// What happens when a tick arrives while a run is still going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overlap {
+    /// Cancel the running run (reason [`CancelKind::Overlap`], naming the
+    /// tick), wait for it to end, then start the new one.
+    Cancel,
+    /// Skip this tick.
+    Skip,
+    /// Start the new run as soon as the running one ends; at most one run
+    /// waits, further ticks meanwhile are skipped.
+    Queue,
+    /// Up to `n` runs at once; a tick beyond that is skipped.
+    Concurrent(NonZeroUsize),
+}
+
+/// What happens to ticks missed while the executor was too busy to fire them
+/// on time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Missed {
+    /// Fire once for the late tick, drop the ones missed since, and go on at
+    /// the next tick of the original grid.
+    #[default]
+    Skip,
+    /// Fire every missed tick at once, then go on on the original grid.
+    Burst,
+    /// Fire once, late, and move the grid: the next tick is one period later.
+    Delay,
+}
+
+/// What a failed run does to the schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// Log it (through `tracing`), count it, keep going.
+    #[default]
+    Continue,
+    /// Stop the schedule: start no new run, let the others finish, and
+    /// return the failure.
+    Stop,
+}
+
+/// Counts of what a schedule did. Read them while it runs through a
+/// [`PeriodicStatsHandle`]; [`Periodic::run`] returns the final ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeriodicStats {
+    /// Ticks that fired (a dropped missed tick does not fire).
+    pub ticks: u64,
+    /// Runs started.
+    pub started: u64,
+    /// Runs that completed (returned `()` or `Ok`).
+    pub completed: u64,
+    /// Runs that failed (returned `Err` or panicked).
+    pub failed: u64,
+    /// Ticks skipped because of the overlap policy.
+    pub skipped: u64,
+    /// Ticks dropped because they were missed ([`Missed::Skip`]).
+    pub missed: u64,
+    /// Runs cancelled because the next tick replaced them
+    /// ([`Overlap::Cancel`]).
+    pub cancelled_by_overlap: u64,
+    /// Runs cancelled by the per-run timeout.
+    pub timed_out: u64,
+    /// Runs cancelled because the schedule was cancelled.
+    pub cancelled: u64,
+    /// The most runs that were going at once.
+    pub max_concurrent: u64,
+}
+
+/// A live view of a schedule's [`PeriodicStats`].
+#[derive(Debug, Clone, Default)]
+pub struct PeriodicStatsHandle(Arc<Mutex<PeriodicStats>>);
+
+impl PeriodicStatsHandle {
+    /// The counts so far.
+    pub fn get(&self) -> PeriodicStats {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn update(&self, change: impl FnOnce(&mut PeriodicStats)) {
+        change(
+            &mut self
+                .0
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+    }
+}
+
+/// Why a schedule ended without being cancelled.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum PeriodicError {
+    /// A run failed with [`OnError::Stop`].
+    RunFailed {
+        /// The tick whose run failed.
+        tick: u64,
+        /// What it returned or how it panicked.
+        failure: RunFailure,
+        /// The counts when the schedule ended.
+        stats: PeriodicStats,
+    },
+    /// The schedule's own scope failed (the closure that makes each run's
+    /// future panicked, for one).
+    Scope(ScopeError),
+}
+
+/// How a run failed.
+#[derive(Debug, Clone)]
+pub enum RunFailure {
+    /// It returned `Err`.
+    Error(TaskError),
+    /// It panicked.
+    Panic(PanicPayload),
+}
+
+impl fmt::Display for RunFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunFailure::Error(error) => write!(f, "failed: {error}"),
+            RunFailure::Panic(payload) => write!(f, "panicked: {payload}"),
+        }
+    }
+}
+
+impl fmt::Display for PeriodicError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeriodicError::RunFailed { tick, failure, .. } => {
+                write!(f, "the run of tick {tick} {failure}; the schedule stopped")
+            }
+            PeriodicError::Scope(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+impl std::error::Error for PeriodicError {}
+
+/// A schedule: a body run once per period, with policies for overlapping
+/// runs, missed ticks, per-run timeouts and failures.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use std::time::Duration;
+/// use tethered::{Overlap, Periodic, Scope};
+///
+/// Scope::run(async |scope| {
+///     let cleaner = Periodic::every(Duration::from_secs(5)).overlap(Overlap::Skip);
+///     let stats = cleaner.stats();
+///     scope.spawn_named("cleaner", cleaner.run(|| async {
+///         // A run that takes 12s: two ticks are skipped while it goes.
+///         tokio::time::sleep(Duration::from_secs(12)).await;
+///     }));
+///     tokio::time::sleep(Duration::from_secs(31)).await;
+///     let seen = stats.get();
+///     assert_eq!((seen.ticks, seen.started, seen.skipped), (7, 3, 4));
+///     assert_eq!(seen.max_concurrent, 1);
+///     scope.stop("done");
+/// })
+/// .await
+/// .unwrap();
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a schedule does nothing until `run` is awaited"]
+pub struct Periodic {
+    every: Duration,
+    overlap: Overlap,
+    missed: Missed,
+    first_after: bool,
+    jitter: Option<(Duration, u64)>,
+    timeout: Option<Duration>,
+    on_error: OnError,
+    name: Option<Cow<'static, str>>,
+    stats: PeriodicStatsHandle,
+}
+
+impl Periodic {
+    /// A schedule with one tick every `period`: the first at once, overlap
+    /// [`Overlap::Skip`], missed ticks [`Missed::Skip`], failures
+    /// [`OnError::Continue`], no jitter, no per-run timeout.
+    ///
+    /// A zero period is treated as one nanosecond (tokio's timer resolution
+    /// is a millisecond anyway); the `#[periodic]` macro rejects it at
+    /// compile time.
+    pub fn every(period: Duration) -> Self {
+        Periodic {
+            every: period.max(Duration::from_nanos(1)),
+            overlap: Overlap::Skip,
+            missed: Missed::Skip,
+            first_after: false,
+            jitter: None,
+            timeout: None,
+            on_error: OnError::Continue,
+            name: None,
+            stats: PeriodicStatsHandle::default(),
+        }
+    }
+
+    /// What happens when a tick arrives while a run is still going.
+    pub fn overlap(mut self, overlap: Overlap) -> Self {
+        self.overlap = overlap;
+        self
+    }
+
+    /// What happens to ticks missed while the executor was busy.
+    pub fn missed(mut self, missed: Missed) -> Self {
+        self.missed = missed;
+        self
+    }
+
+    /// Starts with the first tick one period in, instead of at once.
+    pub fn first_after(mut self) -> Self {
+        self.first_after = true;
+        self
+    }
+
+    /// Delays each tick by a uniform random amount in `[0, max]` (clamped
+    /// below the period), drawn from a generator seeded with `seed`: the same
+    /// seed gives the same ticks.
+    pub fn jitter(mut self, max: Duration, seed: u64) -> Self {
+        let below_period = self.every.saturating_sub(Duration::from_nanos(1));
+        self.jitter = Some((max.min(below_period), seed));
+        self
+    }
+
+    /// Cancels a run (reason [`CancelKind::Timeout`]) that takes longer than
+    /// `limit`.
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// What a failed run does to the schedule.
+    pub fn on_error(mut self, on_error: OnError) -> Self {
+        self.on_error = on_error;
+        self
+    }
+
+    /// Names the schedule's scope (and its runs, `"<name> #<tick>"`).
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// A live view of the schedule's counts, to read while it runs.
+    pub fn stats(&self) -> PeriodicStatsHandle {
+        self.stats.clone()
+    }
+
+    /// Runs the schedule until it is stopped (returns the final counts),
+    /// a run fails with [`OnError::Stop`], or it is cancelled (the future is
+    /// dropped at its next `.await`, and its runs are cancelled with it).
+    ///
+    /// `body` makes each run's future; a run returns `()` or `Result<(), E>`.
+    #[track_caller]
+    pub fn run<F, Fut>(self, body: F) -> impl Future<Output = Result<PeriodicStats, PeriodicError>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future + Send + 'static,
+        Fut::Output: CleanupOutput,
+    {
+        let location = Location::caller();
+        let name = self.name.clone().unwrap_or(Cow::Borrowed("periodic"));
+        async move {
+            let stats = self.stats.clone();
+            let ended = ScopeBuilder::new()
+                .name(name.clone())
+                .run_at(
+                    location,
+                    async move |scope: &Scope| {
+                        Ticker::new(self, name, location, scope).run(body).await
+                    },
+                    |_| false,
+                )
+                .await;
+            match ended.into_result() {
+                Ok(Ok(())) => Ok(stats.get()),
+                Ok(Err((tick, failure))) => Err(PeriodicError::RunFailed {
+                    tick,
+                    failure,
+                    stats: stats.get(),
+                }),
+                Err(error) => Err(PeriodicError::Scope(error)),
+            }
+        }
+    }
+}
+
+/// A run's tick and how it ended.
+type Ended = (u64, RunEnd);
+
+/// How one run ended, as the scheduling loop learns it.
+enum RunEnd {
+    Completed,
+    Failed(RunFailure),
+    Cancelled(Option<CancelReason>),
+}
+
+struct Active<'s> {
+    tick: u64,
+    handle: TaskHandle<'s, ()>,
+    deadline: Option<Instant>,
+}
+
+/// The scheduling loop of one [`Periodic::run`], inside its scope.
+struct Ticker<'s> {
+    config: Periodic,
+    name: Cow<'static, str>,
+    /// Where `run` was called: where the runs are spawned, and where the
+    /// reasons the schedule raises point.
+    location: &'static Location<'static>,
+    scope: &'s Scope,
+    active: Vec<Active<'s>>,
+    queued: Option<u64>,
+    /// Where runs report how they ended, with their tick.
+    ends: (mpsc::UnboundedSender<Ended>, mpsc::UnboundedReceiver<Ended>),
+}
+
+impl<'s> Ticker<'s> {
+    fn new(
+        config: Periodic,
+        name: Cow<'static, str>,
+        location: &'static Location<'static>,
+        scope: &'s Scope,
+    ) -> Self {
+        Ticker {
+            config,
+            name,
+            location,
+            scope,
+            active: Vec::new(),
+            queued: None,
+            ends: mpsc::unbounded_channel(),
+        }
+    }
+
+    async fn run<F, Fut>(mut self, mut body: F) -> Result<(), (u64, RunFailure)>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future + Send + 'static,
+        Fut::Output: CleanupOutput,
+    {
+        let jitter = self.config.jitter.map(|(max, seed)| Jitter::new(max, seed));
+        let mut schedule = Schedule::new(
+            Instant::now(),
+            self.config.every,
+            self.config.first_after,
+            jitter,
+            self.config.missed,
+        );
+        let mut stop = std::pin::pin!(crate::stop_requested());
+        loop {
+            let deadline = self.active.iter().filter_map(|run| run.deadline).min();
+            tokio::select! {
+                biased;
+                _ = &mut stop => {
+                    self.drain().await;
+                    return Ok(());
+                }
+                Some((tick, end)) = self.ends.1.recv() => {
+                    if let Some(failure) = self.ended(tick, end) {
+                        self.drain().await;
+                        return Err((tick, failure));
+                    }
+                    if self.active.is_empty()
+                        && let Some(tick) = self.queued.take()
+                    {
+                        self.start(tick, &mut body);
+                    }
+                }
+                () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    self.time_out(Instant::now());
+                }
+                () = sleep_until(schedule.due()) => {
+                    let tick = schedule.number();
+                    let missed = schedule.advance(Instant::now());
+                    self.config.stats.update(|stats| {
+                        stats.ticks += 1;
+                        stats.missed += missed;
+                    });
+                    self.tick(tick, &mut body).await;
+                }
+            }
+        }
+    }
+
+    /// Waits for the runs still going (starting no new one, forgetting the
+    /// queued one), still enforcing their timeouts, so that the final counts
+    /// include them.
+    async fn drain(&mut self) {
+        self.queued = None;
+        while !self.active.is_empty() {
+            let deadline = self.active.iter().filter_map(|run| run.deadline).min();
+            tokio::select! {
+                Some((tick, end)) = self.ends.1.recv() => {
+                    let _ = self.ended(tick, end);
+                }
+                () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    self.time_out(Instant::now());
+                }
+            }
+        }
+    }
+
+    /// A tick fired: start a run, or apply the overlap policy.
+    async fn tick<F, Fut>(&mut self, tick: u64, body: &mut F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future + Send + 'static,
+        Fut::Output: CleanupOutput,
+    {
+        let running = self.active.len();
+        match self.config.overlap {
+            _ if running == 0 => self.start(tick, body),
+            Overlap::Skip => self.skip(),
+            Overlap::Concurrent(limit) if running < limit.get() => self.start(tick, body),
+            Overlap::Concurrent(_) => self.skip(),
+            Overlap::Queue if self.queued.is_none() => self.queued = Some(tick),
+            Overlap::Queue => self.skip(),
+            Overlap::Cancel => {
+                for run in std::mem::take(&mut self.active) {
+                    let reason = CancelReason::raised_by(
+                        CancelKind::Overlap,
+                        self.location,
+                        Some(self.name.clone()),
+                    )
+                    .with_message(format!(
+                        "tick {tick} arrived while the run of tick {} was still going",
+                        run.tick
+                    ));
+                    let _ = run.handle.cancel_and_wait(reason).await;
+                    self.config
+                        .stats
+                        .update(|stats| stats.cancelled_by_overlap += 1);
+                }
+                self.start(tick, body);
+            }
+        }
+    }
+
+    fn skip(&self) {
+        self.config.stats.update(|stats| stats.skipped += 1);
+    }
+
+    fn start<F, Fut>(&mut self, tick: u64, body: &mut F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future + Send + 'static,
+        Fut::Output: CleanupOutput,
+    {
+        let run = CatchUnwind {
+            future: AssertUnwindSafe(body()),
+        };
+        let report = ReportEnd {
+            tick,
+            sender: Some(self.ends.0.clone()),
+        };
+        let handle = self.scope.spawn_task_at(
+            NodeKind::Task,
+            Some(format!("{} #{tick}", self.name).into()),
+            async move {
+                let mut report = report;
+                let end = match run.await {
+                    Ok(output) => match output.into_cleanup_result() {
+                        Ok(()) => RunEnd::Completed,
+                        Err(error) => RunEnd::Failed(RunFailure::Error(error)),
+                    },
+                    Err(payload) => RunEnd::Failed(RunFailure::Panic(payload)),
+                };
+                report.send(end);
+            },
+            self.location,
+        );
+        let deadline = self.config.timeout.map(|limit| Instant::now() + limit);
+        self.active.push(Active {
+            tick,
+            handle,
+            deadline,
+        });
+        let running = self.active.len() as u64;
+        self.config.stats.update(|stats| {
+            stats.started += 1;
+            stats.max_concurrent = stats.max_concurrent.max(running);
+        });
+    }
+
+    /// Cancels the runs whose deadline has passed.
+    fn time_out(&mut self, now: Instant) {
+        for run in &mut self.active {
+            if run.deadline.is_some_and(|deadline| deadline <= now) {
+                run.deadline = None;
+                let limit = self.config.timeout.unwrap_or_default();
+                run.handle.cancel(
+                    CancelReason::raised_by(
+                        CancelKind::Timeout,
+                        self.location,
+                        Some(self.name.clone()),
+                    )
+                    .with_message(format!("the run of tick {} exceeded {limit:?}", run.tick)),
+                );
+            }
+        }
+    }
+
+    /// A run ended; returns its failure when that stops the schedule.
+    fn ended(&mut self, tick: u64, end: RunEnd) -> Option<RunFailure> {
+        // A run replaced by the next tick was already counted and removed.
+        let position = self.active.iter().position(|run| run.tick == tick)?;
+        self.active.swap_remove(position);
+        match end {
+            RunEnd::Completed => {
+                self.config.stats.update(|stats| stats.completed += 1);
+                None
+            }
+            RunEnd::Failed(failure) => {
+                self.config.stats.update(|stats| stats.failed += 1);
+                tracing::warn!(
+                    target: "tethered::periodic",
+                    schedule = %self.name,
+                    tick,
+                    %failure,
+                    "a periodic run failed",
+                );
+                (self.config.on_error == OnError::Stop).then_some(failure)
+            }
+            RunEnd::Cancelled(reason) => {
+                let timed_out = reason.is_some_and(|reason| reason.kind() == CancelKind::Timeout);
+                self.config.stats.update(|stats| {
+                    if timed_out {
+                        stats.timed_out += 1;
+                    } else {
+                        stats.cancelled += 1;
+                    }
+                });
+                None
+            }
+        }
+    }
+}
+
+/// Tells the loop how a run ended, also when the run was cancelled (its
+/// future dropped, so only a destructor can speak).
+struct ReportEnd {
+    tick: u64,
+    sender: Option<mpsc::UnboundedSender<Ended>>,
+}
+
+impl ReportEnd {
+    fn send(&mut self, end: RunEnd) {
+        if let Some(sender) = self.sender.take() {
+            let _ = sender.send((self.tick, end));
+        }
+    }
+}
+
+impl Drop for ReportEnd {
+    fn drop(&mut self) {
+        self.send(RunEnd::Cancelled(crate::current().cancel_reason()));
+    }
+}
+
+pin_project! {
+    /// Catches a panic of the run, so that a failed run is counted by the
+    /// schedule instead of failing (and cancelling) the schedule's scope.
+    struct CatchUnwind<F> {
+        #[pin]
+        future: AssertUnwindSafe<F>,
+    }
+}
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, PanicPayload>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let future = self.project().future;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => Poll::Ready(Err(PanicPayload::new(payload))),
+        }
+    }
+}
