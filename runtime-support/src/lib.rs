@@ -201,8 +201,8 @@ pub use error::{
 pub use outcome::Outcome;
 #[doc(inline)]
 pub use periodic::{
-    Missed, OnError, Overlap, Periodic, PeriodicError, PeriodicStats, PeriodicStatsHandle,
-    RunFailure,
+    Missed, OnError, Overlap, Periodic, PeriodicError, PeriodicRun, PeriodicStats,
+    PeriodicStatsHandle, RunFailure,
 };
 #[doc(inline)]
 pub use reason::{CancelKind, CancelReason, IntoCancelReason};

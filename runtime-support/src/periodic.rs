@@ -295,8 +295,13 @@ impl Periodic {
     /// dropped at its next `.await`, and its runs are cancelled with it).
     ///
     /// `body` makes each run's future; a run returns `()` or `Result<(), E>`.
+    /// The returned [`PeriodicRun`] is the schedule's future; its
+    /// [`stats`](PeriodicRun::stats) can be read while it runs.
     #[track_caller]
-    pub fn run<F, Fut>(self, body: F) -> impl Future<Output = Result<PeriodicStats, PeriodicError>>
+    pub fn run<F, Fut>(
+        self,
+        body: F,
+    ) -> PeriodicRun<impl Future<Output = Result<PeriodicStats, PeriodicError>>>
     where
         F: FnMut() -> Fut,
         Fut: Future + Send + 'static,
@@ -304,7 +309,8 @@ impl Periodic {
     {
         let location = Location::caller();
         let name = self.name.clone().unwrap_or(Cow::Borrowed("periodic"));
-        async move {
+        let stats = self.stats.clone();
+        let schedule = async move {
             let stats = self.stats.clone();
             let ended = ScopeBuilder::new()
                 .name(name.clone())
@@ -325,7 +331,43 @@ impl Periodic {
                 }),
                 Err(error) => Err(PeriodicError::Scope(error)),
             }
-        }
+        };
+        PeriodicRun { schedule, stats }
+    }
+}
+
+pin_project! {
+    /// A running schedule: the future returned by [`Periodic::run`] (and by
+    /// `#[periodic]` fns). Await it, or spawn it; read its counts meanwhile
+    /// with [`stats`](Self::stats).
+    #[must_use = "a schedule does nothing until it is awaited or spawned"]
+    pub struct PeriodicRun<F> {
+        #[pin]
+        schedule: F,
+        stats: PeriodicStatsHandle,
+    }
+}
+
+impl<F> PeriodicRun<F> {
+    /// A live view of the schedule's counts.
+    pub fn stats(&self) -> PeriodicStatsHandle {
+        self.stats.clone()
+    }
+}
+
+impl<F: Future> Future for PeriodicRun<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.project().schedule.poll(cx)
+    }
+}
+
+impl<F> fmt::Debug for PeriodicRun<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeriodicRun")
+            .field("stats", &self.stats.get())
+            .finish_non_exhaustive()
     }
 }
 
