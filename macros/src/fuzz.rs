@@ -9,7 +9,7 @@ use proc_macro2::TokenStream;
 use proptest::prelude::*;
 
 use crate::entry::{self, Entry};
-use crate::scoped;
+use crate::{periodic, scoped};
 
 /// Pieces of attribute arguments: the real keys and values, near misses,
 /// and junk.
@@ -124,6 +124,7 @@ fn check(output: TokenStream) {
 const ITEM: &str =
     "async fn f(x: u32) -> Result<u32, E> { let h = spawn!(g(x)); h.join().await; Ok(1) }";
 const MAIN: &str = "async fn main() { spawn!(work()); }";
+const PERIODIC: &str = "async fn tick(&self, db: Db) -> Result<(), E> { self.x(db)?; Ok(()) }";
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 5_000, ..ProptestConfig::default() })]
@@ -133,7 +134,8 @@ proptest! {
         let Some(args) = stream(&args) else { return Ok(()) };
         check(scoped::expand(args.clone(), stream(ITEM).unwrap()));
         check(entry::expand(Entry::Main, args.clone(), stream(MAIN).unwrap()));
-        check(entry::expand(Entry::Test, args, stream(MAIN).unwrap()));
+        check(entry::expand(Entry::Test, args.clone(), stream(MAIN).unwrap()));
+        check(periodic::expand(args, stream(PERIODIC).unwrap()));
     }
 
     #[test]
@@ -150,6 +152,7 @@ proptest! {
         let item = format!("{head} {{ {body} }}");
         let Some(item) = stream(&item) else { return Ok(()) };
         check(scoped::expand(TokenStream::new(), item.clone()));
+        check(periodic::expand(stream("every = \"1s\"").unwrap(), item.clone()));
         check(entry::expand(Entry::Test, TokenStream::new(), item));
     }
 }

@@ -10,6 +10,7 @@ mod common;
 mod entry;
 #[cfg(test)]
 mod fuzz;
+mod periodic;
 mod scoped;
 
 use proc_macro::TokenStream;
@@ -20,6 +21,14 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn scoped(args: TokenStream, item: TokenStream) -> TokenStream {
     scoped::expand(args.into(), item.into()).into()
+}
+
+/// Turns an `async fn` into a schedule that runs its body once per period.
+///
+/// See `tethered::periodic` for the documentation.
+#[proc_macro_attribute]
+pub fn periodic(args: TokenStream, item: TokenStream) -> TokenStream {
+    periodic::expand(args.into(), item.into()).into()
 }
 
 /// `#[tokio::main]` plus a root scope and signal handling.

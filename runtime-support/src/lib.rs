@@ -150,6 +150,78 @@ mod macros;
 #[doc(inline)]
 pub use tethered_macros::scoped;
 
+/// Turns an `async fn` into a schedule: the fn returns a [`PeriodicTask`]
+/// (a future; spawn it or await it) that runs the body once per period, with
+/// [`Periodic`]'s policies.
+///
+/// Options: `every = "5s"` (required), `overlap = cancel | skip | queue |
+/// concurrent(N)` (default `skip`), `missed = skip | burst | delay` (default
+/// `skip`), `first = now | after` (default `now`), `jitter = "…"` (shorter
+/// than `every`; `seed = N` picks the sequence, by default one derived from
+/// the fn's name), `timeout = "…"` per run, `on_error = continue | stop`
+/// (default `continue`), `name = "…"` (default: the fn's name).
+///
+/// The body is one run and returns `()` or `Result<(), E>`. Each run gets its
+/// own copy of the arguments (they must be `Clone`); a method takes `self` or
+/// `&self`, and each run gets its own copy of `self` (`Self: Clone`).
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use std::time::Duration;
+///
+/// #[tethered::periodic(every = "1s", overlap = cancel)]
+/// async fn refresh(hits: Arc<AtomicU32>) {
+///     hits.fetch_add(1, Ordering::SeqCst);
+///     tokio::time::sleep(Duration::from_millis(1500)).await; // longer than a period
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let hits = Arc::new(AtomicU32::new(0));
+/// tethered::Scope::run(async |scope| {
+///     let schedule = refresh(hits.clone());
+///     let stats = schedule.stats();
+///     let handle = scope.spawn(schedule);
+///     tokio::time::sleep(Duration::from_millis(3500)).await;
+///     handle.stop("done");
+///     handle.join().await.unwrap().unwrap();
+///     // Ticks at 0, 1, 2 and 3s: each one replaced the run before it.
+///     assert_eq!(stats.get().cancelled_by_overlap, 3);
+/// })
+/// .await
+/// .unwrap();
+/// assert_eq!(hits.load(Ordering::SeqCst), 4);
+/// # }
+/// ```
+///
+/// # Equivalent code without the macro
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use std::sync::atomic::{AtomicU32, Ordering};
+/// # use std::time::Duration;
+/// use tethered::{Overlap, Periodic, PeriodicTask};
+///
+/// fn refresh(hits: Arc<AtomicU32>) -> PeriodicTask {
+///     Periodic::every(Duration::from_secs(1))
+///         .overlap(Overlap::Cancel)
+///         .name("refresh")
+///         .run(move || {
+///             let hits = hits.clone();
+///             async move {
+///                 hits.fetch_add(1, Ordering::SeqCst);
+///                 tokio::time::sleep(Duration::from_millis(1500)).await;
+///             }
+///         })
+///         .boxed()
+/// }
+/// ```
+#[doc(inline)]
+pub use tethered_macros::periodic;
+
 /// `#[tokio::main]` plus a root scope named `main` and signal handling.
 ///
 /// The body is a scope like a [`macro@scoped`] fn's (use [`spawn!`] and the
@@ -202,7 +274,7 @@ pub use outcome::Outcome;
 #[doc(inline)]
 pub use periodic::{
     Missed, OnError, Overlap, Periodic, PeriodicError, PeriodicRun, PeriodicStats,
-    PeriodicStatsHandle, RunFailure,
+    PeriodicStatsHandle, PeriodicTask, RunFailure,
 };
 #[doc(inline)]
 pub use reason::{CancelKind, CancelReason, IntoCancelReason};

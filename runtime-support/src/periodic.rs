@@ -348,10 +348,27 @@ pin_project! {
     }
 }
 
+/// A [`PeriodicRun`] whose future is boxed: a `'static`, nameable type, as
+/// returned by `#[periodic]` fns.
+pub type PeriodicTask = PeriodicRun<
+    Pin<Box<dyn Future<Output = Result<PeriodicStats, PeriodicError>> + Send + 'static>>,
+>;
+
 impl<F> PeriodicRun<F> {
     /// A live view of the schedule's counts.
     pub fn stats(&self) -> PeriodicStatsHandle {
         self.stats.clone()
+    }
+
+    /// The same schedule with its future boxed, as a [`PeriodicTask`].
+    pub fn boxed(self) -> PeriodicTask
+    where
+        F: Future<Output = Result<PeriodicStats, PeriodicError>> + Send + 'static,
+    {
+        PeriodicRun {
+            schedule: Box::pin(self.schedule),
+            stats: self.stats,
+        }
     }
 }
 

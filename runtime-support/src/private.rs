@@ -246,6 +246,88 @@ pub fn unavailable_scope() -> &'static Scope {
     unreachable!("stands in for a rejected `scope!()`; the build has failed")
 }
 
+/// What a `#[periodic]` run returned, to be turned into what the schedule
+/// counts: `()` or `Result<(), E>` with a `Display` error, or one with only
+/// `Debug` (called as `(&&Finished::new(out)).finish()`, autoref dispatch
+/// as for [`Spawn`]).
+pub struct Finished<T>(Cell<Option<T>>);
+
+impl<T> fmt::Debug for Finished<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Finished").finish_non_exhaustive()
+    }
+}
+
+impl<T> Finished<T> {
+    /// Wraps a run's output.
+    pub fn new(output: T) -> Self {
+        Finished(Cell::new(Some(output)))
+    }
+}
+
+/// A run's `Result` whose error is `Display`.
+pub trait FinishDisplay {
+    /// The run's result.
+    fn finish(&self) -> Result<(), TaskError>;
+}
+
+/// A run's `Result` whose error has only `Debug`.
+pub trait FinishDebug {
+    /// The run's result.
+    fn finish(&self) -> Result<(), TaskError>;
+}
+
+/// A run that returned `()`.
+pub trait FinishUnit {
+    /// The run's result.
+    fn finish(&self) -> Result<(), TaskError>;
+}
+
+impl<E> FinishDisplay for &Finished<Result<(), E>>
+where
+    E: fmt::Display + fmt::Debug + Send + Sync + 'static,
+{
+    fn finish(&self) -> Result<(), TaskError> {
+        match self.0.take() {
+            Some(Err(error)) => Err(TaskError::new(std::sync::Arc::new(error))),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl<E> FinishDebug for &&Finished<Result<(), E>>
+where
+    E: fmt::Debug + Send + Sync + 'static,
+{
+    fn finish(&self) -> Result<(), TaskError> {
+        match self.0.take() {
+            Some(Err(error)) => Err(TaskError::from_debug(std::sync::Arc::new(error))),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl FinishUnit for Finished<()> {
+    fn finish(&self) -> Result<(), TaskError> {
+        Ok(())
+    }
+}
+
+/// An argument of a `#[periodic]` fn: every run gets its own copy.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not `Clone`, so it cannot be an argument of a `#[periodic]` fn",
+    label = "each periodic run gets its own copy of this argument",
+    note = "derive or implement `Clone`, or pass an `Arc` of it"
+)]
+pub trait RunArgument: Clone {}
+
+impl<T: Clone> RunArgument for T {}
+
+/// A copy of a `#[periodic]` fn's argument for one run.
+pub fn copy_for_run<T: RunArgument>(argument: &T) -> T {
+    argument.clone()
+}
+
 /// A builder for a `#[scoped]` fn's scope.
 pub fn builder() -> ScopeBuilder {
     ScopeBuilder::new()

@@ -1,0 +1,214 @@
+//! A checked model of `#[periodic]` to tokens. Cannot fail.
+
+use proc_macro2::{Ident, Span, TokenStream, TokenTree};
+use quote::{quote, quote_spanned};
+use syn::visit_mut::VisitMut;
+use syn::{ItemFn, Signature};
+
+use super::model::{OverlapModel, PeriodicFn, Receiver};
+use crate::common::duration;
+
+// Input:
+//
+//     #[periodic(every = "5s", overlap = cancel)]
+//     async fn refresh(cache: Cache) -> Result<(), Error> { … }
+//
+// Output:
+//
+//     fn refresh(cache: Cache) -> ::tethered::PeriodicTask {
+//         ::tethered::Periodic::every(const { … })
+//             .overlap(::tethered::Overlap::Cancel)
+//             .name("refresh")
+//             .run(move || {
+//                 let cache = ::tethered::__private::copy_for_run(&cache);
+//                 async move {
+//                     let __tethered_output: Result<(), Error> =
+//                         async move { let b: Result<(), Error> = { … }; b }.await;
+//                     // `Err` as a `TaskError`, shown through `Display`
+//                     // or, failing that, `Debug`.
+//                     (&&Finished::new(__tethered_output)).finish()
+//                 }
+//             })
+//             .boxed()
+//     }
+pub(crate) fn expand(model: PeriodicFn) -> TokenStream {
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = &model.item;
+    let Signature {
+        unsafety,
+        abi,
+        fn_token,
+        ident,
+        generics,
+        inputs,
+        ..
+    } = sig;
+    let where_clause = &generics.where_clause;
+    let span = ident.span();
+    let schedule = schedule(&model);
+    let output = &model.output;
+    let copies = model.arguments.iter().map(|argument| {
+        quote_spanned!(argument.span()=> let #argument = ::tethered::__private::copy_for_run(&#argument);)
+    });
+    let this = Ident::new("__tethered_self", Span::call_site());
+    let (owned_self, copy_self) = match model.receiver {
+        None => (TokenStream::new(), TokenStream::new()),
+        Some(Receiver::Value) => (
+            quote!(let #this = self;),
+            quote!(let #this = ::tethered::__private::copy_for_run(&#this);),
+        ),
+        Some(Receiver::Reference) => (
+            quote!(let #this = ::tethered::__private::copy_for_run(self);),
+            quote!(let #this = ::tethered::__private::copy_for_run(&#this);),
+        ),
+    };
+    // Inside the run, `self` is the run's own copy.
+    let mut block = block.clone();
+    if model.receiver.is_some() {
+        RenameSelf { to: this.clone() }.visit_block_mut(&mut block);
+    }
+    let body = quote!(#block);
+    quote_spanned! {span=>
+        #(#attrs)*
+        #vis #unsafety #abi #fn_token #ident #generics (#inputs) -> ::tethered::PeriodicTask #where_clause {
+            #owned_self
+            #schedule
+                .run(move || {
+                    #copy_self
+                    #(#copies)*
+                    async move {
+                        // The body in a block of its own, typed as the fn
+                        // declares, so that its `?` and `return` mean what
+                        // they mean in the fn.
+                        let __tethered_output: #output = async move {
+                            let __tethered_body: #output = #body;
+                            __tethered_body
+                        }
+                        .await;
+                        #[allow(unused_imports)]
+                        use ::tethered::__private::{FinishDebug as _, FinishDisplay as _, FinishUnit as _};
+                        (&&::tethered::__private::Finished::new(__tethered_output)).finish()
+                    }
+                })
+                .boxed()
+        }
+    }
+}
+
+fn schedule(model: &PeriodicFn) -> TokenStream {
+    let every = duration::to_tokens(model.every.0, &model.every.1);
+    let name = &model.name;
+    let mut tokens = quote!(::tethered::Periodic::every(#every).name(#name));
+    if let Some((overlap, span)) = &model.overlap {
+        let policy = match overlap {
+            OverlapModel::Cancel => quote_spanned!(*span=> ::tethered::Overlap::Cancel),
+            OverlapModel::Skip => quote_spanned!(*span=> ::tethered::Overlap::Skip),
+            OverlapModel::Queue => quote_spanned!(*span=> ::tethered::Overlap::Queue),
+            OverlapModel::Concurrent(limit) => {
+                let limit = *limit as usize;
+                quote_spanned! {*span=>
+                    ::tethered::Overlap::Concurrent(
+                        const { ::core::num::NonZeroUsize::new(#limit).unwrap() }
+                    )
+                }
+            }
+        };
+        tokens.extend(quote!(.overlap(#policy)));
+    }
+    if let Some(missed) = &model.missed {
+        let variant = match missed.to_string().as_str() {
+            "burst" => quote!(Burst),
+            "delay" => quote!(Delay),
+            _ => quote!(Skip),
+        };
+        tokens.extend(quote!(.missed(::tethered::Missed::#variant)));
+    }
+    if model.first_after {
+        tokens.extend(quote!(.first_after()));
+    }
+    if let Some((jitter, literal)) = &model.jitter {
+        let jitter = duration::to_tokens(*jitter, literal);
+        // A default seed of the fn's own: deterministic, and different per fn.
+        let seed = model
+            .seed
+            .unwrap_or_else(|| fnv1a(model.name.value().as_bytes()));
+        tokens.extend(quote!(.jitter(#jitter, #seed)));
+    }
+    if let Some((timeout, literal)) = &model.timeout {
+        let timeout = duration::to_tokens(*timeout, literal);
+        tokens.extend(quote!(.timeout(#timeout)));
+    }
+    if model.on_error_stop {
+        tokens.extend(quote!(.on_error(::tethered::OnError::Stop)));
+    }
+    tokens
+}
+
+/// Replaces `self` with the run's copy in the body, not in nested items
+/// (an `impl Drop` in the body keeps its own `self`).
+struct RenameSelf {
+    to: Ident,
+}
+
+impl VisitMut for RenameSelf {
+    fn visit_item_mut(&mut self, _item: &mut syn::Item) {}
+
+    fn visit_expr_path_mut(&mut self, path: &mut syn::ExprPath) {
+        if path.qself.is_none() && path.path.is_ident("self") {
+            let span = path.path.segments[0].ident.span();
+            let mut renamed = self.to.clone();
+            renamed.set_span(span);
+            path.path.segments[0].ident = renamed;
+        }
+    }
+
+    fn visit_macro_mut(&mut self, mac: &mut syn::Macro) {
+        mac.tokens = rename_self_tokens(mac.tokens.clone(), &self.to);
+    }
+}
+
+/// The same in a macro's raw tokens: `self`, but not `self::path`.
+fn rename_self_tokens(tokens: TokenStream, this: &Ident) -> TokenStream {
+    let trees: Vec<TokenTree> = tokens.into_iter().collect();
+    let mut out = TokenStream::new();
+    for (index, tree) in trees.iter().enumerate() {
+        match tree {
+            TokenTree::Ident(ident) if ident == "self" => {
+                let path = matches!(
+                    (trees.get(index + 1), trees.get(index + 2)),
+                    (Some(TokenTree::Punct(a)), Some(TokenTree::Punct(b)))
+                        if a.as_char() == ':' && b.as_char() == ':'
+                );
+                if path {
+                    out.extend([tree.clone()]);
+                } else {
+                    let mut renamed = this.clone();
+                    renamed.set_span(ident.span());
+                    out.extend([TokenTree::Ident(renamed)]);
+                }
+            }
+            TokenTree::Group(group) => {
+                let mut renamed = proc_macro2::Group::new(
+                    group.delimiter(),
+                    rename_self_tokens(group.stream(), this),
+                );
+                renamed.set_span(group.span());
+                out.extend([TokenTree::Group(renamed)]);
+            }
+            other => out.extend([other.clone()]),
+        }
+    }
+    out
+}
+
+/// FNV-1a: a fixed, well-spread hash of the fn's name, for the default
+/// jitter seed.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}

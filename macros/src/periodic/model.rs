@@ -1,0 +1,274 @@
+//! Syntax to a checked model of `#[periodic]`.
+
+use std::time::Duration;
+
+use proc_macro2::Span;
+use syn::{Expr, ExprCall, ExprLit, FnArg, Ident, ItemFn, Lit, LitStr, Pat, ReturnType, Type};
+
+use crate::common::Errors;
+use crate::common::options::{self, RawOption};
+
+const KEYS: &[&str] = &[
+    "every", "overlap", "missed", "first", "jitter", "seed", "timeout", "on_error", "name",
+];
+
+/// `overlap = …`
+pub(crate) enum OverlapModel {
+    Cancel,
+    Skip,
+    Queue,
+    Concurrent(u64),
+}
+
+/// How the fn receives `self`, if it is a method.
+pub(crate) enum Receiver {
+    /// `self`: each run gets a clone of it.
+    Value,
+    /// `&self`: cloned once when the schedule starts, then once per run.
+    Reference,
+}
+
+pub(crate) struct PeriodicFn {
+    pub(crate) item: ItemFn,
+    pub(crate) every: (Duration, LitStr),
+    pub(crate) overlap: Option<(OverlapModel, Span)>,
+    pub(crate) missed: Option<Ident>,
+    pub(crate) first_after: bool,
+    pub(crate) jitter: Option<(Duration, LitStr)>,
+    pub(crate) seed: Option<u64>,
+    pub(crate) timeout: Option<(Duration, LitStr)>,
+    pub(crate) on_error_stop: bool,
+    pub(crate) name: LitStr,
+    /// The arguments cloned into each run.
+    pub(crate) arguments: Vec<Ident>,
+    pub(crate) receiver: Option<Receiver>,
+    /// The run's return type (`()` when none is written).
+    pub(crate) output: Type,
+}
+
+impl PeriodicFn {
+    pub(crate) fn new(options: &[RawOption], item: ItemFn, errors: &Errors) -> Option<Self> {
+        let mut fatal = false;
+        if let Some(constness) = &item.sig.constness {
+            errors.error_spanned_by(
+                constness,
+                "`#[periodic]` cannot go on a `const fn`; remove `const`",
+            );
+            fatal = true;
+        }
+        if item.sig.asyncness.is_none() {
+            errors.error_spanned_by(
+                item.sig.fn_token,
+                "`#[periodic]` goes on an `async fn` (its body is one run); add `async`",
+            );
+            fatal = true;
+        }
+        let output = match &item.sig.output {
+            ReturnType::Default => syn::parse_quote!(()),
+            ReturnType::Type(_, ty) if is_run_output(ty) => (**ty).clone(),
+            ReturnType::Type(_, ty) => {
+                errors.error_spanned_by(
+                    ty,
+                    "a periodic run returns `()` or `Result<(), E>`; return what a run needs to report, nothing else",
+                );
+                fatal = true;
+                syn::parse_quote!(())
+            }
+        };
+        let (arguments, receiver) = arguments(&item, errors, &mut fatal);
+
+        let mut every = None;
+        let mut model = PeriodicFn {
+            every: (Duration::from_secs(1), LitStr::new("1s", Span::call_site())),
+            overlap: None,
+            missed: None,
+            first_after: false,
+            jitter: None,
+            seed: None,
+            timeout: None,
+            on_error_stop: false,
+            name: LitStr::new(&item.sig.ident.to_string(), item.sig.ident.span()),
+            arguments,
+            receiver,
+            output,
+            item,
+        };
+        for option in options::check_keys(options, KEYS, errors) {
+            match option.key.to_string().as_str() {
+                "every" => every = errors.take(options::duration(option)),
+                "overlap" => model.overlap = errors.take(overlap(option)),
+                "missed" => {
+                    model.missed = errors.take(options::word(option, &["skip", "burst", "delay"]));
+                }
+                "first" => {
+                    model.first_after = errors
+                        .take(options::word(option, &["now", "after"]))
+                        .is_some_and(|first| first == "after");
+                }
+                "jitter" => model.jitter = errors.take(options::duration(option)),
+                "seed" => model.seed = errors.take(integer(option)),
+                "timeout" => model.timeout = errors.take(options::duration(option)),
+                "on_error" => {
+                    model.on_error_stop = errors.take(on_error(option)).unwrap_or(false);
+                }
+                "name" => {
+                    if let Some(name) = errors.take(options::string(option, "\"cleanup\"")) {
+                        model.name = name;
+                    }
+                }
+                _ => {}
+            }
+        }
+        match every {
+            Some(every) => model.every = every,
+            None if options.iter().any(|option| option.key == "every") => {}
+            None => {
+                errors.push(syn::Error::new(
+                    Span::call_site(),
+                    "missing `every = \"…\"`: how often the body runs, like `#[periodic(every = \"5s\")]`",
+                ));
+            }
+        }
+        if let Some((jitter, literal)) = &model.jitter
+            && *jitter >= model.every.0
+        {
+            errors.error_spanned_by(
+                literal,
+                format!(
+                    "`jitter` must be shorter than `every` ({}), or ticks could swap places",
+                    model.every.1.value()
+                ),
+            );
+        }
+        (!fatal).then_some(model)
+    }
+}
+
+/// `()` or `Result<(), E>` (a type whose last segment is `Result` and whose
+/// first argument is `()`).
+fn is_run_output(ty: &Type) -> bool {
+    match ty {
+        Type::Tuple(tuple) => tuple.elems.is_empty(),
+        Type::Path(path) => path.path.segments.last().is_some_and(|segment| {
+            segment.ident == "Result"
+                && matches!(&segment.arguments, syn::PathArguments::AngleBracketed(arguments)
+                    if matches!(arguments.args.first(),
+                        Some(syn::GenericArgument::Type(Type::Tuple(unit))) if unit.elems.is_empty()))
+        }),
+        _ => false,
+    }
+}
+
+fn arguments(item: &ItemFn, errors: &Errors, fatal: &mut bool) -> (Vec<Ident>, Option<Receiver>) {
+    let mut names = Vec::new();
+    let mut receiver = None;
+    for input in &item.sig.inputs {
+        match input {
+            FnArg::Receiver(this) if this.mutability.is_some() && this.reference.is_some() => {
+                errors.error_spanned_by(
+                    this,
+                    "a periodic method cannot take `&mut self`: runs may overlap, and each gets its own copy; take `&self` or `self` (with `Self: Clone`)",
+                );
+                *fatal = true;
+            }
+            FnArg::Receiver(this) => {
+                receiver = Some(if this.reference.is_some() {
+                    Receiver::Reference
+                } else {
+                    Receiver::Value
+                });
+            }
+            FnArg::Typed(typed) => match &*typed.pat {
+                Pat::Ident(pattern) if pattern.by_ref.is_none() && pattern.subpat.is_none() => {
+                    names.push(pattern.ident.clone());
+                }
+                other => {
+                    errors.error_spanned_by(
+                        other,
+                        "give this argument a plain name: each run gets its own copy of it",
+                    );
+                    *fatal = true;
+                }
+            },
+        }
+    }
+    (names, receiver)
+}
+
+fn overlap(option: &RawOption) -> syn::Result<(OverlapModel, Span)> {
+    const FORMS: &str = "expected `overlap = cancel | skip | queue | concurrent(N)`";
+    let span = syn::spanned::Spanned::span(&option.value);
+    match &option.value {
+        Expr::Call(ExprCall { func, args, .. }) => {
+            let is_concurrent =
+                matches!(&**func, Expr::Path(path) if path.path.is_ident("concurrent"));
+            if !is_concurrent {
+                return Err(syn::Error::new_spanned(func, FORMS));
+            }
+            let limit = match args.iter().collect::<Vec<_>>().as_slice() {
+                [
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Int(number),
+                        ..
+                    }),
+                ] => number,
+                _ => {
+                    return Err(syn::Error::new_spanned(
+                        args,
+                        "expected `concurrent(N)` with N a whole number of runs, like `concurrent(4)`",
+                    ));
+                }
+            };
+            match limit.base10_parse::<u64>() {
+                Ok(0) => Err(syn::Error::new_spanned(
+                    limit,
+                    "`concurrent(0)` would never run; use `concurrent(1)` or more (or `skip`)",
+                )),
+                Ok(n) => Ok((OverlapModel::Concurrent(n), span)),
+                Err(_) => Err(syn::Error::new_spanned(
+                    limit,
+                    "expected a whole number of runs",
+                )),
+            }
+        }
+        Expr::Path(path) => match path.path.get_ident().map(ToString::to_string).as_deref() {
+            Some("cancel") => Ok((OverlapModel::Cancel, span)),
+            Some("skip") => Ok((OverlapModel::Skip, span)),
+            Some("queue") => Ok((OverlapModel::Queue, span)),
+            _ => Err(syn::Error::new_spanned(
+                path,
+                format!("unknown overlap policy; {FORMS}"),
+            )),
+        },
+        other => Err(syn::Error::new_spanned(other, FORMS)),
+    }
+}
+
+/// `on_error = continue | stop` (`continue` is a keyword, so it arrives as
+/// a `continue` expression). Returns whether it is `stop`.
+fn on_error(option: &RawOption) -> syn::Result<bool> {
+    match &option.value {
+        Expr::Continue(_) => Ok(false),
+        Expr::Path(path) if path.path.is_ident("stop") => Ok(true),
+        other => Err(syn::Error::new_spanned(
+            other,
+            "expected `on_error = continue | stop`",
+        )),
+    }
+}
+
+fn integer(option: &RawOption) -> syn::Result<u64> {
+    match &option.value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(number),
+            ..
+        }) => number.base10_parse::<u64>(),
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!(
+                "`{}` takes a whole number, like `{} = 42`",
+                option.key, option.key
+            ),
+        )),
+    }
+}

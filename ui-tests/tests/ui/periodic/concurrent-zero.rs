@@ -1,0 +1,6 @@
+use tethered::periodic;
+
+#[periodic(every = "5s", overlap = concurrent(0))]
+async fn tick() {}
+
+fn main() {}

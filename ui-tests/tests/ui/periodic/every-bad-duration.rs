@@ -1,0 +1,6 @@
+use tethered::periodic;
+
+#[periodic(every = "5 parsecs")]
+async fn tick() {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use tethered::periodic;
+
+#[periodic(every = "0s")]
+async fn tick() {}
+
+fn main() {}

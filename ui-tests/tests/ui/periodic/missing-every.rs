@@ -1,0 +1,6 @@
+use tethered::periodic;
+
+#[periodic(overlap = skip)]
+async fn tick() {}
+
+fn main() {}

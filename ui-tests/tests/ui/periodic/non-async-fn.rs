@@ -1,0 +1,6 @@
+use tethered::periodic;
+
+#[periodic(every = "5s")]
+fn tick() {}
+
+fn main() {}
