@@ -395,7 +395,7 @@ type Ended = (u64, RunEnd);
 enum RunEnd {
     Completed,
     Failed(RunFailure),
-    Cancelled(Option<CancelReason>),
+    Cancelled,
 }
 
 struct Active<'s> {
@@ -530,10 +530,8 @@ impl<'s> Ticker<'s> {
                         "tick {tick} arrived while the run of tick {} was still going",
                         run.tick
                     ));
+                    // Counted by the run itself, as it ends.
                     let _ = run.handle.cancel_and_wait(reason).await;
-                    self.config
-                        .stats
-                        .update(|stats| stats.cancelled_by_overlap += 1);
                 }
                 self.start(tick, body);
             }
@@ -556,6 +554,7 @@ impl<'s> Ticker<'s> {
         let report = ReportEnd {
             tick,
             sender: Some(self.ends.0.clone()),
+            stats: self.config.stats.clone(),
         };
         let handle = self.scope.spawn_task_at(
             NodeKind::Task,
@@ -625,26 +624,19 @@ impl<'s> Ticker<'s> {
                 );
                 (self.config.on_error == OnError::Stop).then_some(failure)
             }
-            RunEnd::Cancelled(reason) => {
-                let timed_out = reason.is_some_and(|reason| reason.kind() == CancelKind::Timeout);
-                self.config.stats.update(|stats| {
-                    if timed_out {
-                        stats.timed_out += 1;
-                    } else {
-                        stats.cancelled += 1;
-                    }
-                });
-                None
-            }
+            // Counted by the run as it was dropped (see `ReportEnd`).
+            RunEnd::Cancelled => None,
         }
     }
 }
 
 /// Tells the loop how a run ended, also when the run was cancelled (its
-/// future dropped, so only a destructor can speak).
+/// future dropped, so only a destructor can speak). A cancelled run counts
+/// itself: when the whole schedule is cancelled, the loop is gone already.
 struct ReportEnd {
     tick: u64,
     sender: Option<mpsc::UnboundedSender<Ended>>,
+    stats: PeriodicStatsHandle,
 }
 
 impl ReportEnd {
@@ -657,7 +649,16 @@ impl ReportEnd {
 
 impl Drop for ReportEnd {
     fn drop(&mut self) {
-        self.send(RunEnd::Cancelled(crate::current().cancel_reason()));
+        if self.sender.is_none() {
+            return;
+        }
+        let kind = crate::current().cancel_reason().map(|reason| reason.kind());
+        self.stats.update(|stats| match kind {
+            Some(CancelKind::Timeout) => stats.timed_out += 1,
+            Some(CancelKind::Overlap) => stats.cancelled_by_overlap += 1,
+            _ => stats.cancelled += 1,
+        });
+        self.send(RunEnd::Cancelled);
     }
 }
 

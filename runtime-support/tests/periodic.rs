@@ -429,5 +429,6 @@ async fn cancelling_the_enclosing_scope_cancels_the_schedule_and_its_run() {
         "{}",
         reasons[0]
     );
-    assert_eq!(live.get().started, 1);
+    let stats = live.get();
+    assert_eq!((stats.started, stats.cancelled), (1, 1), "{stats:?}");
 }
