@@ -10,12 +10,16 @@
 //! * [`helpers_on_exit`]: a connection whose helper tasks live exactly as
 //!   long as it does, with `#[scoped(on_exit = cancel)]` and `defer!`
 //!   (`--example helpers_on_exit`).
+//! * [`periodic_overlap`]: the four overlap policies of `Periodic` side by
+//!   side on a job slower than its period, and their counts
+//!   (`--example periodic_overlap`).
 //!
 //! This crate also compiles every Rust snippet of the book (`book/src`) as a
 //! doctest, so `cargo test` checks what the book says.
 
 pub mod demo;
 pub mod helpers_on_exit;
+pub mod periodic_overlap;
 pub mod scoped_fetch;
 
 // The book's chapters and the README, doctested (as PyO3 does with its
@@ -42,6 +46,9 @@ mod book {
 
     #[doc = include_str!("../../book/src/shields-and-cleanup.md")]
     struct ShieldsAndCleanup;
+
+    #[doc = include_str!("../../book/src/periodic.md")]
+    struct Periodic;
 
     #[doc = include_str!("../../book/src/compile-errors.md")]
     struct CompileErrors;
