@@ -19,7 +19,8 @@ use std::future::Future;
 use std::num::NonZeroUsize;
 use std::panic::{AssertUnwindSafe, Location};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -105,24 +106,47 @@ pub struct PeriodicStats {
 
 /// A live view of a schedule's [`PeriodicStats`].
 #[derive(Debug, Clone, Default)]
-pub struct PeriodicStatsHandle(Arc<Mutex<PeriodicStats>>);
+pub struct PeriodicStatsHandle(Arc<Counters>);
+
+/// The counters behind [`PeriodicStats`]: atomics, so that counting costs
+/// the tick loop (and each run) no lock.
+#[derive(Debug, Default)]
+struct Counters {
+    ticks: AtomicU64,
+    started: AtomicU64,
+    completed: AtomicU64,
+    failed: AtomicU64,
+    skipped: AtomicU64,
+    missed: AtomicU64,
+    cancelled_by_overlap: AtomicU64,
+    timed_out: AtomicU64,
+    cancelled: AtomicU64,
+    max_concurrent: AtomicU64,
+}
 
 impl PeriodicStatsHandle {
     /// The counts so far.
     pub fn get(&self) -> PeriodicStats {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let counters = &self.0;
+        PeriodicStats {
+            ticks: read(&counters.ticks),
+            started: read(&counters.started),
+            completed: read(&counters.completed),
+            failed: read(&counters.failed),
+            skipped: read(&counters.skipped),
+            missed: read(&counters.missed),
+            cancelled_by_overlap: read(&counters.cancelled_by_overlap),
+            timed_out: read(&counters.timed_out),
+            cancelled: read(&counters.cancelled),
+            max_concurrent: read(&counters.max_concurrent),
+        }
     }
 
-    fn update(&self, change: impl FnOnce(&mut PeriodicStats)) {
-        change(
-            &mut self
-                .0
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        );
+    fn add(&self, counter: impl FnOnce(&Counters) -> &AtomicU64, amount: u64) {
+        if amount > 0 {
+            counter(&self.0).fetch_add(amount, Ordering::Relaxed);
+        }
     }
 }
 
@@ -476,10 +500,8 @@ impl<'s> Ticker<'s> {
                 () = sleep_until(schedule.due()) => {
                     let tick = schedule.number();
                     let missed = schedule.advance(Instant::now());
-                    self.config.stats.update(|stats| {
-                        stats.ticks += 1;
-                        stats.missed += missed;
-                    });
+                    self.config.stats.add(|c| &c.ticks, 1);
+                    self.config.stats.add(|c| &c.missed, missed);
                     self.tick(tick, &mut body).await;
                 }
             }
@@ -539,7 +561,7 @@ impl<'s> Ticker<'s> {
     }
 
     fn skip(&self) {
-        self.config.stats.update(|stats| stats.skipped += 1);
+        self.config.stats.add(|c| &c.skipped, 1);
     }
 
     fn start<F, Fut>(&mut self, tick: u64, body: &mut F)
@@ -579,10 +601,12 @@ impl<'s> Ticker<'s> {
             deadline,
         });
         let running = self.active.len() as u64;
-        self.config.stats.update(|stats| {
-            stats.started += 1;
-            stats.max_concurrent = stats.max_concurrent.max(running);
-        });
+        self.config.stats.add(|c| &c.started, 1);
+        self.config
+            .stats
+            .0
+            .max_concurrent
+            .fetch_max(running, Ordering::Relaxed);
     }
 
     /// Cancels the runs whose deadline has passed.
@@ -610,11 +634,11 @@ impl<'s> Ticker<'s> {
         self.active.swap_remove(position);
         match end {
             RunEnd::Completed => {
-                self.config.stats.update(|stats| stats.completed += 1);
+                self.config.stats.add(|c| &c.completed, 1);
                 None
             }
             RunEnd::Failed(failure) => {
-                self.config.stats.update(|stats| stats.failed += 1);
+                self.config.stats.add(|c| &c.failed, 1);
                 tracing::warn!(
                     target: "tethered::periodic",
                     schedule = %self.name,
@@ -653,11 +677,14 @@ impl Drop for ReportEnd {
             return;
         }
         let kind = crate::current().cancel_reason().map(|reason| reason.kind());
-        self.stats.update(|stats| match kind {
-            Some(CancelKind::Timeout) => stats.timed_out += 1,
-            Some(CancelKind::Overlap) => stats.cancelled_by_overlap += 1,
-            _ => stats.cancelled += 1,
-        });
+        self.stats.add(
+            |c| match kind {
+                Some(CancelKind::Timeout) => &c.timed_out,
+                Some(CancelKind::Overlap) => &c.cancelled_by_overlap,
+                _ => &c.cancelled,
+            },
+            1,
+        );
         self.send(RunEnd::Cancelled);
     }
 }

@@ -7,6 +7,12 @@ use tokio::time::Instant;
 
 use super::Missed;
 
+/// How overdue a tick must be to count as missed. Timers fire up to a
+/// millisecond or so late (tokio's resolution), so with no tolerance a short
+/// period would "miss" ticks that merely fired on the next timer turn; tokio's
+/// own `Interval` uses the same 5 ms.
+pub(super) const MISSED_TOLERANCE: Duration = Duration::from_millis(5);
+
 /// The tick sequence of one schedule. Pure arithmetic over instants, so it
 /// has no drift: tick `k` is due at `base + k·period (+ jitter)` whatever
 /// the runs take, until a `Missed::Delay` moves the base.
@@ -67,7 +73,7 @@ impl Schedule {
             Missed::Skip => {
                 self.step(1);
                 let mut missed = 0;
-                while self.due() <= now {
+                while self.due() + MISSED_TOLERANCE < now {
                     self.step(1);
                     missed += 1;
                 }
@@ -78,7 +84,7 @@ impl Schedule {
                 // the schedule moves with the delay instead of catching up.
                 let late = now.saturating_duration_since(self.due());
                 self.step(1);
-                if late > Duration::ZERO {
+                if late > MISSED_TOLERANCE {
                     self.base = now - self.period.saturating_mul(saturate(self.next - 1));
                 }
                 0
@@ -148,6 +154,20 @@ mod tests {
             // Fired late, but not a whole period late: nothing is missed.
             assert_eq!(schedule.advance(due + Duration::from_millis(700)), 0);
         }
+    }
+
+    #[test]
+    fn a_tick_late_by_less_than_the_tolerance_is_not_missed() {
+        let start = Instant::now();
+        let period = Duration::from_millis(1);
+        let mut skip = Schedule::new(start, period, false, None, Missed::Skip);
+        // Tick 0 fires 3ms late: ticks 1 and 2 are overdue, but only by 2ms
+        // and 1ms: they still fire, right away.
+        assert_eq!(skip.advance(start + Duration::from_millis(3)), 0);
+        assert_eq!(skip.due(), start + period);
+        let mut delay = Schedule::new(start, period, false, None, Missed::Delay);
+        delay.advance(start + Duration::from_millis(3));
+        assert_eq!(delay.due(), start + period, "the grid stays");
     }
 
     #[test]
