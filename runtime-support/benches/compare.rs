@@ -3,9 +3,10 @@
 //!
 //! Run with `cargo bench -p tethered --bench compare`. Each scenario runs its
 //! tethered side and its tokio baseline in the same process, on the same
-//! multi-thread runtime (2 worker threads), alternating (the side that goes
-//! first swaps every round) for `ROUNDS` rounds, and prints one line with the
-//! medians:
+//! runtime (a multi-thread one with 2 worker threads, except `periodic_tick`,
+//! see there), alternating (the side that goes first swaps every round; for
+//! `periodic_lateness_median` both sides run at once, see there) for
+//! `ROUNDS` rounds, and prints one line with the medians:
 //!
 //! ```text
 //! compare scenario=<name> n=<N> tethered_ns=<ns/op> baseline=<what> baseline_ns=<ns/op> ratio=<t/b>
@@ -21,13 +22,16 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::{Future, pending};
 use std::hint::black_box;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use tethered::Scope;
+use tethered::{Overlap, Periodic, Scope};
 use tokio::runtime::Runtime;
+use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 /// Timed rounds per side (each after an untimed run of the same side).
@@ -158,6 +162,40 @@ where
             b.push(warm_then_time(&run_b));
             t.push(warm_then_time(&run_t));
         }
+    }
+    if std::env::var_os("COMPARE_SAMPLES").is_some() {
+        eprintln!("  tethered samples: {t:.0?}\n  baseline samples: {b:.0?}");
+    }
+    (median(t), median(b))
+}
+
+/// Runs both sides at the same time, each in a task of its own, `ROUNDS`
+/// times (the side spawned first swaps every round), and returns the medians
+/// (tethered, baseline). For scenarios on the real clock, whose results move
+/// with the timer's phase from round to round: run together, both sides see
+/// the same timer wake-ups, and a round compares them under the same
+/// conditions. No untimed runs: the allocator's state is lost in the noise
+/// of a timer.
+fn compare_concurrent<T, TFut, B, BFut>(rt: &Runtime, tethered: T, baseline: B) -> (f64, f64)
+where
+    T: Fn() -> TFut,
+    TFut: Future<Output = f64> + Send + 'static,
+    B: Fn() -> BFut,
+    BFut: Future<Output = f64> + Send + 'static,
+{
+    let mut t = Vec::with_capacity(ROUNDS);
+    let mut b = Vec::with_capacity(ROUNDS);
+    for round in 0..ROUNDS {
+        let (tethered, baseline) = if round % 2 == 0 {
+            let tethered = rt.spawn(tethered());
+            (tethered, rt.spawn(baseline()))
+        } else {
+            let baseline = rt.spawn(baseline());
+            (rt.spawn(tethered()), baseline)
+        };
+        let (tethered, baseline) = rt.block_on(async { (tethered.await, baseline.await) });
+        t.push(tethered.expect("bench task panicked"));
+        b.push(baseline.expect("bench task panicked"));
     }
     if std::env::var_os("COMPARE_SAMPLES").is_some() {
         eprintln!("  tethered samples: {t:.0?}\n  baseline samples: {b:.0?}");
@@ -346,6 +384,232 @@ async fn token_idle_memory(n: usize) -> f64 {
 }
 
 // ---------------------------------------------------------------------------
+// Scenario 5: the cost of one tick of a schedule whose body does nothing.
+//
+// Measured on a current_thread runtime whose clock is paused: when the
+// runtime has nothing else to do, tokio moves the clock straight to the next
+// timer, so a 1 ms tick costs no waiting and the wall time of `TICKS` ticks
+// is the CPU work per tick (timer, wake-up, spawning, polling and reaping
+// the run): the overhead a schedule adds. On the real clock both sides would
+// spend ~1 ms per tick asleep and the ratio would say nothing (and 20,000
+// ticks would take 20 s per run); the paused clock needs a current_thread
+// runtime.
+
+const TICKS: usize = 20_000;
+const TICK_PERIOD: Duration = Duration::from_millis(1);
+
+fn paused_runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("build the paused tokio runtime")
+}
+
+/// Counts the runs of `periodic_tick`, and wakes `done` at the last one.
+#[derive(Default)]
+struct TickCount {
+    ran: AtomicUsize,
+    done: Notify,
+}
+
+/// One run of `periodic_tick`, on both sides: an empty body but for the count
+/// that tells the tethered side when to stop (the baseline pays for it too).
+async fn tick_run(count: Arc<TickCount>, last: usize) {
+    if count.ran.fetch_add(1, Ordering::Relaxed) + 1 == last {
+        count.done.notify_one();
+    }
+}
+
+/// `ticks` ticks of a `Periodic` (each run a task of the schedule's scope),
+/// then a stop. ns per tick that fired (a tick or so may fire between the
+/// last counted run and the stop; it is counted too).
+async fn tethered_periodic_tick(ticks: usize) -> f64 {
+    let count = Arc::new(TickCount::default());
+    let periodic = Periodic::every(TICK_PERIOD).overlap(Overlap::Skip);
+    let start = Instant::now();
+    let outcome = Scope::run(async |scope| {
+        let body = {
+            let count = count.clone();
+            move || tick_run(count.clone(), ticks)
+        };
+        let schedule = scope.spawn(periodic.run(body));
+        count.done.notified().await;
+        schedule.stop("done");
+        schedule.join().await
+    })
+    .await;
+    let elapsed = start.elapsed();
+    let stats = outcome
+        .expect("scope failed")
+        .unwrap()
+        .expect("schedule failed");
+    assert!(stats.started >= ticks as u64 && stats.skipped == 0 && stats.missed == 0);
+    per_op(elapsed, stats.ticks as usize)
+}
+
+/// The loop a user writes instead: an interval, each tick's body spawned into
+/// a `JoinSet`, the finished runs reaped at each tick so it does not grow.
+async fn interval_periodic_tick(ticks: usize) -> f64 {
+    let count = Arc::new(TickCount::default());
+    let start = Instant::now();
+    let mut interval = tokio::time::interval(TICK_PERIOD);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut set = JoinSet::new();
+    for _ in 0..ticks {
+        interval.tick().await;
+        while set.try_join_next().is_some() {}
+        set.spawn(tick_run(count.clone(), ticks));
+    }
+    while let Some(result) = set.join_next().await {
+        result.expect("run failed");
+    }
+    let elapsed = start.elapsed();
+    assert_eq!(count.ran.load(Ordering::Relaxed), ticks);
+    per_op(elapsed, ticks)
+}
+
+// ---------------------------------------------------------------------------
+// Scenario 6: how late each run starts, on the real clock.
+//
+// Tick k is due at `start + k·period`, `start` being taken just before the
+// schedule is spawned (on both sides: the tethered `Periodic` and the
+// baseline's interval loop each run in a task of their own). A run's start is
+// the first thing its future does, so the lateness covers the timer, the
+// schedule's own work and the run task's spawn and first poll. The scenario
+// reports the median lateness over the runs (in the `_ns` fields), on the
+// multi-thread runtime with 2 workers, as a server would run it.
+//
+// Both sides share tokio's timer, which rounds every deadline up to its next
+// millisecond and sleeps whole milliseconds from the current millisecond, so
+// most of the lateness (~1 ms) is the timer's, and it wanders with the
+// phase of the timer's grid: from one 2 s run to the next, the median moves
+// between ~0.6 and ~1.6 ms on either side. Run one side after the other,
+// that swing alone moved the ratio between 0.74 and 1.2; so the two sides
+// run at the same time (`compare_concurrent`), each round comparing them on
+// the same wake-ups.
+//
+// Ticks that never ran are left out of the median (there is no start to
+// measure) and counted apart, printed after the scenario's line. With
+// `Missed::Skip` a `Periodic` drops the next tick as soon as a tick fires
+// more than a period late, which the millisecond timer often does at a 1 ms
+// period, while tokio's `Interval` applies its missed-tick policy only past
+// 5 ms late. The dropped ticks are the ones that would have started latest
+// (right behind a late one), so leaving them out flatters the tethered
+// median.
+
+const LATENESS_TICKS: usize = 2_000;
+const LATENESS_PERIOD: Duration = Duration::from_millis(1);
+
+/// Ticks that never ran, per timed run of `periodic_lateness`: (tethered,
+/// baseline).
+static NEVER_RAN: Mutex<(Vec<usize>, Vec<usize>)> = Mutex::new((Vec::new(), Vec::new()));
+
+/// When each tick's run started, by tick number (a tick that never ran leaves
+/// its slot empty).
+fn run_starts(ticks: usize) -> Arc<Vec<OnceLock<Instant>>> {
+    Arc::new((0..ticks).map(|_| OnceLock::new()).collect())
+}
+
+/// The median of each run's start minus its tick's due time, in ns, and the
+/// number of ticks that never ran.
+fn median_lateness(start: Instant, starts: &[OnceLock<Instant>]) -> (f64, usize) {
+    let late: Vec<f64> = starts
+        .iter()
+        .enumerate()
+        .filter_map(|(k, slot)| {
+            let due = start + LATENESS_PERIOD * k as u32;
+            slot.get()
+                .map(|started| started.saturating_duration_since(due).as_nanos() as f64)
+        })
+        .collect();
+    let never_ran = starts.len() - late.len();
+    (median(late), never_ran)
+}
+
+async fn tethered_periodic_lateness(ticks: usize) -> f64 {
+    let starts = run_starts(ticks);
+    let done = Arc::new(Notify::new());
+    // The baseline starts a run at every tick, whatever is still running; the
+    // same semantics here (`Concurrent`), so that lateness is compared on the
+    // same ticks. (With `Overlap::Skip`, a catch-up tick that fires before the
+    // previous run's task was even polled is skipped, by design.)
+    let every_tick = NonZeroUsize::new(1_024).expect("non-zero");
+    let periodic = Periodic::every(LATENESS_PERIOD).overlap(Overlap::Concurrent(every_tick));
+    let (start, outcome) = Scope::run(async |scope| {
+        let body = {
+            let (starts, done) = (starts.clone(), done.clone());
+            move || {
+                let (starts, done) = (starts.clone(), done.clone());
+                async move {
+                    let started = Instant::now();
+                    // The run's name is "periodic #<tick>", the tick's number
+                    // counting the ticks that were dropped: it finds the due
+                    // time.
+                    let tick: usize = tethered::current()
+                        .name()
+                        .and_then(|name| name.rsplit_once('#'))
+                        .and_then(|(_, tick)| tick.parse().ok())
+                        .expect("a run is named after its tick");
+                    if let Some(slot) = starts.get(tick) {
+                        let _ = slot.set(started);
+                    }
+                    if tick + 1 >= starts.len() {
+                        done.notify_one();
+                    }
+                }
+            }
+        };
+        let start = Instant::now();
+        let schedule = scope.spawn(periodic.run(body));
+        done.notified().await;
+        schedule.stop("done");
+        (start, schedule.join().await)
+    })
+    .await
+    .expect("scope failed");
+    outcome.unwrap().expect("schedule failed");
+    let (median, never_ran) = median_lateness(start, &starts);
+    NEVER_RAN.lock().unwrap().0.push(never_ran);
+    median
+}
+
+async fn interval_periodic_lateness(ticks: usize) -> f64 {
+    let starts = run_starts(ticks);
+    let start = Instant::now();
+    let schedule = tokio::spawn({
+        let starts = starts.clone();
+        async move {
+            let mut interval = tokio::time::interval(LATENESS_PERIOD);
+            interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+            let mut set = JoinSet::new();
+            let first = interval.tick().await;
+            let mut due = first;
+            loop {
+                // `Skip` keeps the ticks on the grid of the first one.
+                let tick = ((due - first).as_nanos() / LATENESS_PERIOD.as_nanos()) as usize;
+                if tick >= ticks {
+                    break;
+                }
+                while set.try_join_next().is_some() {}
+                let starts = starts.clone();
+                set.spawn(async move {
+                    let _ = starts[tick].set(Instant::now());
+                });
+                due = interval.tick().await;
+            }
+            while let Some(result) = set.join_next().await {
+                result.expect("run failed");
+            }
+        }
+    });
+    schedule.await.expect("schedule failed");
+    let (median, never_ran) = median_lateness(start, &starts);
+    NEVER_RAN.lock().unwrap().1.push(never_ran);
+    median
+}
+
+// ---------------------------------------------------------------------------
 
 fn main() {
     let rt = runtime();
@@ -363,4 +627,38 @@ fn main() {
     // nanoseconds.
     let (t, b) = compare(&rt, || tethered_idle_memory(N), || token_idle_memory(N));
     report("idle_memory_bytes", N, t, "tokio_task+child_token", b);
+
+    let paused = paused_runtime();
+    let (t, b) = compare(
+        &paused,
+        || tethered_periodic_tick(TICKS),
+        || interval_periodic_tick(TICKS),
+    );
+    report("periodic_tick", TICKS, t, "interval+joinset", b);
+
+    // For this scenario the `_ns` fields hold the median lateness of a run's
+    // start in ns, not a time per operation.
+    let (t, b) = compare_concurrent(
+        &rt,
+        || tethered_periodic_lateness(LATENESS_TICKS),
+        || interval_periodic_lateness(LATENESS_TICKS),
+    );
+    report(
+        "periodic_lateness_median",
+        LATENESS_TICKS,
+        t,
+        "interval+joinset",
+        b,
+    );
+    let (tethered, baseline) = std::mem::take(&mut *NEVER_RAN.lock().unwrap());
+    println!(
+        "  periodic_lateness: ticks that never ran (of {LATENESS_TICKS}, median over runs): \
+         tethered={} baseline={}",
+        median_count(tethered),
+        median_count(baseline)
+    );
+}
+
+fn median_count(counts: Vec<usize>) -> f64 {
+    median(counts.into_iter().map(|count| count as f64).collect())
 }
