@@ -475,8 +475,21 @@ impl<'s> Ticker<'s> {
             self.config.missed,
         );
         let mut stop = std::pin::pin!(crate::stop_requested());
+        // One timer for the ticks and one for the run deadlines, reset when
+        // their instant changes: the loop wakes twice a tick (the tick, the
+        // run's end), and registering a fresh timer each time costs more than
+        // the rest of the loop.
+        let mut next_tick = std::pin::pin!(sleep_until(schedule.due()));
+        let mut next_deadline = std::pin::pin!(sleep_until(schedule.due()));
+        let mut armed_deadline = None;
         loop {
             let deadline = self.active.iter().filter_map(|run| run.deadline).min();
+            if let Some(deadline) = deadline
+                && armed_deadline != Some(deadline)
+            {
+                next_deadline.as_mut().reset(deadline);
+                armed_deadline = Some(deadline);
+            }
             tokio::select! {
                 biased;
                 _ = &mut stop => {
@@ -494,12 +507,14 @@ impl<'s> Ticker<'s> {
                         self.start(tick, &mut body);
                     }
                 }
-                () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                () = next_deadline.as_mut(), if deadline.is_some() => {
+                    armed_deadline = None;
                     self.time_out(Instant::now());
                 }
-                () = sleep_until(schedule.due()) => {
+                () = next_tick.as_mut() => {
                     let tick = schedule.number();
                     let missed = schedule.advance(Instant::now());
+                    next_tick.as_mut().reset(schedule.due());
                     self.config.stats.add(|c| &c.ticks, 1);
                     self.config.stats.add(|c| &c.missed, missed);
                     self.tick(tick, &mut body).await;
