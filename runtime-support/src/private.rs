@@ -59,6 +59,26 @@ impl<'s, F> Spawn<'s, F> {
         }
     }
 
+    /// Starts a task whose `Err` fails the scope, shown through `erase`.
+    #[track_caller]
+    fn spawn_fallible<T, E>(
+        &self,
+        erase: fn(std::sync::Arc<E>) -> TaskError,
+    ) -> TaskHandle<'s, T, E>
+    where
+        F: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: Send + Sync + 'static,
+    {
+        match self.parts() {
+            Some((fut, name)) => {
+                self.scope
+                    .spawn_fallible_task(self.kind.node_kind(), name, fut, erase)
+            }
+            None => already_spawned(),
+        }
+    }
+
     fn parts(&self) -> Option<(F, Option<Cow<'static, str>>)> {
         let fut = self.fut.take()?;
         // The name is only read once, with the future.
@@ -106,15 +126,7 @@ where
 {
     #[track_caller]
     fn spawn_task(&self) -> TaskHandle<'s, T, E> {
-        match self.parts() {
-            Some((fut, name)) => self.scope.spawn_fallible_task(
-                self.kind.node_kind(),
-                name,
-                fut,
-                TaskError::new::<E>,
-            ),
-            None => already_spawned(),
-        }
+        self.spawn_fallible(TaskError::new::<E>)
     }
 }
 
@@ -126,15 +138,7 @@ where
 {
     #[track_caller]
     fn spawn_task(&self) -> TaskHandle<'s, T, E> {
-        match self.parts() {
-            Some((fut, name)) => self.scope.spawn_fallible_task(
-                self.kind.node_kind(),
-                name,
-                fut,
-                TaskError::from_debug::<E>,
-            ),
-            None => already_spawned(),
-        }
+        self.spawn_fallible(TaskError::from_debug::<E>)
     }
 }
 

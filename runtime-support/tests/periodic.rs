@@ -19,6 +19,17 @@ const PERIOD: Duration = Duration::from_secs(1);
 /// the runtime polls first, and these tests count exactly.
 const SLOW_RUN: Duration = Duration::from_millis(2_999);
 
+/// Records, from the run's `Drop`, why it was cancelled.
+struct RecordReason(Arc<Mutex<Vec<CancelReason>>>);
+
+impl Drop for RecordReason {
+    fn drop(&mut self) {
+        if let Some(reason) = tethered::current().cancel_reason() {
+            self.0.lock().unwrap().push(reason);
+        }
+    }
+}
+
 /// Counts the runs going at once, and the most ever seen.
 #[derive(Clone, Default)]
 struct Concurrency {
@@ -122,15 +133,7 @@ async fn a_run_replaced_by_the_next_tick_knows_why() {
         let handle = scope.spawn(schedule.run(move || {
             let seen = seen.clone();
             async move {
-                struct Record(Arc<Mutex<Vec<CancelReason>>>);
-                impl Drop for Record {
-                    fn drop(&mut self) {
-                        if let Some(reason) = tethered::current().cancel_reason() {
-                            self.0.lock().unwrap().push(reason);
-                        }
-                    }
-                }
-                let _record = Record(seen);
+                let _record = RecordReason(seen);
                 sleep(SLOW_RUN).await;
             }
         }));
@@ -276,15 +279,7 @@ async fn a_run_longer_than_its_timeout_is_cancelled_with_a_timeout_reason() {
         let handle = scope.spawn(schedule.run(move || {
             let seen = seen.clone();
             async move {
-                struct Record(Arc<Mutex<Vec<CancelReason>>>);
-                impl Drop for Record {
-                    fn drop(&mut self) {
-                        if let Some(reason) = tethered::current().cancel_reason() {
-                            self.0.lock().unwrap().push(reason);
-                        }
-                    }
-                }
-                let _record = Record(seen);
+                let _record = RecordReason(seen);
                 sleep(Duration::from_secs(60)).await;
             }
         }));
@@ -395,15 +390,7 @@ async fn cancelling_the_enclosing_scope_cancels_the_schedule_and_its_run() {
                 stats.run(move || {
                     let seen = seen.clone();
                     async move {
-                        struct Record(Arc<Mutex<Vec<CancelReason>>>);
-                        impl Drop for Record {
-                            fn drop(&mut self) {
-                                if let Some(reason) = tethered::current().cancel_reason() {
-                                    self.0.lock().unwrap().push(reason);
-                                }
-                            }
-                        }
-                        let _record = Record(seen);
+                        let _record = RecordReason(seen);
                         sleep(Duration::from_secs(60)).await;
                     }
                 }),

@@ -12,6 +12,28 @@ use proc_macro2::TokenStream;
 use quote::ToTokens;
 use syn::{ItemFn, Signature};
 
+/// Checks that `item` is an `async fn` and not a `const fn`, recording an
+/// error for each that is not so; returns whether the fn can be expanded.
+/// `why` says why the attribute needs `async` ("a scope is awaited").
+pub(crate) fn check_async_fn(item: &ItemFn, attribute: &str, why: &str, errors: &Errors) -> bool {
+    let mut ok = true;
+    if let Some(constness) = &item.sig.constness {
+        errors.error_spanned_by(
+            constness,
+            format!("`#[{attribute}]` cannot go on a `const fn`; remove `const`"),
+        );
+        ok = false;
+    }
+    if item.sig.asyncness.is_none() {
+        errors.error_spanned_by(
+            item.sig.fn_token,
+            format!("`#[{attribute}]` goes on an `async fn` ({why}); add `async`"),
+        );
+        ok = false;
+    }
+    ok
+}
+
 /// The end of every attribute's pipeline: the expansion when the model is
 /// valid; the expansion plus the errors when the model could be built
 /// despite them (the body was rewritten, so only the real mistakes are

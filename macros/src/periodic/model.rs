@@ -5,8 +5,8 @@ use std::time::Duration;
 use proc_macro2::Span;
 use syn::{Expr, ExprCall, ExprLit, FnArg, Ident, ItemFn, Lit, LitStr, Pat, ReturnType, Type};
 
-use crate::common::Errors;
 use crate::common::options::{self, RawOption};
+use crate::common::{Errors, check_async_fn};
 
 const KEYS: &[&str] = &[
     "every", "overlap", "missed", "first", "jitter", "seed", "timeout", "on_error", "name",
@@ -48,21 +48,7 @@ pub(crate) struct PeriodicFn {
 
 impl PeriodicFn {
     pub(crate) fn new(options: &[RawOption], item: ItemFn, errors: &Errors) -> Option<Self> {
-        let mut fatal = false;
-        if let Some(constness) = &item.sig.constness {
-            errors.error_spanned_by(
-                constness,
-                "`#[periodic]` cannot go on a `const fn`; remove `const`",
-            );
-            fatal = true;
-        }
-        if item.sig.asyncness.is_none() {
-            errors.error_spanned_by(
-                item.sig.fn_token,
-                "`#[periodic]` goes on an `async fn` (its body is one run); add `async`",
-            );
-            fatal = true;
-        }
+        let mut fatal = !check_async_fn(&item, "periodic", "its body is one run", errors);
         let output = match &item.sig.output {
             ReturnType::Default => syn::parse_quote!(()),
             ReturnType::Type(_, ty) if is_run_output(ty) => (**ty).clone(),

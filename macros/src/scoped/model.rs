@@ -6,7 +6,7 @@ use std::time::Duration;
 use syn::{Ident, ItemFn, LitStr, ReturnType, Type};
 
 use crate::common::options::{self, RawOption};
-use crate::common::{Errors, body};
+use crate::common::{Errors, body, check_async_fn};
 
 const KEYS: &[&str] = &["name", "on_exit", "timeout", "cleanup_timeout"];
 
@@ -33,21 +33,7 @@ pub(crate) struct ScopedFn {
 impl ScopedFn {
     /// The model, or `None` when the fn itself cannot take the attribute.
     pub(crate) fn new(options: &[RawOption], mut item: ItemFn, errors: &Errors) -> Option<Self> {
-        let mut fatal = false;
-        if let Some(constness) = &item.sig.constness {
-            errors.error_spanned_by(
-                constness,
-                "`#[scoped]` cannot go on a `const fn`; remove `const`",
-            );
-            fatal = true;
-        }
-        if item.sig.asyncness.is_none() {
-            errors.error_spanned_by(
-                item.sig.fn_token,
-                "`#[scoped]` goes on an `async fn`; add `async` (a scope is awaited)",
-            );
-            fatal = true;
-        }
+        let mut fatal = !check_async_fn(&item, "scoped", "a scope is awaited", errors);
         if let ReturnType::Type(_, ty) = &item.sig.output
             && let Some(handle) = mentions_task_handle(ty)
         {
