@@ -19,13 +19,13 @@ use std::future::Future;
 use std::num::NonZeroUsize;
 use std::panic::{AssertUnwindSafe, Location};
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio::time::{Instant, sleep_until};
 
 use crate::cleanup::CleanupOutput;
@@ -412,14 +412,39 @@ impl<F> fmt::Debug for PeriodicRun<F> {
     }
 }
 
-/// A run's tick and how it ended.
-type Ended = (u64, RunEnd);
+/// What the runs share with the scheduling loop: how many are going, and a
+/// way to wake the loop, used only when it waits for a run to end. A run
+/// counts itself as it ends, so the loop wakes once a tick, not twice.
+struct Runs {
+    running: AtomicUsize,
+    /// Set while the loop waits for runs to end (a queued tick, a drain).
+    waiting: AtomicBool,
+    wake: Notify,
+    /// The failure that stops the schedule (`OnError::Stop`), if any.
+    stopping: Mutex<Option<(u64, RunFailure)>>,
+}
 
-/// How one run ended, as the scheduling loop learns it.
-enum RunEnd {
-    Completed,
-    Failed(RunFailure),
-    Cancelled,
+impl Runs {
+    fn running(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// A run ended. The decrement and the `waiting` check are both SeqCst,
+    /// as the loop's store of `waiting` and its read of `running` are: one
+    /// of the two sides always sees the other, so no wake-up is lost.
+    fn one_ended(&self, stops: bool) {
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        if stops || self.waiting.load(Ordering::SeqCst) {
+            self.wake.notify_one();
+        }
+    }
+
+    fn take_stopping(&self) -> Option<(u64, RunFailure)> {
+        self.stopping
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
 }
 
 struct Active<'s> {
@@ -436,10 +461,11 @@ struct Ticker<'s> {
     /// reasons the schedule raises point.
     location: &'static Location<'static>,
     scope: &'s Scope,
+    /// Handles of the runs started, for cancelling them (overlap, timeout);
+    /// finished ones are pruned as the loop goes.
     active: Vec<Active<'s>>,
     queued: Option<u64>,
-    /// Where runs report how they ended, with their tick.
-    ends: (mpsc::UnboundedSender<Ended>, mpsc::UnboundedReceiver<Ended>),
+    runs: Arc<Runs>,
 }
 
 impl<'s> Ticker<'s> {
@@ -456,7 +482,12 @@ impl<'s> Ticker<'s> {
             scope,
             active: Vec::new(),
             queued: None,
-            ends: mpsc::unbounded_channel(),
+            runs: Arc::new(Runs {
+                running: AtomicUsize::new(0),
+                waiting: AtomicBool::new(false),
+                wake: Notify::new(),
+                stopping: Mutex::new(None),
+            }),
         }
     }
 
@@ -466,7 +497,10 @@ impl<'s> Ticker<'s> {
         Fut: Future + Send + 'static,
         Fut::Output: CleanupOutput,
     {
-        let jitter = self.config.jitter.map(|(max, seed)| Jitter::new(max, seed));
+        let jitter = self
+            .config
+            .jitter
+            .map(|(max, seed)| Jitter::new(max, seed));
         let mut schedule = Schedule::new(
             Instant::now(),
             self.config.every,
@@ -474,15 +508,15 @@ impl<'s> Ticker<'s> {
             jitter,
             self.config.missed,
         );
+        let runs = self.runs.clone();
         let mut stop = std::pin::pin!(crate::stop_requested());
         // One timer for the ticks and one for the run deadlines, reset when
-        // their instant changes: the loop wakes twice a tick (the tick, the
-        // run's end), and registering a fresh timer each time costs more than
-        // the rest of the loop.
+        // their instant changes, rather than a fresh timer at every wake-up.
         let mut next_tick = std::pin::pin!(sleep_until(schedule.due()));
         let mut next_deadline = std::pin::pin!(sleep_until(schedule.due()));
         let mut armed_deadline = None;
         loop {
+            self.active.retain(|run| !run.handle.is_finished());
             let deadline = self.active.iter().filter_map(|run| run.deadline).min();
             if let Some(deadline) = deadline
                 && armed_deadline != Some(deadline)
@@ -496,14 +530,15 @@ impl<'s> Ticker<'s> {
                     self.drain().await;
                     return Ok(());
                 }
-                Some((tick, end)) = self.ends.1.recv() => {
-                    if let Some(failure) = self.ended(tick, end) {
+                () = runs.wake.notified() => {
+                    if let Some(failure) = runs.take_stopping() {
                         self.drain().await;
-                        return Err((tick, failure));
+                        return Err(failure);
                     }
-                    if self.active.is_empty()
+                    if runs.running() == 0
                         && let Some(tick) = self.queued.take()
                     {
+                        runs.waiting.store(false, Ordering::SeqCst);
                         self.start(tick, &mut body);
                     }
                 }
@@ -528,12 +563,13 @@ impl<'s> Ticker<'s> {
     /// include them.
     async fn drain(&mut self) {
         self.queued = None;
-        while !self.active.is_empty() {
+        let runs = self.runs.clone();
+        runs.waiting.store(true, Ordering::SeqCst);
+        while runs.running() > 0 {
+            self.active.retain(|run| !run.handle.is_finished());
             let deadline = self.active.iter().filter_map(|run| run.deadline).min();
             tokio::select! {
-                Some((tick, end)) = self.ends.1.recv() => {
-                    let _ = self.ended(tick, end);
-                }
+                () = runs.wake.notified() => {}
                 () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                     self.time_out(Instant::now());
                 }
@@ -548,16 +584,28 @@ impl<'s> Ticker<'s> {
         Fut: Future + Send + 'static,
         Fut::Output: CleanupOutput,
     {
-        let running = self.active.len();
+        let running = self.runs.running();
         match self.config.overlap {
             _ if running == 0 => self.start(tick, body),
             Overlap::Skip => self.skip(),
             Overlap::Concurrent(limit) if running < limit.get() => self.start(tick, body),
             Overlap::Concurrent(_) => self.skip(),
-            Overlap::Queue if self.queued.is_none() => self.queued = Some(tick),
+            Overlap::Queue if self.queued.is_none() => {
+                self.queued = Some(tick);
+                self.runs.waiting.store(true, Ordering::SeqCst);
+                // The run may have ended between the two reads.
+                if self.runs.running() == 0 {
+                    self.queued = None;
+                    self.runs.waiting.store(false, Ordering::SeqCst);
+                    self.start(tick, body);
+                }
+            }
             Overlap::Queue => self.skip(),
             Overlap::Cancel => {
                 for run in std::mem::take(&mut self.active) {
+                    if run.handle.is_finished() {
+                        continue;
+                    }
                     let reason = CancelReason::raised_by(
                         CancelKind::Overlap,
                         self.location,
@@ -588,24 +636,26 @@ impl<'s> Ticker<'s> {
         let run = CatchUnwind {
             future: AssertUnwindSafe(body()),
         };
-        let report = ReportEnd {
+        // Counted before the task exists, so that its end cannot come first.
+        let running = self.runs.running.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut finish = RunFinish {
             tick,
-            sender: Some(self.ends.0.clone()),
+            runs: Some(self.runs.clone()),
             stats: self.config.stats.clone(),
+            name: self.name.clone(),
+            stop_on_error: self.config.on_error == OnError::Stop,
         };
         let handle = self.scope.spawn_task_at(
             NodeKind::Task,
             Some(format!("{} #{tick}", self.name).into()),
             async move {
-                let mut report = report;
                 let end = match run.await {
-                    Ok(output) => match output.into_cleanup_result() {
-                        Ok(()) => RunEnd::Completed,
-                        Err(error) => RunEnd::Failed(RunFailure::Error(error)),
-                    },
-                    Err(payload) => RunEnd::Failed(RunFailure::Panic(payload)),
+                    Ok(output) => output
+                        .into_cleanup_result()
+                        .map_err(RunFailure::Error),
+                    Err(payload) => Err(RunFailure::Panic(payload)),
                 };
-                report.send(end);
+                finish.finished(end);
             },
             self.location,
         );
@@ -615,13 +665,12 @@ impl<'s> Ticker<'s> {
             handle,
             deadline,
         });
-        let running = self.active.len() as u64;
         self.config.stats.add(|c| &c.started, 1);
         self.config
             .stats
             .0
             .max_concurrent
-            .fetch_max(running, Ordering::Relaxed);
+            .fetch_max(running as u64, Ordering::Relaxed);
     }
 
     /// Cancels the runs whose deadline has passed.
@@ -641,56 +690,55 @@ impl<'s> Ticker<'s> {
             }
         }
     }
+}
 
-    /// A run ended; returns its failure when that stops the schedule.
-    fn ended(&mut self, tick: u64, end: RunEnd) -> Option<RunFailure> {
-        // A run replaced by the next tick was already counted and removed.
-        let position = self.active.iter().position(|run| run.tick == tick)?;
-        self.active.swap_remove(position);
-        match end {
-            RunEnd::Completed => {
-                self.config.stats.add(|c| &c.completed, 1);
-                None
+/// Counts how a run ended, as it ends: completed or failed when its future
+/// returns, cancelled (by overlap, timeout, or with the schedule) when it is
+/// dropped, since then only a destructor can speak, and the loop may be gone
+/// already.
+struct RunFinish {
+    tick: u64,
+    /// `None` once counted.
+    runs: Option<Arc<Runs>>,
+    stats: PeriodicStatsHandle,
+    name: Cow<'static, str>,
+    stop_on_error: bool,
+}
+
+impl RunFinish {
+    fn finished(&mut self, end: Result<(), RunFailure>) {
+        let Some(runs) = self.runs.take() else { return };
+        let stops = match end {
+            Ok(()) => {
+                self.stats.add(|c| &c.completed, 1);
+                false
             }
-            RunEnd::Failed(failure) => {
-                self.config.stats.add(|c| &c.failed, 1);
+            Err(failure) => {
+                self.stats.add(|c| &c.failed, 1);
                 tracing::warn!(
                     target: "tethered::periodic",
                     schedule = %self.name,
-                    tick,
+                    tick = self.tick,
                     %failure,
                     "a periodic run failed",
                 );
-                (self.config.on_error == OnError::Stop).then_some(failure)
+                if self.stop_on_error {
+                    let mut stopping = runs
+                        .stopping
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                    stopping.get_or_insert((self.tick, failure));
+                }
+                self.stop_on_error
             }
-            // Counted by the run as it was dropped (see `ReportEnd`).
-            RunEnd::Cancelled => None,
-        }
+        };
+        runs.one_ended(stops);
     }
 }
 
-/// Tells the loop how a run ended, also when the run was cancelled (its
-/// future dropped, so only a destructor can speak). A cancelled run counts
-/// itself: when the whole schedule is cancelled, the loop is gone already.
-struct ReportEnd {
-    tick: u64,
-    sender: Option<mpsc::UnboundedSender<Ended>>,
-    stats: PeriodicStatsHandle,
-}
-
-impl ReportEnd {
-    fn send(&mut self, end: RunEnd) {
-        if let Some(sender) = self.sender.take() {
-            let _ = sender.send((self.tick, end));
-        }
-    }
-}
-
-impl Drop for ReportEnd {
+impl Drop for RunFinish {
     fn drop(&mut self) {
-        if self.sender.is_none() {
-            return;
-        }
+        let Some(runs) = self.runs.take() else { return };
         let kind = crate::current().cancel_reason().map(|reason| reason.kind());
         self.stats.add(
             |c| match kind {
@@ -700,7 +748,7 @@ impl Drop for ReportEnd {
             },
             1,
         );
-        self.send(RunEnd::Cancelled);
+        runs.one_ended(false);
     }
 }
 
