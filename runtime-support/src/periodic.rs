@@ -497,10 +497,7 @@ impl<'s> Ticker<'s> {
         Fut: Future + Send + 'static,
         Fut::Output: CleanupOutput,
     {
-        let jitter = self
-            .config
-            .jitter
-            .map(|(max, seed)| Jitter::new(max, seed));
+        let jitter = self.config.jitter.map(|(max, seed)| Jitter::new(max, seed));
         let mut schedule = Schedule::new(
             Instant::now(),
             self.config.every,
@@ -650,9 +647,7 @@ impl<'s> Ticker<'s> {
             Some(format!("{} #{tick}", self.name).into()),
             async move {
                 let end = match run.await {
-                    Ok(output) => output
-                        .into_cleanup_result()
-                        .map_err(RunFailure::Error),
+                    Ok(output) => output.into_cleanup_result().map_err(RunFailure::Error),
                     Err(payload) => Err(RunFailure::Panic(payload)),
                 };
                 finish.finished(end);
