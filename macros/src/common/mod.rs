@@ -5,6 +5,7 @@ pub(crate) mod body;
 pub(crate) mod duration;
 mod errors;
 pub(crate) mod options;
+mod parse;
 
 pub(crate) use errors::Errors;
 
@@ -34,17 +35,33 @@ pub(crate) fn check_async_fn(item: &ItemFn, attribute: &str, why: &str, errors: 
     ok
 }
 
-/// The end of every attribute's pipeline: the expansion when the model is
-/// valid; the expansion plus the errors when the model could be built
-/// despite them (the body was rewritten, so only the real mistakes are
-/// reported, not what they would cascade into); the fallback otherwise.
-pub(crate) fn emit<M>(
-    model: Option<M>,
-    errors: Errors,
-    item: &ItemFn,
+/// Every attribute's pipeline: parse the fn, parse the options, build the
+/// checked model (collecting every mistake), expand it.
+///
+/// The output is the expansion when the model is valid; the expansion plus
+/// the errors when the model could be built despite them (the body was
+/// rewritten, so only the real mistakes are reported, not what they would
+/// cascade into); the fallback otherwise. Options that do not parse still
+/// leave the fn in place for its callers. `entry` is for `main` and tests,
+/// whose fallback is a plain fn.
+pub(crate) fn expand_attribute<M>(
+    attribute: &str,
     entry: bool,
+    args: TokenStream,
+    item: TokenStream,
+    model: impl FnOnce(&[options::RawOption], ItemFn, &Errors) -> Option<M>,
     expand: impl FnOnce(M) -> TokenStream,
 ) -> TokenStream {
+    let item = match parse::parse_fn(item, attribute) {
+        Ok(item) => item,
+        Err(error) => return error.into_compile_error(),
+    };
+    let options = match options::parse(args) {
+        Ok(options) => options,
+        Err(error) => return fallback(&item, error, entry),
+    };
+    let errors = Errors::new();
+    let model = model(&options, item.clone(), &errors);
     match (model, errors.finish()) {
         (Some(model), Ok(())) => expand(model),
         (Some(model), Err(error)) => {
@@ -52,7 +69,7 @@ pub(crate) fn emit<M>(
             tokens.extend(expand(model));
             tokens
         }
-        (None, Err(error)) => fallback(item, error, entry),
+        (None, Err(error)) => fallback(&item, error, entry),
         // A model is only withheld with an error to say why.
         (None, Ok(())) => TokenStream::new(),
     }
@@ -64,7 +81,7 @@ pub(crate) fn emit<M>(
 /// without a cascade of follow-on errors. `const` is dropped (it is the
 /// mistake, or clashes with `async`); for an `entry` point (`main`, a test)
 /// `async` and the arguments are dropped too, as the expansion would.
-pub(crate) fn fallback(item: &ItemFn, error: syn::Error, entry: bool) -> TokenStream {
+fn fallback(item: &ItemFn, error: syn::Error, entry: bool) -> TokenStream {
     let mut tokens = error.into_compile_error();
     let ItemFn {
         attrs, vis, sig, ..

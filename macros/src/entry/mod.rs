@@ -6,8 +6,7 @@ mod model;
 
 use proc_macro2::TokenStream;
 
-use crate::common::{Errors, emit, fallback, options};
-use crate::scoped::parse_fn;
+use crate::common::expand_attribute;
 
 /// Which attribute.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -26,15 +25,6 @@ impl Entry {
 }
 
 pub(crate) fn expand(entry: Entry, args: TokenStream, item: TokenStream) -> TokenStream {
-    let item = match parse_fn(item, entry.name()) {
-        Ok(item) => item,
-        Err(error) => return error.into_compile_error(),
-    };
-    let options = match options::parse(args) {
-        Ok(options) => options,
-        Err(error) => return fallback(&item, error, true),
-    };
-    let errors = Errors::new();
-    let model = model::EntryFn::new(entry, &options, item.clone(), &errors);
-    emit(model, errors, &item, true, expand::expand)
+    let model = |options: &[_], item, errors: &_| model::EntryFn::new(entry, options, item, errors);
+    expand_attribute(entry.name(), true, args, item, model, expand::expand)
 }

@@ -5,19 +5,15 @@ mod model;
 
 use proc_macro2::TokenStream;
 
-use crate::common::{Errors, emit, fallback, options};
-use crate::scoped::parse_fn;
+use crate::common::expand_attribute;
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
-    let item = match parse_fn(item, "periodic") {
-        Ok(item) => item,
-        Err(error) => return error.into_compile_error(),
-    };
-    let options = match options::parse(args) {
-        Ok(options) => options,
-        Err(error) => return fallback(&item, error, false),
-    };
-    let errors = Errors::new();
-    let model = model::PeriodicFn::new(&options, item.clone(), &errors);
-    emit(model, errors, &item, false, expand::expand)
+    expand_attribute(
+        "periodic",
+        false,
+        args,
+        item,
+        model::PeriodicFn::new,
+        expand::expand,
+    )
 }

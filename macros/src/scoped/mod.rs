@@ -2,25 +2,18 @@
 
 mod expand;
 mod model;
-mod parse;
-
-pub(crate) use parse::parse_fn;
 
 use proc_macro2::TokenStream;
 
-use crate::common::{Errors, emit, fallback, options};
+use crate::common::expand_attribute;
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
-    let item = match parse::parse_fn(item, "scoped") {
-        Ok(item) => item,
-        Err(error) => return error.into_compile_error(),
-    };
-    // Options that do not parse still leave the fn in place for its callers.
-    let options = match options::parse(args) {
-        Ok(options) => options,
-        Err(error) => return fallback(&item, error, false),
-    };
-    let errors = Errors::new();
-    let model = model::ScopedFn::new(&options, item.clone(), &errors);
-    emit(model, errors, &item, false, expand::expand)
+    expand_attribute(
+        "scoped",
+        false,
+        args,
+        item,
+        model::ScopedFn::new,
+        expand::expand,
+    )
 }

@@ -1,5 +1,5 @@
-//! Tokens to syntax: the function the attribute is on (the options are
-//! parsed by `common::options`, which every attribute shares).
+//! Tokens to syntax: the function an attribute is on. (The attribute's
+//! options are parsed by `options`.)
 
 use proc_macro2::TokenStream;
 use syn::{ItemFn, TraitItemFn};
