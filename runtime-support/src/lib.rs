@@ -17,6 +17,9 @@
 //! * [`Scope::shield`] runs work that cancellation does not reach but that
 //!   the scope still waits for; [`Scope::defer`] registers async cleanup
 //!   that runs however the scope ends.
+//! * A [`Supervisor`] is a long-lived scope where a child's failure is
+//!   logged, counted and maybe restarted, never the end of its siblings; it
+//!   shuts down in phases and reports how each child ended.
 //! * [`tree()`] shows every live scope and task.
 //!
 //! # Examples
@@ -51,11 +54,14 @@ mod error;
 mod node;
 mod outcome;
 mod periodic;
+mod random;
 mod reason;
 mod scope;
 mod shield;
+mod supervisor;
 mod task;
 mod tree;
+mod unwind;
 
 mod macros;
 
@@ -280,6 +286,13 @@ pub use periodic::{
 pub use reason::{CancelKind, CancelReason, IntoCancelReason};
 #[doc(inline)]
 pub use scope::{DEFAULT_CLEANUP_TIMEOUT, OnExit, Scope, ScopeBuilder, ScopeHandle};
+#[doc(inline)]
+pub use supervisor::{
+    Backoff, ChildEnd, ChildExit, ChildHandle, ChildReport, ChildRole, ChildSpec,
+    DEFAULT_CANCEL_TIMEOUT, DEFAULT_GRACE, DEFAULT_INTENSITY, DEFAULT_INTENSITY_WINDOW, Restart,
+    ShutdownReport, Strategy, Supervised, Supervisor, SupervisorBuilder, SupervisorError,
+    SupervisorErrorKind, SupervisorStats,
+};
 #[doc(inline)]
 pub use task::TaskHandle;
 #[doc(inline)]

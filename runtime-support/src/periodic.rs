@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::num::NonZeroUsize;
-use std::panic::{AssertUnwindSafe, Location};
+use std::panic::Location;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,6 +34,7 @@ use crate::node::NodeKind;
 use crate::reason::{CancelKind, CancelReason};
 use crate::scope::{Scope, ScopeBuilder};
 use crate::task::TaskHandle;
+use crate::unwind::CatchUnwind;
 use schedule::{Jitter, Schedule};
 
 /// What happens when a tick arrives while a run is still going.
@@ -630,9 +631,7 @@ impl<'s> Ticker<'s> {
         Fut: Future + Send + 'static,
         Fut::Output: CleanupOutput,
     {
-        let run = CatchUnwind {
-            future: AssertUnwindSafe(body()),
-        };
+        let run = CatchUnwind::new(body());
         // Counted before the task exists, so that its end cannot come first.
         let running = self.runs.running.fetch_add(1, Ordering::SeqCst) + 1;
         let mut finish = RunFinish {
@@ -744,27 +743,5 @@ impl Drop for RunFinish {
             1,
         );
         runs.one_ended(false);
-    }
-}
-
-pin_project! {
-    /// Catches a panic of the run, so that a failed run is counted by the
-    /// schedule instead of failing (and cancelling) the schedule's scope.
-    struct CatchUnwind<F> {
-        #[pin]
-        future: AssertUnwindSafe<F>,
-    }
-}
-
-impl<F: Future> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, PanicPayload>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let future = self.project().future;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
-            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(payload) => Poll::Ready(Err(PanicPayload::new(payload))),
-        }
     }
 }

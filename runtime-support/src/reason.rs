@@ -215,7 +215,7 @@ impl CancelReason {
     /// The reason a child receives when its parent is cancelled for `self`.
     ///
     /// Reasons a scope raises *about its own children* (a sibling failed, the
-    /// scope exited) reach those children unchanged (`raised_here`); any other
+    /// scope exited, it shut down) reach those children unchanged (`raised_here`); any other
     /// reason, and any reason the parent itself inherited, reaches them as
     /// `ParentCancelled` caused by it, so the chain records every level.
     pub(crate) fn for_child(
@@ -224,7 +224,11 @@ impl CancelReason {
         raised_here: bool,
     ) -> CancelReason {
         match self.kind() {
-            CancelKind::SiblingFailed | CancelKind::ScopeExit if raised_here => self.clone(),
+            CancelKind::SiblingFailed | CancelKind::ScopeExit | CancelKind::Shutdown
+                if raised_here =>
+            {
+                self.clone()
+            }
             _ => CancelReason(Arc::new(ReasonInner {
                 kind: CancelKind::ParentCancelled,
                 message: None,

@@ -601,10 +601,10 @@ impl Drop for Scope {
 }
 
 /// How a task that fails only by panicking splits its output: all value.
-type Infallible<O> = Split<fn(O) -> Result<O, std::convert::Infallible>, std::convert::Infallible>;
+pub(crate) type Infallible<O> = Split<fn(O) -> Result<O, std::convert::Infallible>, std::convert::Infallible>;
 
 /// A task that fails only by panicking: its whole output is its value.
-fn infallible<O>() -> Infallible<O> {
+pub(crate) fn infallible<O>() -> Infallible<O> {
     fn erase(never: std::sync::Arc<std::convert::Infallible>) -> TaskError {
         match *never {}
     }

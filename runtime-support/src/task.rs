@@ -208,6 +208,10 @@ impl<T, E> TaskHandle<'_, T, E> {
     pub fn cancel_reason(&self) -> Option<CancelReason> {
         self.node.reason()
     }
+
+    pub(crate) fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
 }
 
 impl<T, E> fmt::Debug for TaskHandle<'_, T, E> {

@@ -92,6 +92,8 @@ pub enum EntryKind {
     Shield,
     /// A scope's cleanup phase.
     Cleanup,
+    /// A [`Supervisor`](crate::Supervisor).
+    Supervisor,
 }
 
 /// What an entry is doing.
@@ -113,6 +115,33 @@ pub enum EntryState {
     Orphaned(CancelReason),
 }
 
+impl EntryState {
+    /// What `node` is doing now.
+    pub(crate) fn of(node: &Node) -> Self {
+        match (node.reason(), node.stop_reason()) {
+            _ if node.is_in_cleanup() => EntryState::InCleanup,
+            (Some(reason), _) if node.is_orphaned() => EntryState::Orphaned(reason),
+            (Some(reason), _) => EntryState::Cancelling(reason),
+            (None, _) if node.is_joining() => EntryState::Joining,
+            (None, Some(reason)) => EntryState::Stopping(reason),
+            (None, None) => EntryState::Running,
+        }
+    }
+}
+
+impl fmt::Display for EntryState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EntryState::Running => f.write_str("running"),
+            EntryState::Stopping(reason) => write!(f, "stopping: {reason}"),
+            EntryState::Cancelling(reason) => write!(f, "cancelling: {reason}"),
+            EntryState::Joining => f.write_str("joining its children"),
+            EntryState::InCleanup => f.write_str("in cleanup"),
+            EntryState::Orphaned(reason) => write!(f, "orphaned: {reason}"),
+        }
+    }
+}
+
 /// One scope or task in a [`TaskTree`].
 #[derive(Debug, Clone)]
 pub struct TreeEntry {
@@ -131,15 +160,9 @@ impl TreeEntry {
             NodeKind::Task => EntryKind::Task,
             NodeKind::Shield => EntryKind::Shield,
             NodeKind::Cleanup => EntryKind::Cleanup,
+            NodeKind::Supervisor => EntryKind::Supervisor,
         };
-        let state = match (node.reason(), node.stop_reason()) {
-            _ if node.is_in_cleanup() => EntryState::InCleanup,
-            (Some(reason), _) if node.is_orphaned() => EntryState::Orphaned(reason),
-            (Some(reason), _) => EntryState::Cancelling(reason),
-            (None, _) if node.is_joining() => EntryState::Joining,
-            (None, Some(reason)) => EntryState::Stopping(reason),
-            (None, None) => EntryState::Running,
-        };
+        let state = EntryState::of(node);
         TreeEntry {
             kind,
             name: node.name().map(str::to_owned),
@@ -190,20 +213,14 @@ impl TreeEntry {
             EntryKind::Task => "task",
             EntryKind::Shield => "shield",
             EntryKind::Cleanup => "cleanup",
+            EntryKind::Supervisor => "supervisor",
         };
         write!(f, "{:indent$}{kind}", "", indent = depth * 2)?;
         if let Some(name) = &self.name {
             write!(f, " `{name}`")?;
         }
         write!(f, " at {} [", self.location)?;
-        match &self.state {
-            EntryState::Running => f.write_str("running")?,
-            EntryState::Stopping(reason) => write!(f, "stopping: {reason}")?,
-            EntryState::Cancelling(reason) => write!(f, "cancelling: {reason}")?,
-            EntryState::Joining => f.write_str("joining its children")?,
-            EntryState::InCleanup => f.write_str("in cleanup")?,
-            EntryState::Orphaned(reason) => write!(f, "orphaned: {reason}")?,
-        }
+        write!(f, "{}", self.state)?;
         // Millisecond precision: nanoseconds are noise in a tree dump.
         let age = Duration::from_millis(self.age.as_millis().try_into().unwrap_or(u64::MAX));
         writeln!(f, ", age {age:?}]")?;

@@ -45,6 +45,11 @@ pub(crate) enum NodeKind {
     Shield,
     /// A scope's cleanup phase: shielded like a shield, child of its scope.
     Cleanup,
+    /// A supervisor: a scope whose children's failures do not cancel it, and
+    /// which shuts down in phases of its own. Cancellation and stop requests
+    /// from above only *ask* it to stop; it then stops its children in its
+    /// own order and cancels them when its grace period is over.
+    Supervisor,
 }
 
 const CANCELLED: u8 = 1;
@@ -89,8 +94,14 @@ struct Inner {
     waker: Option<Waker>,
     /// The node is waiting for its children to end (its body returned).
     joining: bool,
-    /// Every child ended after the node started joining: it takes no more.
+    /// Every child ended after the node started joining, or the node is a
+    /// supervisor shutting down: it takes no more children through
+    /// [`Node::try_new`].
     sealed: bool,
+    /// Woken whenever any child ends, not only the last: a supervisor's
+    /// shutdown, which runs in a task of its own (so it cannot share
+    /// `waker`) and waits for some of the children at a time.
+    watcher: Option<Waker>,
     /// What most nodes never need, allocated on first use: a leaf task (the
     /// common case) stays one small allocation.
     family: Option<Box<Family>>,
@@ -364,7 +375,9 @@ impl Node {
             for child in children {
                 match child.kind {
                     NodeKind::Task | NodeKind::Scope => child.cancel(inherited.clone(), true),
-                    NodeKind::Shield | NodeKind::Cleanup => child.stop(inherited.clone()),
+                    NodeKind::Shield | NodeKind::Cleanup | NodeKind::Supervisor => {
+                        child.stop(inherited.clone())
+                    }
                 };
             }
         }
@@ -373,6 +386,9 @@ impl Node {
 
     /// Asks this node and everything under it (shields included) to stop.
     /// Returns `false` when it was already stopping.
+    ///
+    /// A supervisor is only told: it stops its children itself, in phases
+    /// (see [`crate::Supervisor`]).
     pub(crate) fn stop(&self, reason: CancelReason) -> bool {
         let (stop_wakers, children) = {
             let mut inner = lock(&self.inner);
@@ -390,10 +406,44 @@ impl Node {
             "stop requested",
         );
         wake_all(None, stop_wakers);
-        for child in children {
-            child.stop(reason.clone());
+        if self.kind != NodeKind::Supervisor {
+            for child in children {
+                child.stop(reason.clone());
+            }
         }
         true
+    }
+
+    /// Refuses new children through [`Node::try_new`] from now on: a
+    /// supervisor that started shutting down takes no new work.
+    pub(crate) fn refuse_children(&self) {
+        lock(&self.inner).sealed = true;
+    }
+
+    /// Whether this node has left its parent's registry.
+    pub(crate) fn is_done(&self) -> bool {
+        self.has(DONE)
+    }
+
+    /// Registers `waker` to be woken whenever one of this node's children
+    /// ends (not only the last), and reports whether any child is left.
+    pub(crate) fn poll_watch_children(&self, waker: &Waker) -> bool {
+        let mut inner = lock(&self.inner);
+        store_waker(&mut inner.watcher, waker);
+        inner.has_children()
+    }
+
+    /// Wakes the future registered by [`Node::poll_watch_children`].
+    pub(crate) fn wake_watcher(&self) {
+        let watcher = lock(&self.inner).watcher.take();
+        if let Some(watcher) = watcher {
+            watcher.wake();
+        }
+    }
+
+    /// A stable identity for this node while it is alive.
+    pub(crate) fn id(&self) -> usize {
+        std::ptr::from_ref(self) as usize
     }
 
     /// Stores the waker of the future driving this node. Returns `true` when
@@ -460,8 +510,9 @@ impl Node {
     /// Records a failure of one of this scope's children or cleanups. With
     /// `cancel`, the first failure cancels the scope with a
     /// [`SiblingFailed`](CancelKind::SiblingFailed) reason naming the failed
-    /// child.
+    /// child. A supervisor is never cancelled by its children's failures.
     pub(crate) fn record_failure(&self, failure: TaskFailure, cancel: bool) {
+        let cancel = cancel && self.kind != NodeKind::Supervisor;
         let reason = cancel.then(|| {
             CancelReason::raised_by(
                 CancelKind::SiblingFailed,
@@ -494,7 +545,7 @@ impl Node {
     pub(crate) fn enclosing_scope(node: &Arc<Node>) -> Option<Arc<Node>> {
         let mut node = Some(node);
         while let Some(current) = node {
-            if current.kind == NodeKind::Scope {
+            if matches!(current.kind, NodeKind::Scope | NodeKind::Supervisor) {
                 return Some(current.clone());
             }
             node = current.parent.as_ref();
@@ -516,20 +567,19 @@ impl Node {
                 }
             }
             Some(parent) => {
-                let waker = {
+                let (waker, watcher) = {
                     let mut inner = lock(&parent.inner);
                     if slot != NO_SLOT {
                         inner.family().children.try_remove(slot);
                     }
-                    if inner.joining && !inner.has_children() {
+                    let waker = if inner.joining && !inner.has_children() {
                         inner.waker.take()
                     } else {
                         None
-                    }
+                    };
+                    (waker, inner.watcher.take())
                 };
-                if let Some(waker) = waker {
-                    waker.wake();
-                }
+                wake_all(waker, watcher.into_iter().collect());
             }
         }
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::Missed;
+use crate::random::splitmix64;
 
 /// How overdue a tick must be to count as missed. Timers fire up to a
 /// millisecond or so late (tokio's resolution), so with no tolerance a short
@@ -125,15 +126,6 @@ impl Jitter {
         let random = splitmix64(self.seed ^ number.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         Duration::from_nanos(random % (nanos + 1))
     }
-}
-
-/// SplitMix64: a small, well-distributed mixing function (public domain
-/// constants), enough for spreading ticks, not for anything secret.
-fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
 }
 
 #[cfg(test)]

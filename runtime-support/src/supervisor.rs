@@ -1,0 +1,631 @@
+//! [`Supervisor`]: a long-lived scope where a child's failure is logged,
+//! counted and maybe restarted, never the end of its siblings.
+//!
+//! A supervisor owns three kinds of children:
+//!
+//! * **static children** ([`ChildSpec`]): named factories restarted by their
+//!   [`Restart`] policy, after a [`Backoff`], under a [`Strategy`], within an
+//!   intensity limit past which the supervisor itself fails (as in OTP);
+//! * **dynamic children** ([`Supervisor::spawn`]): sporadic work (requests,
+//!   jobs), never restarted, forgotten as soon as they end, so memory follows
+//!   the children alive, not the children ever run;
+//! * **shields** ([`Supervisor::shield`]): work that cancellation does not
+//!   reach and that shutdown waits for.
+//!
+//! # Shutdown
+//!
+//! [`Supervisor::shutdown`] (from anywhere), the body returning, a stop or
+//! cancellation from an enclosing scope, or the intensity limit all lead to
+//! the same phases, run once, in a task of their own:
+//!
+//! 1. **stop**: no new children; the body, the dynamic children and the
+//!    shields are asked to stop, then the static children, last declared
+//!    first, each waited for in turn, all within `grace`;
+//! 2. **cancel**: whatever is left is cancelled (shields only asked to
+//!    stop), and waited for up to `cancel_timeout`;
+//! 3. **report**: a [`ShutdownReport`] says how each child ended; a child
+//!    still running is a straggler, reported rather than waited for forever.
+//!
+//! A straggler stays tethered: the supervisor stays in [`crate::tree()`],
+//! under its parent, which does not end before it.
+
+mod child;
+mod error;
+mod restarts;
+mod shutdown;
+mod spec;
+mod stats;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::future::{Future, poll_fn};
+use std::panic::Location;
+use std::pin::pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use tokio::sync::{SetOnce, mpsc};
+
+pub use child::{ChildExit, ChildHandle};
+pub use error::{Supervised, SupervisorError, SupervisorErrorKind};
+pub use shutdown::{ChildEnd, ChildReport, ChildRole, ShutdownReport};
+pub use spec::{Backoff, ChildSpec, Restart, Strategy};
+pub use stats::SupervisorStats;
+
+use crate::cleanup::CleanupOutput;
+use crate::error::SpawnError;
+use crate::node::sync::Arc as NodeArc;
+use crate::node::{Guarded, Node, NodeKind, Settled};
+use crate::reason::{CancelKind, CancelReason, IntoCancelReason};
+use child::{Role, spawn_supervised};
+use restarts::{Event, Manager};
+use stats::Counters;
+
+/// How long shutdown lets children finish after asking them to stop, when
+/// no `grace` is given.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+
+/// How long shutdown waits for cancelled children, when no
+/// `cancel_timeout` is given.
+pub const DEFAULT_CANCEL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many restarts a supervisor allows within [`DEFAULT_INTENSITY_WINDOW`]
+/// when no `intensity` is given.
+pub const DEFAULT_INTENSITY: u32 = 5;
+
+/// The window of the default intensity limit.
+pub const DEFAULT_INTENSITY_WINDOW: Duration = Duration::from_secs(10);
+
+/// A running supervisor: spawn children into it, read its counts, shut it
+/// down. Cheap to clone, and `'static`: hand it to the tasks that need it
+/// (a listener spawning one child per connection, a signal handler).
+///
+/// A supervisor is started with [`Supervisor::builder`] (or the
+/// `supervise!` macro) and lives as long as its `run` future.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use tethered::{ChildSpec, Restart, Supervisor};
+///
+/// let supervised = Supervisor::builder()
+///     .name("service")
+///     .child(ChildSpec::new("heartbeat", || async {
+///         tethered::stop_requested().await;
+///     }))
+///     .run(async |sv| {
+///         for n in 0..3 {
+///             sv.spawn(format!("job-{n}"), async move {
+///                 if n == 1 {
+///                     return Err("job 1 failed");
+///                 }
+///                 Ok(())
+///             })
+///             .unwrap();
+///         }
+///         tokio::task::yield_now().await;
+///         sv.stats()
+///     })
+///     .await
+///     .unwrap();
+/// let stats = supervised.value.unwrap();
+/// assert_eq!((stats.completed, stats.failed), (2, 1)); // the failure cancelled no one
+/// assert!(supervised.report.stragglers().next().is_none());
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Supervisor {
+    shared: Arc<Shared>,
+}
+
+/// Configures a supervisor and its static children, then runs it.
+///
+/// Defaults: [`Strategy::OneForOne`], [`DEFAULT_INTENSITY`] restarts within
+/// [`DEFAULT_INTENSITY_WINDOW`], [`DEFAULT_GRACE`], [`DEFAULT_CANCEL_TIMEOUT`],
+/// jitter seed 0.
+#[must_use = "a builder does nothing until `run` is called"]
+pub struct SupervisorBuilder<'a> {
+    name: Cow<'static, str>,
+    strategy: Strategy,
+    intensity: (u32, Duration),
+    grace: Duration,
+    cancel_timeout: Duration,
+    seed: u64,
+    children: Vec<ChildSpec<'a>>,
+}
+
+impl Default for SupervisorBuilder<'_> {
+    fn default() -> Self {
+        SupervisorBuilder {
+            name: Cow::Borrowed("supervisor"),
+            strategy: Strategy::default(),
+            intensity: (DEFAULT_INTENSITY, DEFAULT_INTENSITY_WINDOW),
+            grace: DEFAULT_GRACE,
+            cancel_timeout: DEFAULT_CANCEL_TIMEOUT,
+            seed: 0,
+            children: Vec::new(),
+        }
+    }
+}
+
+impl<'a> SupervisorBuilder<'a> {
+    /// Names the supervisor (default `"supervisor"`): in logs, reasons,
+    /// errors and [`crate::tree()`].
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Which static children restart together.
+    pub fn strategy(mut self, strategy: Strategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// Fails the supervisor when its static children need more than
+    /// `max_restarts` restarts within `within` (OTP's intensity and period).
+    /// With 0, the first restart a child needs fails the supervisor.
+    pub fn intensity(mut self, max_restarts: u32, within: Duration) -> Self {
+        self.intensity = (max_restarts, within);
+        self
+    }
+
+    /// How long shutdown lets children finish after asking them to stop.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// How long shutdown waits for cancelled children before reporting them
+    /// as stragglers.
+    pub fn cancel_timeout(mut self, timeout: Duration) -> Self {
+        self.cancel_timeout = timeout;
+        self
+    }
+
+    /// Seeds the backoff jitter, so that a run can be replayed.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Adds a static child. Children start in the order they are added.
+    pub fn child(mut self, child: ChildSpec<'a>) -> Self {
+        self.children.push(child);
+        self
+    }
+
+    /// Runs the supervisor: starts the static children, runs `body` with the
+    /// [`Supervisor`], and shuts down (see the module docs) when the body
+    /// returns, when [`Supervisor::shutdown`] is called, when an enclosing
+    /// scope stops or cancels it, or when the intensity limit is passed.
+    ///
+    /// Returns the body's value (if it produced one before the shutdown)
+    /// and the [`ShutdownReport`]; or a [`SupervisorError`] when the
+    /// intensity limit was passed or the body panicked.
+    ///
+    /// If this future is dropped (its task was cancelled), the shutdown
+    /// still runs, in a task of its own, and the enclosing scope waits for
+    /// it.
+    #[track_caller]
+    pub fn run<F, T>(
+        self,
+        body: F,
+    ) -> impl Future<Output = Result<Supervised<T>, SupervisorError>> + use<'a, F, T>
+    where
+        F: AsyncFnOnce(&Supervisor) -> T,
+    {
+        let location = Location::caller();
+        async move { self.drive(location, body).await }
+    }
+
+    async fn drive<F, T>(
+        self,
+        location: &'static Location<'static>,
+        body: F,
+    ) -> Result<Supervised<T>, SupervisorError>
+    where
+        F: AsyncFnOnce(&Supervisor) -> T,
+    {
+        let node = Node::new(
+            NodeKind::Supervisor,
+            Some(self.name.clone()),
+            location,
+            crate::node::current(),
+        );
+        let (events, received) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            node: node.clone(),
+            grace: self.grace,
+            cancel_timeout: self.cancel_timeout,
+            counters: Counters::default(),
+            events,
+            state: Mutex::new(State::default()),
+            report: SetOnce::new(),
+        });
+        let supervisor = Supervisor {
+            shared: shared.clone(),
+        };
+        // Declared first, so dropped last: if this future is dropped, the
+        // body and the manager are gone before the shutdown is handed off.
+        let mut hand_off = HandOff(Some(shared.clone()));
+        let mut manager = Manager::new(
+            shared.clone(),
+            self.strategy,
+            self.intensity,
+            self.seed,
+            self.children,
+            received,
+        );
+        let mut body = pin!(Guarded::new(node.clone(), body(&supervisor)));
+        let mut value = None;
+        let mut failure = None;
+        let mut body_done = false;
+        let mut settle =
+            |settled: Settled<T>, failure: &mut Option<SupervisorErrorKind>| match settled {
+                Settled::Completed(output) => value = Some(output),
+                Settled::Panicked(payload) => {
+                    *failure = Some(SupervisorErrorKind::BodyPanicked(payload));
+                }
+                Settled::Cancelled => {}
+            };
+
+        // Running: until something asks for the shutdown.
+        let reason = {
+            let mut managing = pin!(manager.run());
+            poll_fn(|cx| {
+                if let Poll::Ready(settled) = body.as_mut().poll(cx) {
+                    body_done = true;
+                    let panicked = matches!(settled, Settled::Panicked(_));
+                    settle(settled, &mut failure);
+                    shared.body_ended();
+                    let reason =
+                        CancelReason::raised_by(CancelKind::ScopeExit, location, node.name_cow());
+                    return Poll::Ready(reason.with_message(if panicked {
+                        "the supervisor's body panicked"
+                    } else {
+                        "the supervisor's body returned"
+                    }));
+                }
+                if let Poll::Ready(exceeded) = managing.as_mut().poll(cx) {
+                    let reason = exceeded.reason(&node);
+                    failure = Some(exceeded.into_kind());
+                    return Poll::Ready(reason);
+                }
+                if let Some(reason) = shared.poll_requested(cx.waker()) {
+                    return Poll::Ready(reason);
+                }
+                // A stop from an enclosing scope (or a signal in `main`).
+                if let Some(reason) = node.poll_stop(cx.waker()) {
+                    return Poll::Ready(reason);
+                }
+                Poll::Pending
+            })
+            .await
+        };
+        drop(manager);
+        shared.begin_shutdown(reason);
+
+        // Shutting down: the body may still be finishing; the report comes
+        // from the shutdown task.
+        let mut report = pin!(shared.report.wait());
+        let report = poll_fn(|cx| {
+            if !body_done && let Poll::Ready(settled) = body.as_mut().poll(cx) {
+                body_done = true;
+                settle(settled, &mut failure);
+                shared.body_ended();
+            }
+            match report.as_mut().poll(cx) {
+                Poll::Ready(report) if body_done => Poll::Ready(report.clone()),
+                _ => Poll::Pending,
+            }
+        })
+        .await;
+        hand_off.0 = None;
+        match failure {
+            Some(kind) => Err(SupervisorError::new(kind, report)),
+            None => Ok(Supervised { value, report }),
+        }
+    }
+}
+
+impl Supervisor {
+    /// A builder for a supervisor.
+    pub fn builder<'a>() -> SupervisorBuilder<'a> {
+        SupervisorBuilder::default()
+    }
+
+    /// Starts `future` as a dynamic child: run once, never restarted. Its
+    /// failure (`Err` or panic) is logged with the child's name and spawn
+    /// location, and counted; it cancels no one. Once it ends, nothing of it
+    /// is kept.
+    ///
+    /// Returns an error, dropping the future unpolled, once the supervisor
+    /// has started shutting down.
+    #[track_caller]
+    pub fn spawn<F>(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        future: F,
+    ) -> Result<ChildHandle, SpawnError>
+    where
+        F: Future + Send + 'static,
+        F::Output: CleanupOutput,
+    {
+        spawn_supervised(
+            &self.shared,
+            NodeKind::Task,
+            Role::Dynamic,
+            name.into(),
+            Location::caller(),
+            future,
+        )
+    }
+
+    /// Adds a restartable child while the supervisor runs, as if it had
+    /// been declared last (OTP's `start_child`): it takes part in the
+    /// strategy and the intensity limit like the others.
+    ///
+    /// Returns an error once the supervisor has started shutting down.
+    pub fn spawn_with(&self, child: ChildSpec<'static>) -> Result<(), SpawnError> {
+        if self.shared.is_shutting_down() {
+            return Err(SpawnError::closed(self.shared.node.name()));
+        }
+        self.shared
+            .events
+            .send(Event::Adopt(child))
+            .map_err(|_| SpawnError::closed(self.shared.node.name()))
+    }
+
+    /// Starts `future` as a shield: cancellation does not reach it (only a
+    /// stop request does), and shutdown waits for it, reporting it if it
+    /// outlives `grace + cancel_timeout`. For work that must not be cut in
+    /// half, like flushing a buffer to disk.
+    #[track_caller]
+    pub fn shield<F>(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        future: F,
+    ) -> Result<ChildHandle, SpawnError>
+    where
+        F: Future + Send + 'static,
+        F::Output: CleanupOutput,
+    {
+        spawn_supervised(
+            &self.shared,
+            NodeKind::Shield,
+            Role::Shield,
+            name.into(),
+            Location::caller(),
+            future,
+        )
+    }
+
+    /// The supervisor's counts so far.
+    pub fn stats(&self) -> SupervisorStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// Shuts the supervisor down (see the module docs) and returns the
+    /// report once it is done: within `grace + cancel_timeout`, whatever the
+    /// children do. Callable from any task, any number of times: the first
+    /// reason is kept and every caller gets the same report.
+    ///
+    /// Called from one of the supervisor's own children, the caller is
+    /// asked to stop like the others, then cancelled if it keeps waiting.
+    #[track_caller]
+    pub fn shutdown(&self, reason: impl IntoCancelReason) -> impl Future<Output = ShutdownReport> {
+        let reason = reason.into_cancel_reason(Location::caller());
+        self.shared.request(reason);
+        let shared = self.shared.clone();
+        async move { shared.report.wait().await.clone() }
+    }
+
+    /// Whether the supervisor has started shutting down.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.is_shutting_down()
+    }
+
+    /// The supervisor's name.
+    pub fn name(&self) -> &str {
+        self.shared.node.name().unwrap_or("supervisor")
+    }
+}
+
+impl fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("name", &self.name())
+            .field("stats", &self.stats())
+            .field("shutting_down", &self.is_shutting_down())
+            .finish()
+    }
+}
+
+impl fmt::Debug for SupervisorBuilder<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SupervisorBuilder")
+            .field("name", &self.name)
+            .field("strategy", &self.strategy)
+            .field("intensity", &self.intensity)
+            .field("grace", &self.grace)
+            .field("cancel_timeout", &self.cancel_timeout)
+            .field("children", &self.children)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the supervisor's run future, its children, its handles and its
+/// shutdown task share.
+pub(crate) struct Shared {
+    node: NodeArc<Node>,
+    grace: Duration,
+    cancel_timeout: Duration,
+    counters: Counters,
+    /// To the manager of static children: their ends, and specs to adopt.
+    events: mpsc::UnboundedSender<Event>,
+    state: Mutex<State>,
+    report: SetOnce<ShutdownReport>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Why shutdown was asked for; set once, the first reason wins.
+    requested: Option<CancelReason>,
+    /// The run future, waiting for a shutdown request.
+    waiting: Option<Waker>,
+    /// Whether the shutdown task was started.
+    shutting_down: bool,
+    /// Whether the body has ended (shutdown waits for it in its stop phase).
+    body_done: bool,
+    /// The node of each static child's current start, by declaration index.
+    statics: Vec<Option<NodeArc<Node>>>,
+    /// While shutting down: how each child ended, and when, by node id.
+    ended: Option<HashMap<usize, shutdown::Ended>>,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn is_shutting_down(&self) -> bool {
+        self.state().requested.is_some()
+    }
+
+    /// Records a shutdown request and wakes the run future, which starts
+    /// the shutdown. The first reason wins.
+    fn request(&self, reason: CancelReason) {
+        let waiting = {
+            let mut state = self.state();
+            if state.requested.is_some() {
+                return;
+            }
+            state.requested = Some(reason);
+            state.waiting.take()
+        };
+        // No new children from here on.
+        self.node.refuse_children();
+        if let Some(waker) = waiting {
+            waker.wake();
+        }
+    }
+
+    fn poll_requested(&self, waker: &Waker) -> Option<CancelReason> {
+        let mut state = self.state();
+        if let Some(reason) = &state.requested {
+            return Some(reason.clone());
+        }
+        match &state.waiting {
+            Some(current) if current.will_wake(waker) => {}
+            _ => state.waiting = Some(waker.clone()),
+        }
+        None
+    }
+
+    /// Starts the shutdown task, once. `reason` is used when no shutdown
+    /// was requested before.
+    fn begin_shutdown(self: &Arc<Self>, reason: CancelReason) {
+        self.request(reason);
+        let reason = {
+            let mut state = self.state();
+            if state.shutting_down {
+                return;
+            }
+            state.shutting_down = true;
+            state.ended = Some(HashMap::new());
+            state
+                .requested
+                .clone()
+                .unwrap_or_else(|| unreachable!("requested above"))
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(shutdown::run(self.clone(), reason));
+            }
+            Err(_) => {
+                tracing::error!(
+                    target: "tethered::supervisor",
+                    supervisor = self.node.name(),
+                    "supervisor dropped outside a tokio runtime; it cannot shut down its children",
+                );
+                self.node.finish();
+            }
+        }
+    }
+
+    fn body_ended(&self) {
+        self.state().body_done = true;
+        self.node.wake_watcher();
+    }
+
+    /// Counts, logs and (while shutting down) records how a child ended,
+    /// and tells the manager when it was a static child.
+    fn child_ended(&self, role: Role, exit: &ChildExit) {
+        let counters = &self.counters;
+        match exit {
+            ChildExit::Completed => Counters::add(&counters.completed),
+            ChildExit::Failed(failure) => {
+                if failure.panic().is_some() {
+                    Counters::add(&counters.panicked);
+                } else {
+                    Counters::add(&counters.failed);
+                }
+                tracing::warn!(
+                    target: "tethered::supervisor",
+                    supervisor = self.node.name(),
+                    child = failure.task(),
+                    location = %failure.location(),
+                    failure = %failure.summary(),
+                    "supervised child failed",
+                );
+            }
+            ChildExit::Cancelled(reason) => {
+                Counters::add(&counters.cancelled);
+                tracing::debug!(
+                    target: "tethered::supervisor",
+                    supervisor = self.node.name(),
+                    reason = %reason,
+                    "supervised child cancelled",
+                );
+            }
+        }
+        {
+            let mut state = self.state();
+            if let (Some(ended), Some(node)) = (state.ended.as_mut(), crate::node::current()) {
+                ended.insert(node.id(), shutdown::Ended::new(&node, role, exit.clone()));
+            }
+        }
+        if let Role::Static { index, generation } = role {
+            // The manager is gone once shutdown has begun; nothing to tell.
+            let _ = self.events.send(Event::Exited {
+                index,
+                generation,
+                exit: exit.clone(),
+            });
+        }
+    }
+}
+
+/// Hands the shutdown to a task of its own when the supervisor's run future
+/// is dropped before it finished: the children are stopped, then cancelled,
+/// as they would have been, and the enclosing scope waits for them.
+struct HandOff(Option<Arc<Shared>>);
+
+impl Drop for HandOff {
+    fn drop(&mut self) {
+        let Some(shared) = self.0.take() else { return };
+        let node = &shared.node;
+        let reason = node.stop_reason().unwrap_or_else(|| {
+            CancelReason::raised_by(CancelKind::Dropped, node.location(), node.name_cow())
+        });
+        shared.body_ended();
+        shared.begin_shutdown(reason);
+    }
+}

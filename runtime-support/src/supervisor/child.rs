@@ -1,0 +1,249 @@
+//! A supervised child: a task whose end is counted, logged and reported to
+//! its supervisor instead of failing it.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::panic::Location;
+use std::sync::Arc;
+
+use super::Shared;
+use super::stats::Counters;
+use crate::cleanup::CleanupOutput;
+use crate::error::{FailureKind, SpawnError, TaskFailure};
+use crate::node::NodeKind;
+use crate::outcome::Outcome;
+use crate::reason::{CancelKind, CancelReason, IntoCancelReason};
+use crate::scope::infallible;
+use crate::task::{TaskHandle, spawn_child};
+use crate::unwind::CatchUnwind;
+
+/// How a supervised child ended.
+#[derive(Debug, Clone)]
+pub enum ChildExit {
+    /// Its future returned `()` or `Ok(())`.
+    Completed,
+    /// It returned `Err` or panicked: the failure carries the child's name,
+    /// where it was spawned, and the error or panic payload.
+    Failed(TaskFailure),
+    /// It was cancelled, for this reason.
+    Cancelled(CancelReason),
+}
+
+impl ChildExit {
+    /// Whether the child returned `Err` or panicked.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, ChildExit::Failed(_))
+    }
+
+    /// Whether the child panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self, ChildExit::Failed(failure) if failure.panic().is_some())
+    }
+}
+
+impl fmt::Display for ChildExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChildExit::Completed => f.write_str("completed"),
+            ChildExit::Failed(failure) => f.write_str(&failure.summary()),
+            ChildExit::Cancelled(reason) => write!(f, "cancelled: {reason}"),
+        }
+    }
+}
+
+/// What a child is to its supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Started by [`Supervisor::spawn`](crate::Supervisor::spawn).
+    Dynamic,
+    /// Started by [`Supervisor::shield`](crate::Supervisor::shield).
+    Shield,
+    /// One start of the restartable child at `index`.
+    Static { index: usize, generation: u64 },
+}
+
+/// A handle to a supervised child: to cancel it, ask it to stop, or wait
+/// for it. Dropping the handle leaves the child running; the supervisor
+/// still owns it.
+pub struct ChildHandle {
+    handle: TaskHandle<'static, ChildExit>,
+}
+
+impl ChildHandle {
+    /// Waits for the child to end and returns how it ended.
+    pub async fn join(self) -> ChildExit {
+        exit_of(self.handle.join().await)
+    }
+
+    /// Cancels the child (see [`TaskHandle::cancel`]).
+    #[track_caller]
+    pub fn cancel(&self, reason: impl IntoCancelReason) {
+        self.handle
+            .cancel(reason.into_cancel_reason(Location::caller()));
+    }
+
+    /// Asks the child to stop (see [`TaskHandle::stop`]).
+    #[track_caller]
+    pub fn stop(&self, reason: impl IntoCancelReason) {
+        self.handle
+            .stop(reason.into_cancel_reason(Location::caller()));
+    }
+
+    /// Cancels the child and waits for it to end.
+    #[track_caller]
+    pub fn cancel_and_wait(self, reason: impl IntoCancelReason) -> impl Future<Output = ChildExit> {
+        let ended = self
+            .handle
+            .cancel_and_wait(reason.into_cancel_reason(Location::caller()));
+        async move { exit_of(ended.await) }
+    }
+
+    /// Asks the child to stop, cancels it after `grace`, and waits for it.
+    #[track_caller]
+    pub fn stop_and_wait(
+        self,
+        reason: impl IntoCancelReason,
+        grace: std::time::Duration,
+    ) -> impl Future<Output = ChildExit> {
+        let ended = self
+            .handle
+            .stop_and_wait(reason.into_cancel_reason(Location::caller()), grace);
+        async move { exit_of(ended.await) }
+    }
+
+    /// Whether the child has ended.
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+
+    /// The child's name.
+    pub fn name(&self) -> Option<&str> {
+        self.handle.name()
+    }
+
+    /// Where the child was spawned.
+    pub fn location(&self) -> &'static Location<'static> {
+        self.handle.location()
+    }
+
+    pub(crate) fn node(&self) -> &crate::node::sync::Arc<crate::node::Node> {
+        self.handle.node()
+    }
+}
+
+impl fmt::Debug for ChildHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ChildHandle").field(&self.handle).finish()
+    }
+}
+
+fn exit_of(outcome: Outcome<ChildExit>) -> ChildExit {
+    match outcome {
+        Outcome::Completed(exit) => exit,
+        Outcome::Cancelled(reason) => ChildExit::Cancelled(reason),
+        // The child's own panics are caught inside it; this one came from
+        // tethered's bookkeeping, and is still reported rather than lost.
+        Outcome::Panicked(payload) => ChildExit::Failed(TaskFailure::new(
+            None,
+            Location::caller(),
+            FailureKind::Panic(payload),
+        )),
+        Outcome::Failed(never) => match *never {},
+    }
+}
+
+/// Starts `future` as a child of the supervisor, in the given role.
+///
+/// Refused once the supervisor has started shutting down.
+pub(crate) fn spawn_supervised<F>(
+    shared: &Arc<Shared>,
+    kind: NodeKind,
+    role: Role,
+    name: Cow<'static, str>,
+    location: &'static Location<'static>,
+    future: F,
+) -> Result<ChildHandle, SpawnError>
+where
+    F: Future + Send + 'static,
+    F::Output: CleanupOutput,
+{
+    // Counted before the task exists, so that its end cannot come first.
+    Counters::add(&shared.counters.started);
+    let mut end = EndGuard {
+        shared: shared.clone(),
+        role,
+        counted: false,
+    };
+    let child = async move {
+        let failure = match CatchUnwind::new(future).await {
+            Ok(output) => output.into_cleanup_result().err().map(FailureKind::Error),
+            Err(payload) => Some(FailureKind::Panic(payload)),
+        };
+        end.ended(failure)
+    };
+    spawn_child(
+        &shared.node,
+        kind,
+        Some(name),
+        location,
+        child,
+        infallible(),
+        true,
+    )
+    .map(|handle| ChildHandle { handle })
+    // The refused future was dropped unpolled: its guard counted it as
+    // cancelled, which keeps `live` right.
+    .ok_or_else(|| SpawnError::closed(shared.node.name()))
+}
+
+/// Counts, logs and reports the end of a child, whichever way it ends: when
+/// its future returns, or, when it is cancelled, as the future is dropped.
+struct EndGuard {
+    shared: Arc<Shared>,
+    role: Role,
+    counted: bool,
+}
+
+impl EndGuard {
+    fn ended(&mut self, failure: Option<FailureKind>) -> ChildExit {
+        let exit = match failure {
+            None => ChildExit::Completed,
+            Some(kind) => {
+                let (name, location) = identity();
+                ChildExit::Failed(TaskFailure::new(name.as_deref(), location, kind))
+            }
+        };
+        self.counted = true;
+        self.shared.child_ended(self.role, &exit);
+        exit
+    }
+}
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        if self.counted {
+            return;
+        }
+        // Dropped before its future returned: the child was cancelled (or
+        // refused), and only this destructor can say so.
+        let current = crate::node::current();
+        let reason = current
+            .as_ref()
+            .and_then(|node| node.reason())
+            .unwrap_or_else(|| {
+                CancelReason::at(CancelKind::Shutdown, Location::caller())
+                    .with_message("the supervisor refused or dropped the child")
+            });
+        self.shared
+            .child_ended(self.role, &ChildExit::Cancelled(reason));
+    }
+}
+
+/// The name and spawn location of the child being polled.
+fn identity() -> (Option<String>, &'static Location<'static>) {
+    match crate::node::current() {
+        Some(node) => (node.name().map(str::to_owned), node.location()),
+        None => (None, Location::caller()),
+    }
+}

@@ -1,0 +1,425 @@
+//! A supervisor's shutdown, in phases, and the [`ShutdownReport`] it ends
+//! with.
+
+use std::fmt;
+use std::future::poll_fn;
+use std::panic::Location;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::time::{Instant, sleep_until};
+
+use super::Shared;
+use super::child::{ChildExit, Role};
+use crate::error::TaskFailure;
+use crate::node::sync::Arc as NodeArc;
+use crate::node::{FinishOnDrop, Node, NodeKind};
+use crate::reason::CancelReason;
+use crate::tree::EntryState;
+
+/// The shutdown task: stop, wait `grace`, cancel, wait `cancel_timeout`,
+/// report; then stay until the stragglers are gone, so that the supervisor
+/// leaves the tree, and its parent's registry, only after its last child.
+pub(crate) async fn run(shared: Arc<Shared>, reason: CancelReason) {
+    let node = shared.node.clone();
+    // Finishes the node even if the runtime drops this task at shutdown.
+    let finish = FinishOnDrop(node.clone());
+    let began = Instant::now();
+    let snapshot = node.children();
+    let statics: Vec<NodeArc<Node>> = shared.state().statics.iter().flatten().cloned().collect();
+    let is_static = |child: &Node| statics.iter().any(|s| s.id() == child.id());
+    let body_done = || shared.state().body_done;
+
+    // 1. Stop: the body, the dynamic children and the shields first (they
+    // use the static children), then the static children, last declared
+    // first, each waited for in turn, all within the grace period.
+    let grace_over = began + shared.grace;
+    node.stop(reason.clone());
+    for child in snapshot.iter().filter(|child| !is_static(child)) {
+        child.stop(reason.clone());
+    }
+    wait_until(&node, grace_over, || {
+        body_done() && node.children().iter().all(|child| is_static(child))
+    })
+    .await;
+    for child in statics.iter().rev() {
+        child.stop(reason.clone());
+        wait_until(&node, grace_over, || child.is_done()).await;
+    }
+
+    // 2. Cancel whatever is left (shields are only asked to stop).
+    let everything_ended = || body_done() && node.children().is_empty();
+    if !everything_ended() {
+        node.cancel(reason.clone(), false);
+        wait_until(
+            &node,
+            Instant::now() + shared.cancel_timeout,
+            everything_ended,
+        )
+        .await;
+    }
+
+    // 3. Report.
+    let report = ShutdownReport::new(&shared, reason, began, &snapshot, &is_static);
+    let stragglers = report.stragglers().count();
+    if stragglers == 0 {
+        // Out of the tree before anyone reads the report.
+        node.finish();
+    } else {
+        tracing::warn!(
+            target: "tethered::supervisor",
+            supervisor = node.name(),
+            stragglers,
+            report = %report,
+            "supervisor shut down with children still running",
+        );
+    }
+    // Set once: this task is the only one that sets it.
+    let _ = shared.report.set(report);
+    wait_until(&node, far_future(), || node.children().is_empty()).await;
+    drop(finish);
+}
+
+/// Waits until `done()` or `deadline`, re-checking whenever a child of
+/// `node` ends or the supervisor's body does.
+async fn wait_until(node: &Node, deadline: Instant, mut done: impl FnMut() -> bool) {
+    let mut timer = pin!(sleep_until(deadline));
+    poll_fn(|cx| {
+        // Registered before checking, so that no ending falls in between.
+        node.poll_watch_children(cx.waker());
+        if done() || timer.as_mut().poll(cx).is_ready() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365 * 30)
+}
+
+/// How a child ended while its supervisor shut down, recorded by the child.
+pub(crate) struct Ended {
+    name: Option<String>,
+    location: &'static Location<'static>,
+    role: Role,
+    exit: ChildExit,
+    at: Instant,
+}
+
+impl Ended {
+    pub(crate) fn new(node: &Node, role: Role, exit: ChildExit) -> Self {
+        Ended {
+            name: node.name().map(str::to_owned),
+            location: node.location(),
+            role,
+            exit,
+            at: Instant::now(),
+        }
+    }
+}
+
+/// What a child was to its supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ChildRole {
+    /// A restartable child ([`ChildSpec`](crate::ChildSpec)).
+    Static,
+    /// A child started with [`Supervisor::spawn`](crate::Supervisor::spawn).
+    Dynamic,
+    /// A child started with [`Supervisor::shield`](crate::Supervisor::shield).
+    Shield,
+    /// A scope the supervisor's body was running.
+    Scope,
+}
+
+impl ChildRole {
+    fn describe(self) -> &'static str {
+        match self {
+            ChildRole::Static => "static",
+            ChildRole::Dynamic => "dynamic",
+            ChildRole::Shield => "shield",
+            ChildRole::Scope => "scope",
+        }
+    }
+}
+
+/// How a child came out of its supervisor's shutdown.
+#[derive(Debug, Clone)]
+pub enum ChildEnd {
+    /// It ended, `after` the shutdown began.
+    Exited {
+        /// How it ended.
+        exit: ChildExit,
+        /// When, counted from the start of the shutdown.
+        after: Duration,
+    },
+    /// It was still running when the shutdown gave up waiting.
+    Straggler {
+        /// What it was doing.
+        state: EntryState,
+        /// How long it had been running.
+        running_for: Duration,
+    },
+}
+
+/// One child in a [`ShutdownReport`].
+#[derive(Debug, Clone)]
+pub struct ChildReport {
+    name: Option<String>,
+    location: &'static Location<'static>,
+    role: ChildRole,
+    end: ChildEnd,
+}
+
+impl ChildReport {
+    /// The child's name.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Where the child was spawned (for a static child, where its
+    /// [`ChildSpec`](crate::ChildSpec) was made).
+    pub fn location(&self) -> &'static Location<'static> {
+        self.location
+    }
+
+    /// What the child was to the supervisor.
+    pub fn role(&self) -> ChildRole {
+        self.role
+    }
+
+    /// How it came out of the shutdown.
+    pub fn end(&self) -> &ChildEnd {
+        &self.end
+    }
+
+    /// How it ended, unless it is a straggler.
+    pub fn exit(&self) -> Option<&ChildExit> {
+        match &self.end {
+            ChildEnd::Exited { exit, .. } => Some(exit),
+            ChildEnd::Straggler { .. } => None,
+        }
+    }
+
+    /// Whether it was still running when the shutdown gave up on it.
+    pub fn is_straggler(&self) -> bool {
+        matches!(self.end, ChildEnd::Straggler { .. })
+    }
+}
+
+impl fmt::Display for ChildReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.role.describe())?;
+        if let Some(name) = &self.name {
+            write!(f, " `{name}`")?;
+        }
+        write!(f, " (spawned at {}): ", self.location)?;
+        match &self.end {
+            ChildEnd::Exited { exit, after } => write!(f, "{exit}, after {}", millis(*after)),
+            ChildEnd::Straggler { state, running_for } => {
+                write!(f, "STILL RUNNING ({state}), for {}", millis(*running_for))
+            }
+        }
+    }
+}
+
+/// How a supervisor's shutdown went: the reason, how long it took, and how
+/// each child that was alive when it began came out of it. Cheap to clone.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use std::time::Duration;
+/// use tethered::{ChildExit, Supervisor};
+///
+/// let supervised = Supervisor::builder()
+///     .grace(Duration::from_secs(1))
+///     .run(async |sv| {
+///         sv.spawn("polite", async { tethered::stop_requested().await; }).unwrap();
+///         sv.spawn("deaf", std::future::pending::<()>()).unwrap();
+///     })
+///     .await
+///     .unwrap();
+/// let report = supervised.report;
+/// assert_eq!(report.took(), Duration::from_secs(1));
+/// let polite = report.child("polite").unwrap().exit().unwrap();
+/// assert!(matches!(polite, ChildExit::Completed));
+/// let deaf = report.child("deaf").unwrap().exit().unwrap();
+/// assert!(matches!(deaf, ChildExit::Cancelled(_)));
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct ShutdownReport(Arc<Report>);
+
+struct Report {
+    supervisor: Option<String>,
+    reason: CancelReason,
+    took: Duration,
+    children: Vec<ChildReport>,
+    failures: Vec<TaskFailure>,
+}
+
+impl ShutdownReport {
+    fn new(
+        shared: &Shared,
+        reason: CancelReason,
+        began: Instant,
+        snapshot: &[NodeArc<Node>],
+        is_static: &dyn Fn(&Node) -> bool,
+    ) -> Self {
+        let now = Instant::now();
+        let mut ended = shared.state().ended.take().unwrap_or_default();
+        let role_of = |node: &Node| match node.kind() {
+            _ if is_static(node) => ChildRole::Static,
+            NodeKind::Shield => ChildRole::Shield,
+            NodeKind::Scope | NodeKind::Supervisor => ChildRole::Scope,
+            NodeKind::Task | NodeKind::Cleanup => ChildRole::Dynamic,
+        };
+        let mut children = Vec::new();
+        // Still running: the stragglers.
+        for node in shared.node.children() {
+            ended.remove(&node.id());
+            children.push(ChildReport {
+                name: node.name().map(str::to_owned),
+                location: node.location(),
+                role: role_of(&node),
+                end: ChildEnd::Straggler {
+                    state: EntryState::of(&node),
+                    running_for: now.saturating_duration_since(node.started()),
+                },
+            });
+        }
+        // Alive when the shutdown began, ended without a record of their
+        // own: scopes the body was running.
+        for node in snapshot {
+            if ended.contains_key(&node.id()) || !node.is_done() {
+                continue;
+            }
+            let exit = match node.reason() {
+                Some(reason) => ChildExit::Cancelled(reason),
+                None => ChildExit::Completed,
+            };
+            children.push(ChildReport {
+                name: node.name().map(str::to_owned),
+                location: node.location(),
+                role: role_of(node),
+                end: ChildEnd::Exited {
+                    exit,
+                    after: now.saturating_duration_since(began),
+                },
+            });
+        }
+        children.extend(ended.into_values().map(|ended| ChildReport {
+            name: ended.name,
+            location: ended.location,
+            role: match ended.role {
+                Role::Static { .. } => ChildRole::Static,
+                Role::Dynamic => ChildRole::Dynamic,
+                Role::Shield => ChildRole::Shield,
+            },
+            end: ChildEnd::Exited {
+                exit: ended.exit,
+                after: ended.at.saturating_duration_since(began),
+            },
+        }));
+        children.sort_by_key(|child| match child.end {
+            ChildEnd::Exited { after, .. } => (0, after),
+            ChildEnd::Straggler { .. } => (1, Duration::ZERO),
+        });
+        ShutdownReport(Arc::new(Report {
+            supervisor: shared.node.name().map(str::to_owned),
+            reason,
+            took: now.saturating_duration_since(began),
+            children,
+            failures: shared.node.take_failures(),
+        }))
+    }
+
+    /// The supervisor's name.
+    pub fn supervisor(&self) -> Option<&str> {
+        self.0.supervisor.as_deref()
+    }
+
+    /// Why the supervisor shut down.
+    pub fn reason(&self) -> &CancelReason {
+        &self.0.reason
+    }
+
+    /// How long the shutdown took, from the stop request to the report.
+    pub fn took(&self) -> Duration {
+        self.0.took
+    }
+
+    /// Every child alive when the shutdown began, in the order they ended,
+    /// the stragglers last.
+    pub fn children(&self) -> &[ChildReport] {
+        &self.0.children
+    }
+
+    /// The first child with this name.
+    pub fn child(&self, name: &str) -> Option<&ChildReport> {
+        self.0
+            .children
+            .iter()
+            .find(|child| child.name() == Some(name))
+    }
+
+    /// The children still running when the shutdown gave up waiting.
+    pub fn stragglers(&self) -> impl Iterator<Item = &ChildReport> {
+        self.0.children.iter().filter(|child| child.is_straggler())
+    }
+
+    /// Failures recorded on the supervisor itself rather than by a child:
+    /// a scope dropped inside a child that failed while finishing, a future
+    /// that panicked while being dropped.
+    pub fn failures(&self) -> &[TaskFailure] {
+        &self.0.failures
+    }
+}
+
+impl fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let stragglers = self.stragglers().count();
+        write!(
+            f,
+            "supervisor `{}` shut down in {} ({}); {} children, {} still running",
+            self.supervisor().unwrap_or("supervisor"),
+            millis(self.took()),
+            self.reason(),
+            self.children().len(),
+            stragglers,
+        )?;
+        for child in self.children() {
+            write!(f, "\n  {child}")?;
+        }
+        for failure in self.failures() {
+            write!(f, "\n  failure: {failure}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ShutdownReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShutdownReport")
+            .field("supervisor", &self.0.supervisor)
+            .field("reason", &self.0.reason)
+            .field("took", &self.0.took)
+            .field("children", &self.0.children)
+            .field("failures", &self.0.failures)
+            .finish()
+    }
+}
+
+/// A duration at millisecond precision, for reports.
+fn millis(duration: Duration) -> String {
+    format!(
+        "{:?}",
+        Duration::from_millis(duration.as_millis().try_into().unwrap_or(u64::MAX))
+    )
+}
