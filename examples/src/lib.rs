@@ -13,6 +13,10 @@
 //! * [`periodic_overlap`]: the four overlap policies of `Periodic` side by
 //!   side on a job slower than its period, and their counts
 //!   (`--example periodic_overlap`).
+//! * [`supervisor_service`]: a TCP line service under a `Supervisor`: one
+//!   dynamic child per connection, a flaky static child restarted with
+//!   backoff, a shielded flush, a phased shutdown on Ctrl-C and its report
+//!   (`--example supervisor_service`).
 //!
 //! This crate also compiles every Rust snippet of the book (`book/src`) as a
 //! doctest, so `cargo test` checks what the book says.
@@ -21,6 +25,7 @@ pub mod demo;
 pub mod helpers_on_exit;
 pub mod periodic_overlap;
 pub mod scoped_fetch;
+pub mod supervisor_service;
 
 // The book's chapters and the README, doctested (as PyO3 does with its
 // guide): every ```rust block in them must compile and run.
@@ -46,6 +51,9 @@ mod book {
 
     #[doc = include_str!("../../book/src/shields-and-cleanup.md")]
     struct ShieldsAndCleanup;
+
+    #[doc = include_str!("../../book/src/supervisors.md")]
+    struct Supervisors;
 
     #[doc = include_str!("../../book/src/periodic.md")]
     struct Periodic;

@@ -9,7 +9,7 @@ use proc_macro2::TokenStream;
 use proptest::prelude::*;
 
 use crate::entry::{self, Entry};
-use crate::{periodic, scoped};
+use crate::{periodic, scoped, supervise};
 
 /// Pieces of attribute arguments: the real keys and values, near misses,
 /// and junk.
@@ -84,7 +84,12 @@ fn tokens() -> impl Strategy<Value = String> {
 
 /// A valid argument list, then randomly damaged: tokens dropped or repeated.
 fn mutated_arguments() -> impl Strategy<Value = String> {
-    let valid = "name = \"fetch\", on_exit = cancel, timeout = \"5s\", cleanup_timeout = \"1s\"";
+    mutated("name = \"fetch\", on_exit = cancel, timeout = \"5s\", cleanup_timeout = \"1s\"")
+}
+
+/// `valid` (tokens separated by spaces), randomly damaged: tokens dropped,
+/// repeated or moved to the end.
+fn mutated(valid: &str) -> impl Strategy<Value = String> + use<> {
     let pieces: Vec<String> = valid.split(' ').map(str::to_owned).collect();
     prop::collection::vec((0..pieces.len(), 0u8..3), 0..6).prop_map(move |edits| {
         let mut pieces = pieces.clone();
@@ -109,6 +114,94 @@ fn mutated_arguments() -> impl Strategy<Value = String> {
         }
         pieces.join(" ")
     })
+}
+
+/// Pieces of `supervise! { … }`: its words, near misses, and junk.
+fn supervise_atom() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "name",
+            "strategy",
+            "intensity",
+            "shutdown",
+            "seed",
+            "child",
+            "body",
+            "within",
+            "grace",
+            "then",
+            "cancel",
+            "permanent",
+            "transient",
+            "temporary",
+            "backoff",
+            "none",
+            "factor",
+            "jitter",
+            "one_for_one",
+            "rest_for_one",
+            "OneForAll",
+            "strategi",
+            "chlid",
+            "move",
+            "async",
+        ])
+        .prop_map(str::to_owned),
+        prop::sample::select(vec![
+            ":", ",", "=>", "..", "..=", "|", "||", "|sv|", "|_|", "-", "::", "<", ">", ".",
+        ])
+        .prop_map(str::to_owned),
+        prop::sample::select(vec![
+            "\"svc\"",
+            "\"5s\"",
+            "\"0s\"",
+            "\"5 parsecs\"",
+            "\"\"",
+            "0",
+            "1",
+            "4294967296",
+            "18446744073709551616",
+            "0.1",
+            "2.5",
+            "1e400",
+            "1.0e-400",
+            "'c'",
+        ])
+        .prop_map(str::to_owned),
+        atom(),
+    ]
+}
+
+/// A balanced `supervise!` input: its atoms and nested groups.
+fn supervise_tokens() -> impl Strategy<Value = String> {
+    let leaf = prop::collection::vec(supervise_atom(), 0..12).prop_map(|atoms| atoms.join(" "));
+    leaf.prop_recursive(3, 32, 8, |inner| {
+        prop::collection::vec(
+            prop_oneof![
+                supervise_atom(),
+                inner.clone().prop_map(|s| format!("({s})")),
+                inner.prop_map(|s| format!("{{{s}}}")),
+            ],
+            0..12,
+        )
+        .prop_map(|parts| parts.join(" "))
+    })
+}
+
+/// Every entry of `supervise!`, one token per piece.
+const SUPERVISE: &str = "name : \"svc\" , strategy : one_for_all , intensity : 5 within \"10s\" , \
+    shutdown : grace \"5s\" then cancel \"10s\" , seed : 42 , \
+    child \"a\" ( permanent , backoff \"100ms\" .. \"5s\" , factor 2 , jitter 0.1 ) => work ( db . clone ( ) ) , \
+    child \"b\" ( backoff none ) => b ( ) , child \"c\" => c :: < A , B > ( ) , \
+    body | sv | { serve ( sv ) . await } ,";
+
+/// The expansion of `supervise!` is an expression, whatever the input.
+fn check_supervise(input: TokenStream) {
+    let output = supervise::expand(input);
+    assert!(
+        syn::parse2::<syn::Expr>(output.clone()).is_ok(),
+        "not an expression: {output}"
+    );
 }
 
 fn stream(text: &str) -> Option<TokenStream> {
@@ -154,5 +247,21 @@ proptest! {
         check(scoped::expand(TokenStream::new(), item.clone()));
         check(periodic::expand(stream("every = \"1s\"").unwrap(), item.clone()));
         check(entry::expand(Entry::Test, TokenStream::new(), item));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_supervise_inputs_never_panic(input in supervise_tokens()) {
+        let Some(input) = stream(&input) else { return Ok(()) };
+        check_supervise(input);
+    }
+
+    #[test]
+    fn damaged_supervise_inputs_never_panic(input in mutated(SUPERVISE)) {
+        let Some(input) = stream(&input) else { return Ok(()) };
+        check_supervise(input);
     }
 }

@@ -12,6 +12,7 @@ mod entry;
 mod fuzz;
 mod periodic;
 mod scoped;
+mod supervise;
 
 use proc_macro::TokenStream;
 
@@ -45,4 +46,13 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
     entry::expand(entry::Entry::Test, args.into(), item.into()).into()
+}
+
+/// A supervisor, its restartable children and its body, run as one
+/// expression.
+///
+/// See `tethered::supervise` for the documentation.
+#[proc_macro]
+pub fn supervise(input: TokenStream) -> TokenStream {
+    supervise::expand(input.into()).into()
 }

@@ -12,7 +12,8 @@
 //! compare scenario=<name> n=<N> tethered_ns=<ns/op> baseline=<what> baseline_ns=<ns/op> ratio=<t/b>
 //! ```
 //!
-//! Set `COMPARE_SAMPLES=1` to also print every round's sample to stderr.
+//! Set `COMPARE_SAMPLES=1` to also print every round's sample to stderr, and
+//! `COMPARE_ONLY=<name>,<name>` to run only those scenarios.
 //!
 //! Every measured body runs inside a task spawned on the runtime (not in
 //! `block_on`, which polls on the calling thread, a third thread competing for
@@ -27,12 +28,14 @@ use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use tethered::{Overlap, Periodic, Scope};
+use tethered::{Overlap, Periodic, Scope, Supervisor};
 use tokio::runtime::Runtime;
 use tokio::sync::Notify;
+use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Timed rounds per side (each after an untimed run of the same side).
 const ROUNDS: usize = 11;
@@ -610,53 +613,218 @@ async fn interval_periodic_lateness(ticks: usize) -> f64 {
 }
 
 // ---------------------------------------------------------------------------
+// Scenario 7: spawn and finish one dynamic child of a supervisor, against
+// `TaskTracker::spawn` (the tokio-util way to track tasks without keeping
+// their results). Both sides spawn N children that each count themselves;
+// the last one wakes the measuring task.
+
+/// Counts finished children and wakes `done` at the last one.
+struct Finished {
+    count: AtomicUsize,
+    last: usize,
+    done: Notify,
+}
+
+impl Finished {
+    fn new(last: usize) -> Arc<Self> {
+        Arc::new(Finished {
+            count: AtomicUsize::new(0),
+            last,
+            done: Notify::new(),
+        })
+    }
+
+    fn one(&self) {
+        if self.count.fetch_add(1, Ordering::AcqRel) + 1 == self.last {
+            self.done.notify_one();
+        }
+    }
+}
+
+async fn supervisor_spawn(n: usize) -> f64 {
+    let finished = Finished::new(n);
+    let mut elapsed = Duration::ZERO;
+    Supervisor::builder()
+        .run(async |sv| {
+            let start = Instant::now();
+            let all_done = finished.done.notified();
+            for _ in 0..n {
+                let finished = finished.clone();
+                let _ = sv.spawn("job", async move { finished.one() });
+            }
+            all_done.await;
+            elapsed = start.elapsed();
+        })
+        .await
+        .expect("supervisor failed");
+    per_op(elapsed, n)
+}
+
+async fn tracker_spawn(n: usize) -> f64 {
+    let finished = Finished::new(n);
+    let tracker = TaskTracker::new();
+    let start = Instant::now();
+    let all_done = finished.done.notified();
+    for _ in 0..n {
+        let finished = finished.clone();
+        tracker.spawn(async move { finished.one() });
+    }
+    all_done.await;
+    let elapsed = start.elapsed();
+    tracker.close();
+    tracker.wait().await;
+    per_op(elapsed, n)
+}
+
+// ---------------------------------------------------------------------------
+// Scenario 8: a long-lived supervisor does not grow. 2,000,000 short-lived
+// dynamic children go through one supervisor, ~1,000 at a time; the
+// process's resident memory is read when 10% and when 100% of them have
+// finished. The ratio is the growth (1.0: none).
+
+const CHURN: usize = 2_000_000;
+const CHURN_IN_FLIGHT: usize = 1_000;
+
+/// Resident set size in bytes, from `/proc/self/statm` (Linux).
+fn rss_bytes() -> f64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: f64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|field| field.parse().ok())
+        .unwrap_or(f64::NAN);
+    pages * 4096.0
+}
+
+/// Returns (RSS at 10%, RSS at 100%, live heap bytes at 10%, at 100%).
+async fn supervisor_churn() -> (f64, f64, isize, isize) {
+    let in_flight = Arc::new(Semaphore::new(CHURN_IN_FLIGHT));
+    let mut marks = (0.0, 0.0, 0, 0);
+    Supervisor::builder()
+        .run(async |sv| {
+            start_counting();
+            for i in 1..=CHURN {
+                let permit = in_flight.clone().acquire_owned().await.expect("open");
+                sv.spawn("churn", async move {
+                    tokio::task::yield_now().await;
+                    drop(permit);
+                })
+                .expect("supervisor open");
+                if i == CHURN / 10 || i == CHURN {
+                    // Every child started so far has finished.
+                    let _all = in_flight
+                        .acquire_many(CHURN_IN_FLIGHT as u32)
+                        .await
+                        .expect("open");
+                    let heap = NET_BYTES.load(Ordering::SeqCst);
+                    if i == CHURN {
+                        (marks.1, marks.3) = (rss_bytes(), heap);
+                    } else {
+                        (marks.0, marks.2) = (rss_bytes(), heap);
+                    }
+                }
+            }
+            stop_counting();
+            let stats = sv.stats();
+            assert_eq!((stats.completed, stats.live), (CHURN as u64, 0));
+        })
+        .await
+        .expect("supervisor failed");
+    marks
+}
+
+// ---------------------------------------------------------------------------
 
 fn main() {
     let rt = runtime();
 
-    let (t, b) = compare(&rt, || tethered_spawn_join(N), || joinset_spawn_join(N));
-    report("spawn_join", N, t, "joinset", b);
+    // First, in a fresh process: what earlier scenarios leave in the heap
+    // would hide growth.
+    if wanted("supervisor_churn") {
+        let (rss_10, rss_100, heap_10, heap_100) = on_runtime_marks(&rt);
+        // For this scenario the `_ns` fields hold resident bytes, at 100% and
+        // at 10% of the children.
+        report("supervisor_churn", CHURN, rss_100, "rss_at_10%", rss_10);
+        println!(
+            "  supervisor_churn: live heap growth from 10% to 100% of the children: {} bytes",
+            heap_100 - heap_10
+        );
+    }
 
-    let (t, b) = compare(&rt, || tethered_spawn_join(N), || raw_spawn_join(N));
-    report("spawn_join_raw", N, t, "tokio_spawn", b);
+    if wanted("supervisor_spawn") {
+        let (t, b) = compare(&rt, || supervisor_spawn(N), || tracker_spawn(N));
+        report("supervisor_spawn", N, t, "task_tracker", b);
+    }
 
-    let (t, b) = compare(&rt, || tethered_cancel_fanout(N), || token_cancel_fanout(N));
-    report("cancel_fanout", N, t, "joinset+child_token", b);
+    if wanted("spawn_join") {
+        let (t, b) = compare(&rt, || tethered_spawn_join(N), || joinset_spawn_join(N));
+        report("spawn_join", N, t, "joinset", b);
+    }
+
+    if wanted("spawn_join_raw") {
+        let (t, b) = compare(&rt, || tethered_spawn_join(N), || raw_spawn_join(N));
+        report("spawn_join_raw", N, t, "tokio_spawn", b);
+    }
+
+    if wanted("cancel_fanout") {
+        let (t, b) = compare(&rt, || tethered_cancel_fanout(N), || token_cancel_fanout(N));
+        report("cancel_fanout", N, t, "joinset+child_token", b);
+    }
 
     // For this scenario the `_ns` fields hold bytes per idle child, not
     // nanoseconds.
-    let (t, b) = compare(&rt, || tethered_idle_memory(N), || token_idle_memory(N));
-    report("idle_memory_bytes", N, t, "tokio_task+child_token", b);
+    if wanted("idle_memory_bytes") {
+        let (t, b) = compare(&rt, || tethered_idle_memory(N), || token_idle_memory(N));
+        report("idle_memory_bytes", N, t, "tokio_task+child_token", b);
+    }
 
-    let paused = paused_runtime();
-    let (t, b) = compare(
-        &paused,
-        || tethered_periodic_tick(TICKS),
-        || interval_periodic_tick(TICKS),
-    );
-    report("periodic_tick", TICKS, t, "interval+joinset", b);
+    if wanted("periodic_tick") {
+        let paused = paused_runtime();
+        let (t, b) = compare(
+            &paused,
+            || tethered_periodic_tick(TICKS),
+            || interval_periodic_tick(TICKS),
+        );
+        report("periodic_tick", TICKS, t, "interval+joinset", b);
+    }
 
     // For this scenario the `_ns` fields hold the median lateness of a run's
     // start in ns, not a time per operation.
-    let (t, b) = compare_concurrent(
-        &rt,
-        || tethered_periodic_lateness(LATENESS_TICKS),
-        || interval_periodic_lateness(LATENESS_TICKS),
-    );
-    report(
-        "periodic_lateness_median",
-        LATENESS_TICKS,
-        t,
-        "interval+joinset",
-        b,
-    );
-    let (tethered, baseline) = std::mem::take(&mut *NEVER_RAN.lock().unwrap());
-    println!(
-        "  periodic_lateness: ticks that never ran (of {LATENESS_TICKS}, median over runs): \
-         tethered={} baseline={}",
-        median_count(tethered),
-        median_count(baseline)
-    );
+    if wanted("periodic_lateness_median") {
+        let (t, b) = compare_concurrent(
+            &rt,
+            || tethered_periodic_lateness(LATENESS_TICKS),
+            || interval_periodic_lateness(LATENESS_TICKS),
+        );
+        report(
+            "periodic_lateness_median",
+            LATENESS_TICKS,
+            t,
+            "interval+joinset",
+            b,
+        );
+        let (tethered, baseline) = std::mem::take(&mut *NEVER_RAN.lock().unwrap());
+        println!(
+            "  periodic_lateness: ticks that never ran (of {LATENESS_TICKS}, median over runs): \
+             tethered={} baseline={}",
+            median_count(tethered),
+            median_count(baseline)
+        );
+    }
+}
+
+/// Whether to run `scenario`: all of them, unless `COMPARE_ONLY` lists some
+/// (comma-separated names).
+fn wanted(scenario: &str) -> bool {
+    match std::env::var("COMPARE_ONLY") {
+        Ok(only) => only.split(',').any(|name| name.trim() == scenario),
+        Err(_) => true,
+    }
+}
+
+fn on_runtime_marks(rt: &Runtime) -> (f64, f64, isize, isize) {
+    rt.block_on(rt.spawn(supervisor_churn()))
+        .expect("bench task panicked")
 }
 
 fn median_count(counts: Vec<usize>) -> f64 {

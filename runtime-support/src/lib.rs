@@ -228,6 +228,101 @@ pub use tethered_macros::scoped;
 #[doc(inline)]
 pub use tethered_macros::periodic;
 
+/// Runs a [`Supervisor`] written as one expression: its settings, its
+/// restartable children and its body. The expression includes the `.await`
+/// (so it goes in async code) and evaluates to the supervisor's
+/// `Result<`[`Supervised<T>`]`, `[`SupervisorError`]`>`, `T` being the
+/// body's value (`()` without a body).
+///
+/// ```text
+/// supervise! {
+///     name: "svc",                             // default "supervisor"
+///     strategy: one_for_one,                   // or one_for_all, rest_for_one
+///     intensity: 5 within "10s",               // the most restarts within any 10 s
+///     shutdown: grace "5s" then cancel "10s",  // or `grace "5s"` alone
+///     seed: 42,                                // of the backoff jitter; default 0
+///     child "ingest" (permanent, backoff "100ms".."5s", factor 2, jitter 0.1) => ingest(rx.clone()),
+///     child "janitor" (transient) => janitor(db.clone()),
+///     child "once" => one_shot(),
+///     body |sv| { serve(listener, sv).await },
+/// }
+/// ```
+///
+/// Entries come in any order, separated by commas; each is optional, but
+/// there must be at least one child or a body. Durations are checked at
+/// compile time, and the defaults are [`SupervisorBuilder`]'s.
+///
+/// * `child "name" (options) => expression`: the expression makes the
+///   child's future ([`ChildSpec`]) and is evaluated again on every restart,
+///   so it clones what it needs (`db.clone()`); the future is
+///   `Send + 'static` and returns `()` or `Result<(), E>`. The options,
+///   all optional: a [`Restart`] policy, `permanent` (the default),
+///   `transient` or `temporary`; a [`Backoff`], `backoff "initial".."max"`
+///   or `backoff none` (restart at once), `factor N` (at least 1) and
+///   `jitter F` (from 0.0 to 1.0).
+/// * `body |sv| { … }`: an async closure that gets `sv: &Supervisor`, to
+///   spawn dynamic children, read the stats or shut the supervisor down. The
+///   supervisor shuts down when the body returns, and its value is
+///   [`Supervised::value`]. Without a body, the supervisor runs until it is
+///   shut down, its enclosing scope stops or cancels it, or it fails.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU32, Ordering};
+///
+/// async fn flaky(starts: Arc<AtomicU32>) -> Result<(), String> {
+///     if starts.fetch_add(1, Ordering::SeqCst) == 0 {
+///         return Err("the first start fails".to_owned());
+///     }
+///     tethered::stop_requested().await;
+///     Ok(())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let starts = Arc::new(AtomicU32::new(0));
+/// let supervised = tethered::supervise! {
+///     name: "service",
+///     child "flaky" (transient, backoff none) => flaky(starts.clone()),
+///     body |sv| {
+///         while starts.load(Ordering::SeqCst) < 2 {
+///             tokio::task::yield_now().await;
+///         }
+///         sv.stats()
+///     },
+/// }
+/// .unwrap();
+/// let stats = supervised.value.unwrap();
+/// assert_eq!((stats.failed, stats.restarted), (1, 1));
+/// # }
+/// ```
+///
+/// # Equivalent code without the macro
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use std::sync::atomic::AtomicU32;
+/// # async fn flaky(_: Arc<AtomicU32>) -> Result<(), String> { Ok(()) }
+/// use tethered::{Backoff, ChildSpec, Restart, Supervisor};
+///
+/// # async fn run(starts: Arc<AtomicU32>) {
+/// let supervised = Supervisor::builder()
+///     .name("service")
+///     .child(
+///         ChildSpec::new("flaky", || flaky(starts.clone()))
+///             .restart(Restart::Transient)
+///             .backoff(Backoff::none()),
+///     )
+///     .run(async |sv: &Supervisor| sv.stats())
+///     .await;
+/// # let _ = supervised;
+/// # }
+/// ```
+#[doc(inline)]
+pub use tethered_macros::supervise;
+
 /// `#[tokio::main]` plus a root scope named `main` and signal handling.
 ///
 /// The body is a scope like a [`macro@scoped`] fn's (use [`spawn!`] and the
@@ -290,8 +385,8 @@ pub use scope::{DEFAULT_CLEANUP_TIMEOUT, OnExit, Scope, ScopeBuilder, ScopeHandl
 pub use supervisor::{
     Backoff, ChildEnd, ChildExit, ChildHandle, ChildReport, ChildRole, ChildSpec,
     DEFAULT_CANCEL_TIMEOUT, DEFAULT_GRACE, DEFAULT_INTENSITY, DEFAULT_INTENSITY_WINDOW, Restart,
-    ShutdownReport, Strategy, Supervised, Supervisor, SupervisorBuilder, SupervisorError,
-    SupervisorErrorKind, SupervisorStats,
+    ShutdownFuture, ShutdownReport, Strategy, Supervised, Supervisor, SupervisorBuilder,
+    SupervisorError, SupervisorErrorKind, SupervisorStats,
 };
 #[doc(inline)]
 pub use task::TaskHandle;

@@ -336,3 +336,73 @@ pub fn copy_for_run<T: RunArgument>(argument: &T) -> T {
 pub fn builder() -> ScopeBuilder {
     ScopeBuilder::new()
 }
+
+/// What a `supervise!` child's expression makes: a future the supervisor
+/// runs as a task, made again on every restart.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a future, so it cannot be a supervised child",
+    label = "this makes a `{Self}`, not a future",
+    note = "a child is the expression that makes its future, evaluated again on every restart, like `worker(db.clone())`"
+)]
+pub trait SupervisedChild {
+    /// The future, its output made a [`ChildResult`].
+    fn into_child(self) -> ChildFuture;
+}
+
+impl<F> SupervisedChild for F
+where
+    F: Future + Send + 'static,
+    F::Output: ChildOutput,
+{
+    fn into_child(self) -> ChildFuture {
+        Box::pin(async move { ChildResult(self.await.into_cleanup_result()) })
+    }
+}
+
+/// What a `supervise!` child's future returns.
+#[diagnostic::on_unimplemented(
+    message = "a supervised child's future returns `()` or `Result<(), E>`, not `{Self}`",
+    label = "this child's future returns `{Self}`",
+    note = "`Err` (with `E: Display + Debug + Send + Sync + 'static`) or a panic is a failure of the child, which its restart policy answers"
+)]
+pub trait ChildOutput {
+    /// `Err` when the child failed.
+    fn into_cleanup_result(self) -> Result<(), TaskError>;
+}
+
+// The types of `CleanupOutput`, each named here, so that a mistake is
+// reported with the message above.
+impl ChildOutput for () {
+    fn into_cleanup_result(self) -> Result<(), TaskError> {
+        Ok(())
+    }
+}
+
+impl<E> ChildOutput for Result<(), E>
+where
+    E: fmt::Display + fmt::Debug + Send + Sync + 'static,
+{
+    fn into_cleanup_result(self) -> Result<(), TaskError> {
+        crate::CleanupOutput::into_cleanup_result(self)
+    }
+}
+
+/// A `supervise!` child's future, its type erased: its type, or its
+/// mistake, stops at [`supervised_child`], so that the mistake is reported
+/// once, where the child is written.
+pub type ChildFuture = std::pin::Pin<Box<dyn Future<Output = ChildResult> + Send>>;
+
+/// What a [`ChildFuture`] returns: the child's result, passed through.
+#[derive(Debug)]
+pub struct ChildResult(Result<(), TaskError>);
+
+impl crate::CleanupOutput for ChildResult {
+    fn into_cleanup_result(self) -> Result<(), TaskError> {
+        self.0
+    }
+}
+
+/// A `supervise!` child's future, checked where the child is written.
+pub fn supervised_child<F: SupervisedChild>(child: F) -> ChildFuture {
+    child.into_child()
+}

@@ -601,7 +601,8 @@ impl Drop for Scope {
 }
 
 /// How a task that fails only by panicking splits its output: all value.
-pub(crate) type Infallible<O> = Split<fn(O) -> Result<O, std::convert::Infallible>, std::convert::Infallible>;
+pub(crate) type Infallible<O> =
+    Split<fn(O) -> Result<O, std::convert::Infallible>, std::convert::Infallible>;
 
 /// A task that fails only by panicking: its whole output is its value.
 pub(crate) fn infallible<O>() -> Infallible<O> {

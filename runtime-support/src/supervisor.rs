@@ -41,9 +41,10 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::panic::Location;
-use std::pin::pin;
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::sync::{SetOnce, mpsc};
@@ -245,6 +246,7 @@ impl<'a> SupervisorBuilder<'a> {
             counters: Counters::default(),
             events,
             state: Mutex::new(State::default()),
+            recording: AtomicBool::new(false),
             report: SetOnce::new(),
         });
         let supervisor = Supervisor {
@@ -268,8 +270,11 @@ impl<'a> SupervisorBuilder<'a> {
         let mut settle =
             |settled: Settled<T>, failure: &mut Option<SupervisorErrorKind>| match settled {
                 Settled::Completed(output) => value = Some(output),
+                // The first failure is the supervisor's: a body panicking
+                // during the shutdown that the intensity limit started does
+                // not replace it.
                 Settled::Panicked(payload) => {
-                    *failure = Some(SupervisorErrorKind::BodyPanicked(payload));
+                    failure.get_or_insert(SupervisorErrorKind::BodyPanicked(payload));
                 }
                 Settled::Cancelled => {}
             };
@@ -278,11 +283,25 @@ impl<'a> SupervisorBuilder<'a> {
         let reason = {
             let mut managing = pin!(manager.run());
             poll_fn(|cx| {
+                // The manager first: its first poll starts the static
+                // children, which must be running before the body runs (a
+                // body that returns or panics at once would otherwise shut
+                // down a supervisor whose children never started).
+                if let Poll::Ready(exceeded) = managing.as_mut().poll(cx) {
+                    let reason = exceeded.reason(&node);
+                    failure = Some(exceeded.into_kind());
+                    return Poll::Ready(reason);
+                }
                 if let Poll::Ready(settled) = body.as_mut().poll(cx) {
                     body_done = true;
                     let panicked = matches!(settled, Settled::Panicked(_));
                     settle(settled, &mut failure);
                     shared.body_ended();
+                    // A body that returned because it was asked to stop
+                    // (by `shutdown`, or from above) is not the reason.
+                    if let Some(reason) = shared.requested().or_else(|| node.stop_reason()) {
+                        return Poll::Ready(reason);
+                    }
                     let reason =
                         CancelReason::raised_by(CancelKind::ScopeExit, location, node.name_cow());
                     return Poll::Ready(reason.with_message(if panicked {
@@ -290,11 +309,6 @@ impl<'a> SupervisorBuilder<'a> {
                     } else {
                         "the supervisor's body returned"
                     }));
-                }
-                if let Poll::Ready(exceeded) = managing.as_mut().poll(cx) {
-                    let reason = exceeded.reason(&node);
-                    failure = Some(exceeded.into_kind());
-                    return Poll::Ready(reason);
                 }
                 if let Some(reason) = shared.poll_requested(cx.waker()) {
                     return Poll::Ready(reason);
@@ -415,14 +429,28 @@ impl Supervisor {
     /// children do. Callable from any task, any number of times: the first
     /// reason is kept and every caller gets the same report.
     ///
-    /// Called from one of the supervisor's own children, the caller is
-    /// asked to stop like the others, then cancelled if it keeps waiting.
+    /// The request is made when `shutdown` is called, not when the future
+    /// is first polled: `drop(sv.shutdown(reason))` starts a shutdown
+    /// without waiting for it. The future is `'static`, to hand to a task.
+    ///
+    /// The body can await it: the shutdown does not wait for a body that
+    /// waits for the shutdown, and the body returns its value once the
+    /// report is ready. A supervised child that awaits it is not waited for
+    /// either: it is cancelled with the children still running after the
+    /// grace period (or at once, when the others are done), so it does not
+    /// see the report.
     #[track_caller]
-    pub fn shutdown(&self, reason: impl IntoCancelReason) -> impl Future<Output = ShutdownReport> {
+    pub fn shutdown(&self, reason: impl IntoCancelReason) -> ShutdownFuture {
         let reason = reason.into_cancel_reason(Location::caller());
         self.shared.request(reason);
         let shared = self.shared.clone();
-        async move { shared.report.wait().await.clone() }
+        let caller = crate::node::current().and_then(|node| shared.own_branch(&node));
+        ShutdownFuture(Box::pin(async move {
+            // Registered while this future is polled, and only then: a
+            // caller that drops it is waited for again.
+            let _waiting = caller.map(|id| Waiting::register(&shared, id));
+            shared.report.wait().await.clone()
+        }))
     }
 
     /// Whether the supervisor has started shutting down.
@@ -469,6 +497,9 @@ pub(crate) struct Shared {
     /// To the manager of static children: their ends, and specs to adopt.
     events: mpsc::UnboundedSender<Event>,
     state: Mutex<State>,
+    /// Whether children record how they end (`State::ended`): from the start
+    /// of the shutdown.
+    recording: AtomicBool,
     report: SetOnce<ShutdownReport>,
 }
 
@@ -484,6 +515,9 @@ struct State {
     body_done: bool,
     /// The node of each static child's current start, by declaration index.
     statics: Vec<Option<NodeArc<Node>>>,
+    /// The body (the supervisor's own node id) and children (their ids)
+    /// awaiting the shutdown's report.
+    awaiting: Vec<usize>,
     /// While shutting down: how each child ended, and when, by node id.
     ended: Option<HashMap<usize, shutdown::Ended>>,
 }
@@ -497,6 +531,27 @@ impl Shared {
 
     fn is_shutting_down(&self) -> bool {
         self.state().requested.is_some()
+    }
+
+    fn requested(&self) -> Option<CancelReason> {
+        self.state().requested.clone()
+    }
+
+    /// The id of the supervisor's node when `node` is its body's, or of
+    /// the supervisor's child that `node` is (or runs under).
+    fn own_branch(&self, node: &NodeArc<Node>) -> Option<usize> {
+        let supervisor = self.node.id();
+        let mut current = node;
+        loop {
+            if current.id() == supervisor {
+                return Some(supervisor);
+            }
+            let parent = current.parent()?;
+            if parent.id() == supervisor {
+                return Some(current.id());
+            }
+            current = parent;
+        }
     }
 
     /// Records a shutdown request and wakes the run future, which starts
@@ -540,6 +595,7 @@ impl Shared {
             }
             state.shutting_down = true;
             state.ended = Some(HashMap::new());
+            self.recording.store(true, Ordering::Release);
             state
                 .requested
                 .clone()
@@ -596,10 +652,27 @@ impl Shared {
                 );
             }
         }
-        {
+        // Checked without the lock: a dynamic child's end, the hot path,
+        // takes no lock shared with its siblings while the supervisor runs.
+        if self.recording.load(Ordering::Acquire) {
             let mut state = self.state();
-            if let (Some(ended), Some(node)) = (state.ended.as_mut(), crate::node::current()) {
-                ended.insert(node.id(), shutdown::Ended::new(&node, role, exit.clone()));
+            // Only a child's own end, which runs as the child. A spawn
+            // refused during the shutdown drops its future (and counts it)
+            // in the caller: recorded under the caller's node, it would show
+            // up in the report as a child named after the caller (the
+            // supervisor itself, when the body spawned).
+            let node = crate::node::current().filter(|node| {
+                node.parent()
+                    .is_some_and(|parent| parent.id() == self.node.id())
+            });
+            if let (Some(ended), Some(node)) = (state.ended.as_mut(), node) {
+                // Numbered, so that children ending in the same instant
+                // are reported in the order they ended.
+                let seq = ended.len();
+                ended.insert(
+                    node.id(),
+                    shutdown::Ended::new(&node, role, exit.clone(), seq),
+                );
             }
         }
         if let Role::Static { index, generation } = role {
@@ -609,6 +682,53 @@ impl Shared {
                 generation,
                 exit: exit.clone(),
             });
+        }
+    }
+}
+
+/// The future returned by [`Supervisor::shutdown`]: resolves to the
+/// [`ShutdownReport`] once the shutdown is done.
+#[must_use = "the shutdown is already requested; await this to get the report"]
+pub struct ShutdownFuture(Pin<Box<dyn Future<Output = ShutdownReport> + Send>>);
+
+impl Future for ShutdownFuture {
+    type Output = ShutdownReport;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<ShutdownReport> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+impl fmt::Debug for ShutdownFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShutdownFuture").finish_non_exhaustive()
+    }
+}
+
+/// Marks the body, or a child of the supervisor, as waiting for the
+/// shutdown to end: the shutdown must not wait for it in turn.
+struct Waiting {
+    shared: Arc<Shared>,
+    id: usize,
+}
+
+impl Waiting {
+    fn register(shared: &Arc<Shared>, id: usize) -> Self {
+        shared.state().awaiting.push(id);
+        // The stop phase may be waiting for this very caller.
+        shared.node.wake_watcher();
+        Waiting {
+            shared: shared.clone(),
+            id,
+        }
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let mut state = self.shared.state();
+        if let Some(at) = state.awaiting.iter().position(|&id| id == self.id) {
+            state.awaiting.swap_remove(at);
         }
     }
 }

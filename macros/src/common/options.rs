@@ -76,7 +76,7 @@ pub(crate) fn check_keys<'a>(
 }
 
 /// The known key closest to `key`, if it is close enough to be a typo.
-fn closest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
+pub(crate) fn closest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
     known
         .iter()
         .map(|candidate| (levenshtein(key, candidate), *candidate))

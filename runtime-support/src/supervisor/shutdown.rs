@@ -13,6 +13,7 @@ use tokio::time::{Instant, sleep_until};
 
 use super::Shared;
 use super::child::{ChildExit, Role};
+use super::stats::SupervisorStats;
 use crate::error::TaskFailure;
 use crate::node::sync::Arc as NodeArc;
 use crate::node::{FinishOnDrop, Node, NodeKind};
@@ -30,7 +31,10 @@ pub(crate) async fn run(shared: Arc<Shared>, reason: CancelReason) {
     let snapshot = node.children();
     let statics: Vec<NodeArc<Node>> = shared.state().statics.iter().flatten().cloned().collect();
     let is_static = |child: &Node| statics.iter().any(|s| s.id() == child.id());
-    let body_done = || shared.state().body_done;
+    // The body and the children that await this shutdown's report are not
+    // waited for: they are waiting for us.
+    let waits_for_us = |id: usize| shared.state().awaiting.contains(&id);
+    let body_settled = || shared.state().body_done || waits_for_us(node.id());
 
     // 1. Stop: the body, the dynamic children and the shields first (they
     // use the static children), then the static children, last declared
@@ -41,18 +45,36 @@ pub(crate) async fn run(shared: Arc<Shared>, reason: CancelReason) {
         child.stop(reason.clone());
     }
     wait_until(&node, grace_over, || {
-        body_done() && node.children().iter().all(|child| is_static(child))
+        body_settled()
+            && node
+                .children()
+                .iter()
+                .all(|child| is_static(child) || waits_for_us(child.id()))
     })
     .await;
     for child in statics.iter().rev() {
         child.stop(reason.clone());
-        wait_until(&node, grace_over, || child.is_done()).await;
+        wait_until(&node, grace_over, || {
+            child.is_done() || waits_for_us(child.id())
+        })
+        .await;
     }
 
-    // 2. Cancel whatever is left (shields are only asked to stop).
-    let everything_ended = || body_done() && node.children().is_empty();
+    // 2. Cancel whatever is left, with the shutdown's own reason (shields
+    // are only asked to stop); the body too, unless it awaits the report.
+    let everything_ended = || body_settled() && node.children().is_empty();
     if !everything_ended() {
-        node.cancel(reason.clone(), false);
+        for child in node.children() {
+            match child.kind() {
+                NodeKind::Task | NodeKind::Scope => child.cancel(reason.clone(), true),
+                NodeKind::Shield | NodeKind::Cleanup | NodeKind::Supervisor => {
+                    child.stop(reason.clone())
+                }
+            };
+        }
+        if !body_settled() {
+            node.cancel(reason.clone(), false);
+        }
         wait_until(
             &node,
             Instant::now() + shared.cancel_timeout,
@@ -109,16 +131,20 @@ pub(crate) struct Ended {
     role: Role,
     exit: ChildExit,
     at: Instant,
+    /// How many ends were recorded before this one: orders the ends of one
+    /// instant.
+    seq: usize,
 }
 
 impl Ended {
-    pub(crate) fn new(node: &Node, role: Role, exit: ChildExit) -> Self {
+    pub(crate) fn new(node: &Node, role: Role, exit: ChildExit, seq: usize) -> Self {
         Ended {
             name: node.name().map(str::to_owned),
             location: node.location(),
             role,
             exit,
             at: Instant::now(),
+            seq,
         }
     }
 }
@@ -258,6 +284,7 @@ pub struct ShutdownReport(Arc<Report>);
 
 struct Report {
     supervisor: Option<String>,
+    stats: SupervisorStats,
     reason: CancelReason,
     took: Duration,
     children: Vec<ChildReport>,
@@ -314,7 +341,11 @@ impl ShutdownReport {
                 },
             });
         }
-        children.extend(ended.into_values().map(|ended| ChildReport {
+        // In the order they were recorded: the sort below is stable, so ends
+        // of the same instant keep it.
+        let mut ended: Vec<Ended> = ended.into_values().collect();
+        ended.sort_by_key(|ended| ended.seq);
+        children.extend(ended.into_iter().map(|ended| ChildReport {
             name: ended.name,
             location: ended.location,
             role: match ended.role {
@@ -333,6 +364,7 @@ impl ShutdownReport {
         });
         ShutdownReport(Arc::new(Report {
             supervisor: shared.node.name().map(str::to_owned),
+            stats: shared.counters.snapshot(),
             reason,
             took: now.saturating_duration_since(began),
             children,
@@ -343,6 +375,12 @@ impl ShutdownReport {
     /// The supervisor's name.
     pub fn supervisor(&self) -> Option<&str> {
         self.0.supervisor.as_deref()
+    }
+
+    /// The supervisor's counts when the report was made: everything it
+    /// ran, over its whole life.
+    pub fn stats(&self) -> SupervisorStats {
+        self.0.stats
     }
 
     /// Why the supervisor shut down.
@@ -408,6 +446,7 @@ impl fmt::Debug for ShutdownReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ShutdownReport")
             .field("supervisor", &self.0.supervisor)
+            .field("stats", &self.0.stats)
             .field("reason", &self.0.reason)
             .field("took", &self.0.took)
             .field("children", &self.0.children)

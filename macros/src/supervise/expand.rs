@@ -1,0 +1,150 @@
+//! A checked model of `supervise!` to tokens. Cannot fail.
+
+use proc_macro2::{Literal, Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use super::model::{
+    BackoffModel, BodyModel, ChildModel, Delays, RestartModel, StrategyModel, Supervise,
+};
+use crate::common::duration;
+
+// Input:
+//
+//     supervise! {
+//         name: "svc",
+//         strategy: one_for_all,
+//         child "ingest" (transient, backoff "100ms".."5s") => ingest(rx.clone()),
+//         body |sv| { serve(sv).await },
+//     }
+//
+// Output:
+//
+//     ::tethered::Supervisor::builder()
+//         .name("svc")
+//         .strategy(::tethered::Strategy::OneForAll)
+//         .child(
+//             // Spanned on `child`, where the child's location points.
+//             ::tethered::ChildSpec::new("ingest", || {
+//                 // Spanned on the expression: a non-future is reported there.
+//                 ::tethered::__private::supervised_child(ingest(rx.clone()))
+//             })
+//             .restart(::tethered::Restart::Transient)
+//             .backoff(::tethered::Backoff::new(const { … }, const { … })),
+//         )
+//         .run(async |sv: &::tethered::Supervisor| { serve(sv).await })
+//         .await
+//
+// Settings left out keep the builder's defaults; without a body, the body
+// waits until the supervisor is asked to stop.
+pub(crate) fn expand(model: Supervise) -> TokenStream {
+    let mut builder = quote!(::tethered::Supervisor::builder());
+    if let Some(name) = &model.name {
+        builder.extend(quote!(.name(#name)));
+    }
+    if let Some((strategy, span)) = &model.strategy {
+        let variant = match strategy {
+            StrategyModel::OneForOne => quote_spanned!(*span=> OneForOne),
+            StrategyModel::OneForAll => quote_spanned!(*span=> OneForAll),
+            StrategyModel::RestForOne => quote_spanned!(*span=> RestForOne),
+        };
+        builder.extend(quote!(.strategy(::tethered::Strategy::#variant)));
+    }
+    if let Some((restarts, span, (window, literal))) = &model.intensity {
+        let restarts = spanned(Literal::u32_suffixed(*restarts), *span);
+        let window = duration::to_tokens(*window, literal);
+        builder.extend(quote!(.intensity(#restarts, #window)));
+    }
+    if let Some((grace, literal)) = &model.grace {
+        let grace = duration::to_tokens(*grace, literal);
+        builder.extend(quote!(.grace(#grace)));
+    }
+    if let Some((cancel, literal)) = &model.cancel {
+        let cancel = duration::to_tokens(*cancel, literal);
+        builder.extend(quote!(.cancel_timeout(#cancel)));
+    }
+    if let Some((seed, span)) = &model.seed {
+        let seed = spanned(Literal::u64_suffixed(*seed), *span);
+        builder.extend(quote!(.seed(#seed)));
+    }
+    for child in &model.children {
+        let spec = child_spec(child);
+        builder.extend(quote!(.child(#spec)));
+    }
+    let body = match &model.body {
+        // Ends when the supervisor is asked to stop, so that the stop phase
+        // goes straight on to the children instead of waiting out the grace
+        // period for a body that does nothing.
+        BodyModel::Forever => quote! {
+            async |_: &::tethered::Supervisor| {
+                ::tethered::stop_requested().await;
+            }
+        },
+        BodyModel::Closure(closure) => quote!(#closure),
+        // Any type, so the code around reports nothing more.
+        BodyModel::Rejected(span) => quote_spanned! {*span=>
+            async |_: &::tethered::Supervisor| loop {}
+        },
+    };
+    quote!(#builder.run(#body).await)
+}
+
+fn child_spec(child: &ChildModel) -> TokenStream {
+    let ChildModel {
+        keyword,
+        name,
+        restart,
+        backoff,
+        expr,
+    } = child;
+    let make = quote_spanned!(expr.span()=> ::tethered::__private::supervised_child(#expr));
+    // Not `move`: the factory borrows what it clones into each new future.
+    let mut spec = quote_spanned!(keyword.span()=> ::tethered::ChildSpec::new(#name, || #make));
+    if let Some((restart, span)) = restart {
+        let variant = match restart {
+            RestartModel::Permanent => quote_spanned!(*span=> Permanent),
+            RestartModel::Transient => quote_spanned!(*span=> Transient),
+            RestartModel::Temporary => quote_spanned!(*span=> Temporary),
+        };
+        spec.extend(quote!(.restart(::tethered::Restart::#variant)));
+    }
+    if let Some(backoff) = backoff_tokens(backoff) {
+        spec.extend(quote!(.backoff(#backoff)));
+    }
+    spec
+}
+
+/// The child's `Backoff`, or `None` for the default.
+fn backoff_tokens(backoff: &BackoffModel) -> Option<TokenStream> {
+    let BackoffModel {
+        delays,
+        factor,
+        jitter,
+    } = backoff;
+    if delays.is_none() && factor.is_none() && jitter.is_none() {
+        return None;
+    }
+    let mut tokens = match delays {
+        None => quote!(<::tethered::Backoff as ::core::default::Default>::default()),
+        Some(Delays::None(span)) => quote_spanned!(*span=> ::tethered::Backoff::none()),
+        Some(Delays::Range { initial, max }) => {
+            let initial = duration::to_tokens(initial.0, &initial.1);
+            let max = duration::to_tokens(max.0, &max.1);
+            quote!(::tethered::Backoff::new(#initial, #max))
+        }
+    };
+    if let Some((factor, span)) = factor {
+        let factor = spanned(Literal::f64_suffixed(*factor), *span);
+        tokens.extend(quote!(.factor(#factor)));
+    }
+    if let Some((jitter, span)) = jitter {
+        let jitter = spanned(Literal::f64_suffixed(*jitter), *span);
+        tokens.extend(quote!(.jitter(#jitter)));
+    }
+    Some(tokens)
+}
+
+fn spanned(mut literal: Literal, span: Span) -> Literal {
+    literal.set_span(span);
+    literal
+}

@@ -1,0 +1,748 @@
+//! Syntax to a checked model of `supervise!`: every value read, every
+//! mistake recorded. The model is built whatever the mistakes, from what
+//! was right, so that the expansion still checks the user's expressions.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use proc_macro2::{Span, TokenStream};
+use quote::quote;
+use syn::spanned::Spanned;
+use syn::{Expr, ExprClosure, Ident, Lit, LitStr, Pat, PatType};
+
+use super::parse::{Body, Child, Entry, Input, Key, Reader, Setting, suggest};
+use crate::common::{Errors, duration};
+
+const STRATEGIES: &[&str] = &["one_for_one", "one_for_all", "rest_for_one"];
+const RESTARTS: &[&str] = &["permanent", "transient", "temporary"];
+const CHILD_OPTIONS: &[&str] = &["backoff", "factor", "jitter"];
+
+const INTENSITY_FORM: &str = "expected `intensity: 5 within \"10s\"`: at most 5 restarts within any 10 seconds, past which the supervisor fails";
+const SHUTDOWN_FORM: &str = "expected `shutdown: grace \"5s\" then cancel \"10s\"` (or `grace \"5s\"` alone): how long children may finish after being asked to stop, then how long they get once cancelled";
+const BACKOFF_FORM: &str = "expected `backoff \"100ms\"..\"5s\"` (the first delay, then the longest) or `backoff none` (restart at once)";
+const CHILD_OPTION_FORM: &str = "accepted: `permanent`, `transient`, `temporary`, `backoff \"100ms\"..\"5s\"`, `backoff none`, `factor 2`, `jitter 0.1`";
+
+/// `strategy: …`
+pub(crate) enum StrategyModel {
+    OneForOne,
+    OneForAll,
+    RestForOne,
+}
+
+/// A child's restart policy.
+pub(crate) enum RestartModel {
+    Permanent,
+    Transient,
+    Temporary,
+}
+
+pub(crate) struct Supervise {
+    pub(crate) name: Option<LitStr>,
+    pub(crate) strategy: Option<(StrategyModel, Span)>,
+    /// The most restarts, where it was written, and the window.
+    pub(crate) intensity: Option<(u32, Span, (Duration, LitStr))>,
+    pub(crate) grace: Option<(Duration, LitStr)>,
+    pub(crate) cancel: Option<(Duration, LitStr)>,
+    pub(crate) seed: Option<(u64, Span)>,
+    pub(crate) children: Vec<ChildModel>,
+    pub(crate) body: BodyModel,
+}
+
+pub(crate) struct ChildModel {
+    /// `child`, where the child's location points.
+    pub(crate) keyword: Ident,
+    pub(crate) name: LitStr,
+    pub(crate) restart: Option<(RestartModel, Span)>,
+    pub(crate) backoff: BackoffModel,
+    /// What makes the child's future.
+    pub(crate) expr: Expr,
+}
+
+/// `backoff …`, `factor …` and `jitter …`; all absent for the default.
+#[derive(Default)]
+pub(crate) struct BackoffModel {
+    pub(crate) delays: Option<Delays>,
+    pub(crate) factor: Option<(f64, Span)>,
+    pub(crate) jitter: Option<(f64, Span)>,
+}
+
+pub(crate) enum Delays {
+    /// `backoff none`
+    None(Span),
+    /// `backoff "initial".."max"`
+    Range {
+        initial: (Duration, LitStr),
+        max: (Duration, LitStr),
+    },
+}
+
+pub(crate) enum BodyModel {
+    /// No body: the supervisor runs until it is shut down, its parent stops
+    /// it or it fails.
+    Forever,
+    /// `body |sv| …`, made `async` and its argument typed.
+    Closure(Box<ExprClosure>),
+    /// A body that was rejected (with an error): a stand-in of any type.
+    Rejected(Span),
+}
+
+impl Supervise {
+    pub(crate) fn new(input: Input, errors: &Errors) -> Self {
+        let mut model = Supervise {
+            name: None,
+            strategy: None,
+            intensity: None,
+            grace: None,
+            cancel: None,
+            seed: None,
+            children: Vec::new(),
+            body: BodyModel::Forever,
+        };
+        let mut settings: Vec<Key> = Vec::new();
+        let mut names: HashMap<String, usize> = HashMap::new();
+        let mut declared = 0;
+        let mut body: Option<Ident> = None;
+        let mut supervises = false;
+        for entry in input.entries {
+            match entry {
+                Entry::Setting(setting) => {
+                    if settings.contains(&setting.key) {
+                        let key = setting.key.name();
+                        errors.error_spanned_by(
+                            &setting.ident,
+                            format!("`{key}` is given twice; keep one `{key}: …`"),
+                        );
+                        continue;
+                    }
+                    settings.push(setting.key);
+                    model.setting(&setting, errors);
+                }
+                Entry::Child(child) => {
+                    supervises = true;
+                    declared += 1;
+                    let name = child.name.value();
+                    match names.get(&name) {
+                        Some(first) => errors.error_spanned_by(
+                            &child.name,
+                            format!(
+                                "two children are named {name:?}: the {} child and this one, the {}; \
+                                 give each child a name of its own, which tells it apart in logs, errors and the task tree",
+                                ordinal(*first),
+                                ordinal(declared),
+                            ),
+                        ),
+                        None => {
+                            names.insert(name, declared);
+                        }
+                    }
+                    if let Some(child) = ChildModel::new(child, errors) {
+                        model.children.push(child);
+                    }
+                }
+                Entry::Body(Body { keyword, expr }) => {
+                    supervises = true;
+                    if body.is_some() {
+                        errors.error_spanned_by(
+                            &keyword,
+                            "`body` is given twice; a supervisor has one body: keep one `body |sv| { … }`",
+                        );
+                        continue;
+                    }
+                    model.body = body_model(&keyword, expr, errors);
+                    body = Some(keyword);
+                }
+                Entry::Broken {
+                    error,
+                    supervises: broken,
+                } => {
+                    errors.push(error);
+                    supervises |= broken;
+                }
+            }
+        }
+        if !supervises {
+            errors.push(syn::Error::new(
+                Span::call_site(),
+                "a supervisor needs something to supervise: add a child, like `child \"worker\" => worker(db.clone())`, or a `body |sv| { … }`",
+            ));
+        }
+        model
+    }
+
+    fn setting(&mut self, setting: &Setting, errors: &Errors) {
+        let mut reader = Reader::new(&setting.value, setting.ident.span());
+        let reader = &mut reader;
+        let key = setting.key;
+        match key {
+            Key::Name => self.name = errors.take(read_all(reader, key, name)),
+            Key::Strategy => self.strategy = errors.take(read_all(reader, key, strategy)),
+            Key::Intensity => self.intensity = errors.take(read_all(reader, key, intensity)),
+            Key::Shutdown => {
+                if let Some((grace, cancel)) = errors.take(read_all(reader, key, shutdown)) {
+                    self.grace = grace;
+                    self.cancel = cancel;
+                }
+            }
+            Key::Seed => self.seed = errors.take(read_all(reader, key, seed)),
+        }
+    }
+}
+
+/// Reads a whole setting's value with `read`; tokens left over are an error.
+fn read_all<T>(
+    reader: &mut Reader<'_>,
+    key: Key,
+    read: fn(&mut Reader<'_>) -> syn::Result<T>,
+) -> syn::Result<T> {
+    let value = read(reader)?;
+    if !reader.is_done() {
+        return Err(reader.error(format!(
+            "unexpected token after the value of `{}`; expected `{}`",
+            key.name(),
+            key.example()
+        )));
+    }
+    Ok(value)
+}
+
+fn name(reader: &mut Reader<'_>) -> syn::Result<LitStr> {
+    reader
+        .string()
+        .ok_or_else(|| reader.whole_error("`name` takes a string, like `name: \"svc\"`"))
+}
+
+fn strategy(reader: &mut Reader<'_>) -> syn::Result<(StrategyModel, Span)> {
+    let Some(word) = reader.any_word() else {
+        return Err(
+            reader.whole_error("expected `strategy: one_for_one | one_for_all | rest_for_one`")
+        );
+    };
+    let strategy = match word.to_string().as_str() {
+        "one_for_one" => StrategyModel::OneForOne,
+        "one_for_all" => StrategyModel::OneForAll,
+        "rest_for_one" => StrategyModel::RestForOne,
+        other => {
+            let message = match suggest(other, STRATEGIES) {
+                Some(suggestion) => format!(
+                    "unknown strategy `{other}`; did you mean `{suggestion}`? (accepted: `one_for_one`, `one_for_all`, `rest_for_one`)"
+                ),
+                None => format!(
+                    "unknown strategy `{other}`; expected `one_for_one` (restart only the child that ended), `one_for_all` \
+                     (restart every child) or `rest_for_one` (restart it and the children declared after it)"
+                ),
+            };
+            return Err(syn::Error::new(word.span(), message));
+        }
+    };
+    Ok((strategy, word.span()))
+}
+
+fn intensity(reader: &mut Reader<'_>) -> syn::Result<(u32, Span, (Duration, LitStr))> {
+    let count = match reader.literal() {
+        Some(Lit::Int(count)) => count,
+        _ => return Err(reader.whole_error(INTENSITY_FORM)),
+    };
+    let restarts = match count.base10_parse::<u32>() {
+        Ok(0) => {
+            return Err(syn::Error::new(
+                count.span(),
+                "intensity must be at least 1; to never restart a child, make it `temporary`",
+            ));
+        }
+        Ok(restarts) => restarts,
+        Err(_) => {
+            return Err(syn::Error::new(
+                count.span(),
+                "`intensity` counts restarts: a whole number from 1 to 4294967295",
+            ));
+        }
+    };
+    if reader.word("within").is_none() {
+        return Err(reader.error(format!(
+            "expected `within` and a duration: `intensity: {restarts} within \"10s\"`"
+        )));
+    }
+    let window = duration_after(reader, "within", "10s")?;
+    Ok((restarts, count.span(), window))
+}
+
+type Shutdown = (Option<(Duration, LitStr)>, Option<(Duration, LitStr)>);
+
+fn shutdown(reader: &mut Reader<'_>) -> syn::Result<Shutdown> {
+    if reader.word("grace").is_some() {
+        let grace = duration_after(reader, "grace", "5s")?;
+        if reader.is_done() {
+            return Ok((Some(grace), None));
+        }
+        if reader.word("then").is_none() {
+            return Err(reader.error(
+                "expected `then cancel \"10s\"` after the grace: `shutdown: grace \"5s\" then cancel \"10s\"`",
+            ));
+        }
+        if reader.word("cancel").is_none() {
+            return Err(reader.error(SHUTDOWN_FORM));
+        }
+        let cancel = duration_after(reader, "cancel", "10s")?;
+        return Ok((Some(grace), Some(cancel)));
+    }
+    if reader.word("cancel").is_some() {
+        let cancel = duration_after(reader, "cancel", "10s")?;
+        return Ok((None, Some(cancel)));
+    }
+    Err(reader.whole_error(SHUTDOWN_FORM))
+}
+
+/// The duration after `word`, parsed and checked (zero is an error).
+fn duration_after(
+    reader: &mut Reader<'_>,
+    word: &str,
+    example: &str,
+) -> syn::Result<(Duration, LitStr)> {
+    let Some(text) = reader.string() else {
+        return Err(reader.error(format!(
+            "expected a duration after `{word}`, like `{word} \"{example}\"`"
+        )));
+    };
+    duration::parse(&text).map(|parsed| (parsed, text))
+}
+
+fn seed(reader: &mut Reader<'_>) -> syn::Result<(u64, Span)> {
+    match reader.literal() {
+        Some(Lit::Int(seed)) => match seed.base10_parse::<u64>() {
+            Ok(value) => Ok((value, seed.span())),
+            Err(_) => Err(syn::Error::new(
+                seed.span(),
+                "`seed` takes a whole number from 0 to 18446744073709551615",
+            )),
+        },
+        _ => Err(reader.whole_error("`seed` takes a whole number, like `seed: 42`")),
+    }
+}
+
+impl ChildModel {
+    /// The checked child, or `None` when its expression cannot be used.
+    fn new(child: Child, errors: &Errors) -> Option<Self> {
+        let Child {
+            keyword,
+            name,
+            options,
+            expr,
+        } = child;
+        let mut restart: Option<(RestartModel, Ident)> = None;
+        let mut backoff = BackoffModel::default();
+        // The backoff options given, for the checks between them.
+        let mut given: Vec<Ident> = Vec::new();
+        for option in &options {
+            let mut reader = Reader::new(option, name.span());
+            let Some(word) = reader.any_word() else {
+                errors.push(reader.error(format!("expected a child option; {CHILD_OPTION_FORM}")));
+                continue;
+            };
+            let value = &option[1..];
+            let mut reader = Reader::new(value, word.span());
+            let text = word.to_string();
+            if let Some(policy) = restart_policy(&text) {
+                if !value.is_empty() {
+                    errors.push(reader.whole_error(format!(
+                        "`{text}` takes no value; a child's options are separated by commas, like `({text}, backoff \"1s\"..\"30s\")`"
+                    )));
+                } else if let Some((_, first)) = &restart {
+                    errors.error_spanned_by(
+                        &word,
+                        format!(
+                            "a child has one restart policy, and `{first}` is already given; keep one of `{first}` and `{text}`"
+                        ),
+                    );
+                } else {
+                    restart = Some((policy, word));
+                }
+                continue;
+            }
+            if !CHILD_OPTIONS.contains(&text.as_str()) {
+                errors.error_spanned_by(&word, unknown_child_option(&text, value.is_empty()));
+                continue;
+            }
+            if given.contains(&word) {
+                errors.error_spanned_by(
+                    &word,
+                    format!("`{text}` is given twice; keep one `{text} …`"),
+                );
+                continue;
+            }
+            let read = match text.as_str() {
+                "backoff" => errors
+                    .take(read_child_option(&mut reader, &text, delays))
+                    .map(|delays| backoff.delays = Some(delays)),
+                "factor" => errors
+                    .take(read_child_option(&mut reader, &text, factor))
+                    .map(|factor| backoff.factor = Some((factor, word.span()))),
+                _ => errors
+                    .take(read_child_option(&mut reader, &text, jitter))
+                    .map(|jitter| backoff.jitter = Some((jitter, word.span()))),
+            };
+            if read.is_some() {
+                given.push(word);
+            }
+        }
+        if let Some(Delays::None(_)) = &backoff.delays {
+            for word in given.iter().filter(|word| *word != "backoff") {
+                errors.error_spanned_by(
+                    word,
+                    format!(
+                        "`{word}` has no effect with `backoff none`, which restarts at once; remove one of them"
+                    ),
+                );
+            }
+        }
+        if let Some((RestartModel::Temporary, _)) = &restart {
+            for word in &given {
+                errors.error_spanned_by(
+                    word,
+                    format!(
+                        "a `temporary` child is never restarted, so `{word}` has no effect; remove it, or make the child `transient` or `permanent`"
+                    ),
+                );
+            }
+        }
+        if let Expr::Closure(closure) = &expr {
+            let ExprClosure {
+                asyncness,
+                capture,
+                or1_token,
+                inputs,
+                or2_token,
+                ..
+            } = closure;
+            errors.error_spanned_by(
+                quote!(#asyncness #capture #or1_token #inputs #or2_token),
+                "a child is the expression that makes its future, evaluated again on every restart: \
+                 write `=> worker(db.clone())`, not a closure",
+            );
+            return None;
+        }
+        Some(ChildModel {
+            keyword,
+            name,
+            restart: restart.map(|(policy, word)| (policy, word.span())),
+            backoff,
+            expr,
+        })
+    }
+}
+
+fn restart_policy(word: &str) -> Option<RestartModel> {
+    Some(match word {
+        "permanent" => RestartModel::Permanent,
+        "transient" => RestartModel::Transient,
+        "temporary" => RestartModel::Temporary,
+        _ => return None,
+    })
+}
+
+fn unknown_child_option(word: &str, bare: bool) -> String {
+    if let Some(suggestion) = suggest(word, RESTARTS) {
+        return format!(
+            "unknown restart policy `{word}`; did you mean `{suggestion}`? (accepted: `permanent`, `transient`, `temporary`)"
+        );
+    }
+    if let Some(suggestion) = suggest(word, CHILD_OPTIONS) {
+        return format!(
+            "unknown child option `{word}`; did you mean `{suggestion}`? ({CHILD_OPTION_FORM})"
+        );
+    }
+    if bare {
+        format!(
+            "unknown restart policy `{word}`; expected `permanent` (always restarted), `transient` \
+             (restarted when it fails) or `temporary` (never restarted)"
+        )
+    } else {
+        format!("unknown child option `{word}`; {CHILD_OPTION_FORM}")
+    }
+}
+
+/// Reads a whole child option's value with `read`.
+fn read_child_option<T>(
+    reader: &mut Reader<'_>,
+    word: &str,
+    read: fn(&mut Reader<'_>) -> syn::Result<T>,
+) -> syn::Result<T> {
+    let value = read(reader)?;
+    if !reader.is_done() {
+        return Err(reader.error(format!(
+            "unexpected token after the value of `{word}`; separate a child's options with commas"
+        )));
+    }
+    Ok(value)
+}
+
+fn delays(reader: &mut Reader<'_>) -> syn::Result<Delays> {
+    if let Some(none) = reader.word("none") {
+        return Ok(Delays::None(none.span()));
+    }
+    let Some(initial) = reader.string() else {
+        return Err(reader.whole_error(BACKOFF_FORM));
+    };
+    if !(reader.punct('.', true) && reader.punct('.', false)) {
+        return Err(reader.error(BACKOFF_FORM));
+    }
+    if reader.punct('=', false) {
+        return Err(reader.whole_error(
+            "write `..` between the two delays, not `..=`: the longest delay is always included",
+        ));
+    }
+    let Some(max) = reader.string() else {
+        return Err(reader.error(BACKOFF_FORM));
+    };
+    if is_zero(&initial) {
+        return Err(syn::Error::new(
+            initial.span(),
+            format!(
+                "`{}` is zero, but a backoff waits before each restart; to restart at once, write `backoff none`",
+                initial.value()
+            ),
+        ));
+    }
+    let first = duration::parse(&initial)?;
+    let longest = duration::parse(&max)?;
+    if first > longest {
+        return Err(reader.whole_error(format!(
+            "the backoff starts at `{}`, after its longest delay `{}`; write the first delay first: `backoff {:?}..{:?}`",
+            initial.value(),
+            max.value(),
+            max.value(),
+            initial.value(),
+        )));
+    }
+    Ok(Delays::Range {
+        initial: (first, initial),
+        max: (longest, max),
+    })
+}
+
+/// Whether a duration literal reads as zero (`"0s"`, `"0ms"`).
+fn is_zero(text: &LitStr) -> bool {
+    humantime::parse_duration(text.value().trim()).is_ok_and(|parsed| parsed.is_zero())
+}
+
+/// A number literal, as an `f64`, or `None` if something else comes next.
+/// A leading `-` is read, and returned as a negative number.
+fn number(reader: &mut Reader<'_>) -> Option<f64> {
+    let negative = reader.punct('-', false);
+    let value = match reader.literal()? {
+        Lit::Int(number) => number.base10_parse::<f64>().ok()?,
+        Lit::Float(number) => number.base10_parse::<f64>().ok()?,
+        _ => return None,
+    };
+    Some(if negative { -value } else { value })
+}
+
+fn factor(reader: &mut Reader<'_>) -> syn::Result<f64> {
+    const MESSAGE: &str = "`factor` must be a number of at least 1: it multiplies the delay after each consecutive restart; like `factor 2` or `factor 1.5`";
+    match number(reader) {
+        Some(factor) if factor.is_finite() && factor >= 1.0 => Ok(factor),
+        _ => Err(reader.whole_error(MESSAGE)),
+    }
+}
+
+fn jitter(reader: &mut Reader<'_>) -> syn::Result<f64> {
+    const MESSAGE: &str = "`jitter` must be a number from 0.0 to 1.0: the random fraction of each delay; like `jitter 0.1`";
+    match number(reader) {
+        Some(jitter) if (0.0..=1.0).contains(&jitter) => Ok(jitter),
+        _ => Err(reader.whole_error(MESSAGE)),
+    }
+}
+
+/// The body: a closure of one argument, made `async`, its argument typed.
+fn body_model(keyword: &Ident, expr: Expr, errors: &Errors) -> BodyModel {
+    let mut closure = match expr {
+        Expr::Closure(closure) => closure,
+        other => {
+            errors.error_spanned_by(
+                keyword,
+                "the body is a closure that takes the supervisor: write `body |sv| { … }` (or `body |_| …`)",
+            );
+            return BodyModel::Rejected(other.span());
+        }
+    };
+    if closure.inputs.len() != 1 {
+        let ExprClosure {
+            or1_token,
+            inputs,
+            or2_token,
+            ..
+        } = &closure;
+        errors.error_spanned_by(
+            quote!(#or1_token #inputs #or2_token),
+            "the body takes one argument, the supervisor: write `body |sv| { … }` (or `body |_| …`)",
+        );
+        return BodyModel::Rejected(closure.span());
+    }
+    if closure.asyncness.is_none() {
+        closure.asyncness = Some(syn::Token![async](closure.or1_token.span));
+    }
+    for input in closure.inputs.iter_mut() {
+        if !matches!(input, Pat::Type(_)) {
+            let pat = input.clone();
+            let span = pat.span();
+            let ty: TokenStream = quote::quote_spanned!(span=> &::tethered::Supervisor);
+            *input = Pat::Type(PatType {
+                attrs: Vec::new(),
+                pat: Box::new(pat),
+                colon_token: syn::Token![:](span),
+                ty: Box::new(syn::Type::Verbatim(ty)),
+            });
+        }
+    }
+    BodyModel::Closure(Box::new(closure))
+}
+
+/// `1st`, `2nd`, `3rd`, `4th`… `11th`, `21st`.
+fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse;
+    use super::*;
+
+    fn messages(tokens: TokenStream) -> Vec<String> {
+        let errors = Errors::new();
+        let input = parse::parse(tokens);
+        let _model = Supervise::new(input, &errors);
+        match errors.finish() {
+            Ok(()) => Vec::new(),
+            Err(error) => error.into_iter().map(|error| error.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn accepts_the_whole_grammar() {
+        let found = messages(quote! {
+            name: "svc",
+            strategy: rest_for_one,
+            intensity: 3 within "1m",
+            shutdown: grace "1s" then cancel "2s",
+            seed: 7,
+            child "ingest" (permanent, backoff "100ms".."5s", factor 2, jitter 0.1) => ingest(rx.clone()),
+            child "janitor" (transient) => janitor(db.clone()),
+            child "quick" (backoff none) => quick(),
+            child "once" => one_shot::<A, B>(),
+            body |sv| { serve(listener, sv).await },
+        });
+        assert!(found.is_empty(), "{found:?}");
+        assert!(messages(quote!(child "a" => a())).is_empty());
+        assert!(messages(quote!(body move |_| async_work().await,)).is_empty());
+    }
+
+    #[test]
+    fn reports_every_broken_entry_and_goes_on() {
+        let found = messages(quote! {
+            strategi: one_for_one,
+            child "a" (forever) => a(),
+            child "a" => || a(),
+            intensity: 0 within "10s",
+            child "b" (transient) b(),
+            body |sv| { sv },
+            body |_| {},
+        });
+        assert_eq!(found.len(), 7, "{found:?}");
+        assert!(found[0].contains("did you mean `strategy`"), "{found:?}");
+        assert!(
+            found[1].contains("unknown restart policy `forever`"),
+            "{found:?}"
+        );
+        assert!(
+            found[2].contains("two children are named \"a\""),
+            "{found:?}"
+        );
+        assert!(found[3].contains("not a closure"), "{found:?}");
+        assert!(found[4].contains("at least 1"), "{found:?}");
+        assert!(found[5].contains("expected `=>`"), "{found:?}");
+        assert!(found[6].contains("`body` is given twice"), "{found:?}");
+    }
+
+    #[test]
+    fn needs_a_child_or_a_body() {
+        let found = messages(quote!(name: "idle"));
+        assert!(
+            found[0].contains("needs something to supervise"),
+            "{found:?}"
+        );
+        let found = messages(TokenStream::new());
+        assert!(
+            found[0].contains("needs something to supervise"),
+            "{found:?}"
+        );
+        // A misspelt child is not reported twice.
+        let found = messages(quote!(chlid "a" => a()));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("did you mean `child`"), "{found:?}");
+    }
+
+    #[test]
+    fn checks_child_options() {
+        let found = messages(quote! {
+            child "a" (backoff "0s".."1s") => a(),
+            child "b" (backoff "5s".."1s") => b(),
+            child "c" (backoff none, factor 2) => c(),
+            child "d" (factor 0.5, jitter 2.0) => d(),
+            child "e" (temporary, backoff "1s".."2s") => e(),
+            child "f" (permanent, transient) => f(),
+            child "g" (Transient) => g(),
+        });
+        let expected = [
+            "write `backoff none`",
+            "after its longest delay",
+            "no effect with `backoff none`",
+            "`factor` must be a number of at least 1",
+            "`jitter` must be a number from 0.0 to 1.0",
+            "never restarted",
+            "one restart policy",
+            "did you mean `transient`",
+        ];
+        assert_eq!(found.len(), expected.len(), "{found:?}");
+        for (message, expected) in found.iter().zip(expected) {
+            assert!(message.contains(expected), "{message:?} lacks {expected:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_errors() {
+        let found = messages(quote!(child "a" (factor 1e400, jitter -0.5) => a()));
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].contains("at least 1"), "{found:?}");
+        assert!(found[1].contains("from 0.0 to 1.0"), "{found:?}");
+        let found = messages(quote!(intensity: 4294967296 within "1s", seed: -1, body |_| {}));
+        assert!(
+            found[0].contains("up to") || found[0].contains("from 1 to"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].contains("`seed` takes a whole number"),
+            "{found:?}"
+        );
+        // And the expansion of what is left still happens.
+        let output = super::super::expand(quote!(child "a" (factor 1e400) => a()));
+        assert!(output.to_string().contains("compile_error"), "{output}");
+    }
+
+    #[test]
+    fn suggests_by_case_and_typo() {
+        assert_eq!(suggest("OneForAll", STRATEGIES), Some("one_for_all"));
+        assert_eq!(suggest("rest_for_on", STRATEGIES), Some("rest_for_one"));
+        assert_eq!(suggest("everyone", STRATEGIES), None);
+        assert_eq!(suggest("chlid", &["name", "child", "body"]), Some("child"));
+        assert_eq!(suggest("bdoy", &["name", "child", "body"]), Some("body"));
+        assert_eq!(ordinal(1), "1st");
+        assert_eq!(ordinal(12), "12th");
+        assert_eq!(ordinal(23), "23rd");
+    }
+}
