@@ -37,7 +37,6 @@ mod spec;
 mod stats;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::panic::Location;
@@ -84,7 +83,9 @@ pub const DEFAULT_INTENSITY_WINDOW: Duration = Duration::from_secs(10);
 /// (a listener spawning one child per connection, a signal handler).
 ///
 /// A supervisor is started with [`Supervisor::builder`] (or the
-/// `supervise!` macro) and lives as long as its `run` future.
+/// `supervise!` macro) and lives as long as its `run` future. It needs a
+/// tokio runtime with the time driver enabled (`#[tokio::main]` and
+/// `#[tethered::main]` enable it): backoff and shutdown are timed.
 ///
 /// # Examples
 ///
@@ -518,8 +519,9 @@ struct State {
     /// The body (the supervisor's own node id) and children (their ids)
     /// awaiting the shutdown's report.
     awaiting: Vec<usize>,
-    /// While shutting down: how each child ended, and when, by node id.
-    ended: Option<HashMap<usize, shutdown::Ended>>,
+    /// While shutting down: how each child ended, and when, in the order
+    /// they ended.
+    ended: Option<Vec<shutdown::Ended>>,
 }
 
 impl Shared {
@@ -594,7 +596,7 @@ impl Shared {
                 return;
             }
             state.shutting_down = true;
-            state.ended = Some(HashMap::new());
+            state.ended = Some(Vec::new());
             self.recording.store(true, Ordering::Release);
             state
                 .requested
@@ -666,13 +668,7 @@ impl Shared {
                     .is_some_and(|parent| parent.id() == self.node.id())
             });
             if let (Some(ended), Some(node)) = (state.ended.as_mut(), node) {
-                // Numbered, so that children ending in the same instant
-                // are reported in the order they ended.
-                let seq = ended.len();
-                ended.insert(
-                    node.id(),
-                    shutdown::Ended::new(&node, role, exit.clone(), seq),
-                );
+                ended.push(shutdown::Ended::new(&node, role, exit.clone()));
             }
         }
         if let Role::Static { index, generation } = role {

@@ -502,6 +502,14 @@ impl Node {
         lock(&self.inner).children()
     }
 
+    /// How many children are alive, without copying the registry.
+    pub(crate) fn child_count(&self) -> usize {
+        lock(&self.inner)
+            .family
+            .as_ref()
+            .map_or(0, |family| family.children.len())
+    }
+
     /// Whether a child was ever registered under this node.
     pub(crate) fn had_children(&self) -> bool {
         self.has(HAD_CHILDREN)

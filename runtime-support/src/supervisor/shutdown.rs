@@ -1,6 +1,8 @@
 //! A supervisor's shutdown, in phases, and the [`ShutdownReport`] it ends
 //! with.
 
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 use std::future::poll_fn;
 use std::panic::Location;
@@ -44,12 +46,20 @@ pub(crate) async fn run(shared: Arc<Shared>, reason: CancelReason) {
     for child in snapshot.iter().filter(|child| !is_static(child)) {
         child.stop(reason.clone());
     }
+    // Counted rather than listed: this is checked every time a child ends,
+    // and there may be many.
+    let exempt = || {
+        let state = shared.state();
+        let statics_alive = statics.iter().filter(|child| !child.is_done()).count();
+        let others_awaiting = state
+            .awaiting
+            .iter()
+            .filter(|&&id| id != node.id() && !statics.iter().any(|s| s.id() == id))
+            .count();
+        statics_alive + others_awaiting
+    };
     wait_until(&node, grace_over, || {
-        body_settled()
-            && node
-                .children()
-                .iter()
-                .all(|child| is_static(child) || waits_for_us(child.id()))
+        body_settled() && node.child_count() <= exempt()
     })
     .await;
     for child in statics.iter().rev() {
@@ -62,7 +72,7 @@ pub(crate) async fn run(shared: Arc<Shared>, reason: CancelReason) {
 
     // 2. Cancel whatever is left, with the shutdown's own reason (shields
     // are only asked to stop); the body too, unless it awaits the report.
-    let everything_ended = || body_settled() && node.children().is_empty();
+    let everything_ended = || body_settled() && node.child_count() == 0;
     if !everything_ended() {
         for child in node.children() {
             match child.kind() {
@@ -100,7 +110,7 @@ pub(crate) async fn run(shared: Arc<Shared>, reason: CancelReason) {
     }
     // Set once: this task is the only one that sets it.
     let _ = shared.report.set(report);
-    wait_until(&node, far_future(), || node.children().is_empty()).await;
+    wait_until(&node, far_future(), || node.child_count() == 0).await;
     drop(finish);
 }
 
@@ -126,25 +136,23 @@ fn far_future() -> Instant {
 
 /// How a child ended while its supervisor shut down, recorded by the child.
 pub(crate) struct Ended {
-    name: Option<String>,
+    id: usize,
+    name: Option<Cow<'static, str>>,
     location: &'static Location<'static>,
     role: Role,
     exit: ChildExit,
     at: Instant,
-    /// How many ends were recorded before this one: orders the ends of one
-    /// instant.
-    seq: usize,
 }
 
 impl Ended {
-    pub(crate) fn new(node: &Node, role: Role, exit: ChildExit, seq: usize) -> Self {
+    pub(crate) fn new(node: &Node, role: Role, exit: ChildExit) -> Self {
         Ended {
-            name: node.name().map(str::to_owned),
+            id: node.id(),
+            name: node.name_cow(),
             location: node.location(),
             role,
             exit,
             at: Instant::now(),
-            seq,
         }
     }
 }
@@ -196,7 +204,7 @@ pub enum ChildEnd {
 /// One child in a [`ShutdownReport`].
 #[derive(Debug, Clone)]
 pub struct ChildReport {
-    name: Option<String>,
+    name: Option<Cow<'static, str>>,
     location: &'static Location<'static>,
     role: ChildRole,
     end: ChildEnd,
@@ -300,7 +308,7 @@ impl ShutdownReport {
         is_static: &dyn Fn(&Node) -> bool,
     ) -> Self {
         let now = Instant::now();
-        let mut ended = shared.state().ended.take().unwrap_or_default();
+        let ended = shared.state().ended.take().unwrap_or_default();
         let role_of = |node: &Node| match node.kind() {
             _ if is_static(node) => ChildRole::Static,
             NodeKind::Shield => ChildRole::Shield,
@@ -309,10 +317,11 @@ impl ShutdownReport {
         };
         let mut children = Vec::new();
         // Still running: the stragglers.
+        let mut seen = HashSet::new();
         for node in shared.node.children() {
-            ended.remove(&node.id());
+            seen.insert(node.id());
             children.push(ChildReport {
-                name: node.name().map(str::to_owned),
+                name: node.name_cow(),
                 location: node.location(),
                 role: role_of(&node),
                 end: ChildEnd::Straggler {
@@ -321,18 +330,40 @@ impl ShutdownReport {
                 },
             });
         }
+        // The recorded ends, in the order they happened; the last record of
+        // a child is its own end.
+        let mut recorded: Vec<ChildReport> = Vec::with_capacity(ended.len());
+        for ended in ended.into_iter().rev() {
+            if !seen.insert(ended.id) {
+                continue;
+            }
+            recorded.push(ChildReport {
+                name: ended.name,
+                location: ended.location,
+                role: match ended.role {
+                    Role::Static { .. } => ChildRole::Static,
+                    Role::Dynamic => ChildRole::Dynamic,
+                    Role::Shield => ChildRole::Shield,
+                },
+                end: ChildEnd::Exited {
+                    exit: ended.exit,
+                    after: ended.at.saturating_duration_since(began),
+                },
+            });
+        }
+        recorded.reverse();
         // Alive when the shutdown began, ended without a record of their
         // own: scopes the body was running.
         for node in snapshot {
-            if ended.contains_key(&node.id()) || !node.is_done() {
+            if seen.contains(&node.id()) || !node.is_done() {
                 continue;
             }
             let exit = match node.reason() {
                 Some(reason) => ChildExit::Cancelled(reason),
                 None => ChildExit::Completed,
             };
-            children.push(ChildReport {
-                name: node.name().map(str::to_owned),
+            recorded.push(ChildReport {
+                name: node.name_cow(),
                 location: node.location(),
                 role: role_of(node),
                 end: ChildEnd::Exited {
@@ -341,23 +372,8 @@ impl ShutdownReport {
                 },
             });
         }
-        // In the order they were recorded: the sort below is stable, so ends
-        // of the same instant keep it.
-        let mut ended: Vec<Ended> = ended.into_values().collect();
-        ended.sort_by_key(|ended| ended.seq);
-        children.extend(ended.into_iter().map(|ended| ChildReport {
-            name: ended.name,
-            location: ended.location,
-            role: match ended.role {
-                Role::Static { .. } => ChildRole::Static,
-                Role::Dynamic => ChildRole::Dynamic,
-                Role::Shield => ChildRole::Shield,
-            },
-            end: ChildEnd::Exited {
-                exit: ended.exit,
-                after: ended.at.saturating_duration_since(began),
-            },
-        }));
+        recorded.append(&mut children);
+        let mut children = recorded;
         children.sort_by_key(|child| match child.end {
             ChildEnd::Exited { after, .. } => (0, after),
             ChildEnd::Straggler { .. } => (1, Duration::ZERO),
