@@ -98,10 +98,6 @@ struct Inner {
     /// supervisor shutting down: it takes no more children through
     /// [`Node::try_new`].
     sealed: bool,
-    /// Woken whenever any child ends, not only the last: a supervisor's
-    /// shutdown, which runs in a task of its own (so it cannot share
-    /// `waker`) and waits for some of the children at a time.
-    watcher: Option<Waker>,
     /// What most nodes never need, allocated on first use: a leaf task (the
     /// common case) stays one small allocation.
     family: Option<Box<Family>>,
@@ -114,6 +110,10 @@ struct Family {
     failures: Vec<TaskFailure>,
     /// Futures waiting in `stop_requested()`.
     stop_wakers: Vec<Waker>,
+    /// Woken whenever any child ends, not only the last: a supervisor's
+    /// shutdown, which runs in a task of its own (so it cannot share
+    /// `waker`) and waits for some of the children at a time.
+    watcher: Option<Waker>,
 }
 
 impl Inner {
@@ -429,13 +429,16 @@ impl Node {
     /// ends (not only the last), and reports whether any child is left.
     pub(crate) fn poll_watch_children(&self, waker: &Waker) -> bool {
         let mut inner = lock(&self.inner);
-        store_waker(&mut inner.watcher, waker);
+        store_waker(&mut inner.family().watcher, waker);
         inner.has_children()
     }
 
     /// Wakes the future registered by [`Node::poll_watch_children`].
     pub(crate) fn wake_watcher(&self) {
-        let watcher = lock(&self.inner).watcher.take();
+        let watcher = lock(&self.inner)
+            .family
+            .as_mut()
+            .and_then(|family| family.watcher.take());
         if let Some(watcher) = watcher {
             watcher.wake();
         }
@@ -585,9 +588,15 @@ impl Node {
                     } else {
                         None
                     };
-                    (waker, inner.watcher.take())
+                    let watcher = inner
+                        .family
+                        .as_mut()
+                        .and_then(|family| family.watcher.take());
+                    (waker, watcher)
                 };
-                wake_all(waker, watcher.into_iter().collect());
+                for waker in [waker, watcher].into_iter().flatten() {
+                    waker.wake();
+                }
             }
         }
     }
