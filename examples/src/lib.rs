@@ -26,6 +26,7 @@ pub mod helpers_on_exit;
 pub mod periodic_overlap;
 pub mod scoped_fetch;
 pub mod supervisor_service;
+pub mod worker;
 
 // The book's chapters and the README, doctested (as PyO3 does with its
 // guide): every ```rust block in them must compile and run.
@@ -36,6 +37,12 @@ mod book {
 
     #[doc = include_str!("../../book/src/introduction.md")]
     struct Introduction;
+
+    #[doc = include_str!("../../book/src/why.md")]
+    struct Why;
+
+    #[doc = include_str!("../../book/src/getting-started.md")]
+    struct GettingStarted;
 
     #[doc = include_str!("../../book/src/scopes.md")]
     struct Scopes;
@@ -58,11 +65,20 @@ mod book {
     #[doc = include_str!("../../book/src/periodic.md")]
     struct Periodic;
 
+    #[doc = include_str!("../../book/src/shutdown.md")]
+    struct Shutdown;
+
     #[doc = include_str!("../../book/src/compile-errors.md")]
     struct CompileErrors;
 
     #[doc = include_str!("../../book/src/task-tree.md")]
     struct TaskTree;
+
+    #[doc = include_str!("../../book/src/performance.md")]
+    struct Performance;
+
+    #[doc = include_str!("../../book/src/comparison.md")]
+    struct Comparison;
 
     #[doc = include_str!("../../book/src/limits.md")]
     struct Limits;

@@ -250,7 +250,9 @@ pub use tethered_macros::periodic;
 ///
 /// Entries come in any order, separated by commas; each is optional, but
 /// there must be at least one child or a body. Durations are checked at
-/// compile time, and the defaults are [`SupervisorBuilder`]'s.
+/// compile time, and the defaults are [`SupervisorBuilder`]'s. A shutdown
+/// duration known only at run time (a command-line flag) is an expression
+/// in parentheses: `shutdown: grace (config.grace) then cancel "10s"`.
 ///
 /// * `child "name" (options) => expression`: the expression makes the
 ///   child's future ([`ChildSpec`]) and is evaluated again on every restart,

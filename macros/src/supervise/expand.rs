@@ -5,7 +5,7 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use super::model::{
-    BackoffModel, BodyModel, ChildModel, Delays, RestartModel, StrategyModel, Supervise,
+    BackoffModel, BodyModel, ChildModel, Delays, RestartModel, StrategyModel, Supervise, Timing,
 };
 use crate::common::duration;
 
@@ -55,12 +55,12 @@ pub(crate) fn expand(model: Supervise) -> TokenStream {
         let window = duration::to_tokens(*window, literal);
         builder.extend(quote!(.intensity(#restarts, #window)));
     }
-    if let Some((grace, literal)) = &model.grace {
-        let grace = duration::to_tokens(*grace, literal);
+    if let Some(grace) = &model.grace {
+        let grace = timing(grace);
         builder.extend(quote!(.grace(#grace)));
     }
-    if let Some((cancel, literal)) = &model.cancel {
-        let cancel = duration::to_tokens(*cancel, literal);
+    if let Some(cancel) = &model.cancel {
+        let cancel = timing(cancel);
         builder.extend(quote!(.cancel_timeout(#cancel)));
     }
     if let Some((seed, span)) = &model.seed {
@@ -142,6 +142,23 @@ fn backoff_tokens(backoff: &BackoffModel) -> Option<TokenStream> {
         tokens.extend(quote!(.jitter(#jitter)));
     }
     Some(tokens)
+}
+
+/// A shutdown duration: a constant, or the user's expression, typed as a
+/// `Duration` where it is written.
+fn timing(timing: &Timing) -> TokenStream {
+    match timing {
+        Timing::Literal(duration, literal) => duration::to_tokens(*duration, literal),
+        Timing::Runtime(group) => {
+            let expr = group.stream();
+            quote_spanned! {group.span()=>
+                {
+                    let duration: ::core::time::Duration = #expr;
+                    duration
+                }
+            }
+        }
+    }
 }
 
 fn spanned(mut literal: Literal, span: Span) -> Literal {

@@ -18,7 +18,7 @@ const RESTARTS: &[&str] = &["permanent", "transient", "temporary"];
 const CHILD_OPTIONS: &[&str] = &["backoff", "factor", "jitter"];
 
 const INTENSITY_FORM: &str = "expected `intensity: 5 within \"10s\"`: at most 5 restarts within any 10 seconds, past which the supervisor fails";
-const SHUTDOWN_FORM: &str = "expected `shutdown: grace \"5s\" then cancel \"10s\"` (or `grace \"5s\"` alone): how long children may finish after being asked to stop, then how long they get once cancelled";
+const SHUTDOWN_FORM: &str = "expected `shutdown: grace \"5s\" then cancel \"10s\"` (or `grace \"5s\"` alone; a duration known at run time goes in parentheses: `grace (config.grace)`): how long children may finish after being asked to stop, then how long they get once cancelled";
 const BACKOFF_FORM: &str = "expected `backoff \"100ms\"..\"5s\"` (the first delay, then the longest) or `backoff none` (restart at once)";
 const CHILD_OPTION_FORM: &str = "accepted: `permanent`, `transient`, `temporary`, `backoff \"100ms\"..\"5s\"`, `backoff none`, `factor 2`, `jitter 0.1`";
 
@@ -41,8 +41,8 @@ pub(crate) struct Supervise {
     pub(crate) strategy: Option<(StrategyModel, Span)>,
     /// The most restarts, where it was written, and the window.
     pub(crate) intensity: Option<(u32, Span, (Duration, LitStr))>,
-    pub(crate) grace: Option<(Duration, LitStr)>,
-    pub(crate) cancel: Option<(Duration, LitStr)>,
+    pub(crate) grace: Option<Timing>,
+    pub(crate) cancel: Option<Timing>,
     pub(crate) seed: Option<(u64, Span)>,
     pub(crate) children: Vec<ChildModel>,
     pub(crate) body: BodyModel,
@@ -266,11 +266,26 @@ fn intensity(reader: &mut Reader<'_>) -> syn::Result<(u32, Span, (Duration, LitS
     Ok((restarts, count.span(), window))
 }
 
-type Shutdown = (Option<(Duration, LitStr)>, Option<(Duration, LitStr)>);
+/// A shutdown duration: a literal checked now, or an expression (in
+/// parentheses) known only at run time, such as a command-line flag.
+pub(crate) enum Timing {
+    Literal(Duration, LitStr),
+    Runtime(proc_macro2::Group),
+}
+
+type Shutdown = (Option<Timing>, Option<Timing>);
+
+/// The shutdown duration after `word`: a literal, or `(expression)`.
+fn timing_after(reader: &mut Reader<'_>, word: &str, example: &str) -> syn::Result<Timing> {
+    if let Some(group) = reader.parenthesised() {
+        return Ok(Timing::Runtime(group));
+    }
+    duration_after(reader, word, example).map(|(duration, text)| Timing::Literal(duration, text))
+}
 
 fn shutdown(reader: &mut Reader<'_>) -> syn::Result<Shutdown> {
     if reader.word("grace").is_some() {
-        let grace = duration_after(reader, "grace", "5s")?;
+        let grace = timing_after(reader, "grace", "5s")?;
         if reader.is_done() {
             return Ok((Some(grace), None));
         }
@@ -282,11 +297,11 @@ fn shutdown(reader: &mut Reader<'_>) -> syn::Result<Shutdown> {
         if reader.word("cancel").is_none() {
             return Err(reader.error(SHUTDOWN_FORM));
         }
-        let cancel = duration_after(reader, "cancel", "10s")?;
+        let cancel = timing_after(reader, "cancel", "10s")?;
         return Ok((Some(grace), Some(cancel)));
     }
     if reader.word("cancel").is_some() {
-        let cancel = duration_after(reader, "cancel", "10s")?;
+        let cancel = timing_after(reader, "cancel", "10s")?;
         return Ok((None, Some(cancel)));
     }
     Err(reader.whole_error(SHUTDOWN_FORM))

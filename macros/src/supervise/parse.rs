@@ -484,6 +484,19 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A parenthesised group, if one comes next: an expression computed at
+    /// run time.
+    pub(crate) fn parenthesised(&mut self) -> Option<proc_macro2::Group> {
+        match self.peek() {
+            Some(TokenTree::Group(group))
+                if group.delimiter() == proc_macro2::Delimiter::Parenthesis =>
+            {
+                self.advance(group.clone())
+            }
+            _ => None,
+        }
+    }
+
     /// An error at the next token, or over the whole value if none is left.
     pub(crate) fn error(&self, message: impl std::fmt::Display) -> syn::Error {
         match self.peek() {

@@ -80,8 +80,10 @@ mod shadowed {
 
     pub(crate) async fn typed_and_moved() -> usize {
         let owned = ::std::vec![1, 2, 3];
+        // Durations known only at run time go in parentheses.
+        let grace = ::core::time::Duration::from_millis(owned.len() as u64);
         let supervised = ::tethered::supervise! {
-            shutdown: grace "1s",
+            shutdown: grace (grace * 2) then cancel (::core::time::Duration::from_secs(1)),
             body move |sv: &::tethered::Supervisor| -> usize {
                 let _ = sv.name();
                 owned.len()

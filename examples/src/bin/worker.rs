@@ -1,0 +1,19 @@
+//! `worker`: a SQLite job queue worked under a supervisor, stopped cleanly
+//! by SIGINT or SIGTERM. The logic is in `tethered_examples::worker`.
+//!
+//! ```text
+//! worker enqueue N [--db PATH]
+//! worker run [--db PATH] [--concurrency N] [--grace DUR] [--work-ms N] [--exit-when-empty]
+//! worker demo
+//! ```
+//!
+//! `main`'s own grace is long (60 s): the supervisor's `--grace` decides
+//! when jobs in flight are cancelled, and `main` only waits for it.
+
+use std::process::ExitCode;
+
+#[tethered::main(grace = "60s", cancel_timeout = "30s")]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    tethered_examples::worker::main(args).await
+}

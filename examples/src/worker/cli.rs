@@ -1,0 +1,196 @@
+//! The command line, parsed by hand.
+//!
+//! ```text
+//! worker enqueue N [--db PATH]
+//! worker run [--db PATH] [--concurrency N] [--grace DUR] [--work-ms N] [--exit-when-empty]
+//! worker demo
+//! ```
+//!
+//! `DUR` is a number with a unit: `500ms`, `5s`, `2m`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The default database file.
+pub const DEFAULT_DB: &str = "./worker.sqlite3";
+
+/// The usage text, printed after a usage error.
+pub const USAGE: &str = "usage: worker enqueue N [--db PATH] | worker run [--db PATH] [--concurrency N] [--grace DUR] [--work-ms N] [--exit-when-empty] | worker demo";
+
+/// What to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Add `count` queued jobs to `db`.
+    Enqueue {
+        /// The database file.
+        db: PathBuf,
+        /// How many jobs.
+        count: u64,
+    },
+    /// Work the queue.
+    Run(RunConfig),
+    /// Play the demo.
+    Demo,
+}
+
+/// `worker run`'s options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunConfig {
+    /// The database file (`--db`, default [`DEFAULT_DB`]).
+    pub db: PathBuf,
+    /// How many jobs at once (`--concurrency`, default 8, at least 1).
+    pub concurrency: usize,
+    /// How long jobs in flight may finish after a stop (`--grace`, default
+    /// 5 s); the ones still running are then cancelled and returned.
+    pub grace: Duration,
+    /// How long one job "works" (`--work-ms`, default 20).
+    pub work: Duration,
+    /// End once the queue is empty and nothing is in flight
+    /// (`--exit-when-empty`), rather than wait for more jobs.
+    pub exit_when_empty: bool,
+}
+
+impl RunConfig {
+    /// The defaults, on `db`.
+    pub fn new(db: impl Into<PathBuf>) -> RunConfig {
+        RunConfig {
+            db: db.into(),
+            concurrency: 8,
+            grace: Duration::from_secs(5),
+            work: Duration::from_millis(20),
+            exit_when_empty: false,
+        }
+    }
+}
+
+/// Parses the arguments after the program's name. The error is one line.
+pub fn parse(args: &[String]) -> Result<Command, String> {
+    let Some((command, rest)) = args.split_first() else {
+        return Err("missing command (enqueue, run or demo)".to_owned());
+    };
+    match command.as_str() {
+        "enqueue" => {
+            let mut db = PathBuf::from(DEFAULT_DB);
+            let mut count = None;
+            let mut rest = rest.iter();
+            while let Some(arg) = rest.next() {
+                match arg.as_str() {
+                    "--db" => db = PathBuf::from(value(&mut rest, "--db")?),
+                    flag if flag.starts_with('-') => {
+                        return Err(format!("unknown flag `{flag}` for enqueue"));
+                    }
+                    n if count.is_none() => count = Some(number(n, "N")?),
+                    extra => return Err(format!("unexpected argument `{extra}`")),
+                }
+            }
+            let count = count.ok_or("enqueue needs a count: worker enqueue N")?;
+            Ok(Command::Enqueue { db, count })
+        }
+        "run" => {
+            let mut config = RunConfig::new(DEFAULT_DB);
+            let mut rest = rest.iter();
+            while let Some(arg) = rest.next() {
+                match arg.as_str() {
+                    "--db" => config.db = PathBuf::from(value(&mut rest, "--db")?),
+                    "--concurrency" => {
+                        let n = number(value(&mut rest, "--concurrency")?, "--concurrency")?;
+                        if n == 0 {
+                            return Err("--concurrency must be at least 1".to_owned());
+                        }
+                        config.concurrency = usize::try_from(n)
+                            .map_err(|_| format!("--concurrency {n} is too large"))?;
+                    }
+                    "--grace" => config.grace = duration(value(&mut rest, "--grace")?)?,
+                    "--work-ms" => {
+                        let ms = number(value(&mut rest, "--work-ms")?, "--work-ms")?;
+                        config.work = Duration::from_millis(ms);
+                    }
+                    "--exit-when-empty" => config.exit_when_empty = true,
+                    flag if flag.starts_with('-') => {
+                        return Err(format!("unknown flag `{flag}` for run"));
+                    }
+                    extra => return Err(format!("unexpected argument `{extra}`")),
+                }
+            }
+            Ok(Command::Run(config))
+        }
+        "demo" => match rest.first() {
+            None => Ok(Command::Demo),
+            Some(extra) => Err(format!("unexpected argument `{extra}` for demo")),
+        },
+        other => Err(format!("unknown command `{other}` (enqueue, run or demo)")),
+    }
+}
+
+fn value<'a>(rest: &mut impl Iterator<Item = &'a String>, flag: &str) -> Result<&'a str, String> {
+    rest.next()
+        .map(String::as_str)
+        .ok_or_else(|| format!("{flag} needs a value"))
+}
+
+fn number(text: &str, what: &str) -> Result<u64, String> {
+    text.parse()
+        .map_err(|_| format!("{what}: `{text}` is not a whole number"))
+}
+
+/// `500ms`, `5s`, `2m` (a bare number is refused: say the unit).
+pub fn duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let bad = || format!("--grace: `{text}` is not a duration like 500ms, 5s or 2m");
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn parses_run() {
+        let Ok(Command::Run(config)) = parse(&args(
+            "run --db /tmp/q.db --concurrency 3 --grace 250ms --work-ms 7 --exit-when-empty",
+        )) else {
+            panic!("not a run");
+        };
+        assert_eq!(config.db, PathBuf::from("/tmp/q.db"));
+        assert_eq!(config.concurrency, 3);
+        assert_eq!(config.grace, Duration::from_millis(250));
+        assert_eq!(config.work, Duration::from_millis(7));
+        assert!(config.exit_when_empty);
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        for line in [
+            "",
+            "run --concurrency 0",
+            "run --bogus",
+            "run --grace 5",
+            "run --work-ms",
+            "enqueue",
+            "enqueue x",
+            "frobnicate",
+        ] {
+            assert!(parse(&args(line)).is_err(), "{line:?} was accepted");
+        }
+        assert_eq!(
+            parse(&args("enqueue 5 --db x")),
+            Ok(Command::Enqueue {
+                db: PathBuf::from("x"),
+                count: 5
+            })
+        );
+    }
+}

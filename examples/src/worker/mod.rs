@@ -1,0 +1,518 @@
+//! `worker`: a job queue in SQLite, worked by a [`Supervisor`], stopped
+//! cleanly by SIGINT or SIGTERM (`examples/src/bin/worker.rs`).
+//!
+//! ```text
+//! main                                  #[tethered::main]; a signal stops it
+//! └── scope `held`                      the instance lock (lock.rs)
+//!     ├── task `lock-watchdog`          periodic: keeps the lock row alive
+//!     └── supervisor `worker`
+//!         ├── static `lease-keeper`     periodic: extends the leases of the jobs in flight
+//!         ├── static `metrics`          periodic: one line on stderr
+//!         ├── (body)                    takes jobs, at most `--concurrency` in flight
+//!         ├── dynamic `job-17`          works `--work-ms`, marks the job done
+//!         └── dynamic `job-18`          ...
+//! ```
+//!
+//! **The stop.** SIGINT or SIGTERM stops `main`, and the stop reaches the
+//! supervisor: its body stops taking jobs and returns; the jobs in flight
+//! get `--grace` to finish (they do not look at the stop: a started job is
+//! worth finishing); the ones still running are then cancelled, and each
+//! returns its job to the queue from a `Drop` guard ([`Claim`]), `attempts`
+//! unchanged (it already counts the interrupted take). The static children
+//! (the lease keeper, the metrics) are stopped last, once the jobs are gone,
+//! so leases are kept while jobs finish. After the supervisor has returned,
+//! the run returns every job this owner still holds (there should be none:
+//! the guards did it) and counts what is left (`lost`, which must be 0).
+//! Then the lock scope cancels its watchdog and deletes the lock row. The
+//! process prints `taken=… done=… returned=… lost=…` on stdout and exits 0.
+//!
+//! The grace period comes from `--grace`, known only at run time: in
+//! `supervise!` it is written in parentheses, `grace (config.grace)`.
+
+pub mod cli;
+pub mod lock;
+pub mod queue;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tethered::{Supervisor, SupervisorError, periodic};
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use cli::{Command, RunConfig};
+use lock::{HeldError, Holder, LockError};
+use queue::{DbError, Queue};
+
+/// How long a job's lease lasts without renewal: a crashed worker's jobs
+/// are taken again this long after its last renewal.
+pub const LEASE: Duration = Duration::from_secs(10);
+
+/// How often the body looks for jobs when the queue was empty.
+const POLL: Duration = Duration::from_millis(50);
+
+/// What a run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Jobs this process took.
+    pub taken: u64,
+    /// Jobs it finished.
+    pub done: u64,
+    /// Jobs it returned to the queue unfinished.
+    pub returned: u64,
+    /// Jobs still `taken` by it after the returns: must be 0.
+    pub lost: u64,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "taken={} done={} returned={} lost={}",
+            self.taken, self.done, self.returned, self.lost
+        )
+    }
+}
+
+impl Summary {
+    /// Parses the line [`Display`](fmt::Display) writes.
+    pub fn parse(line: &str) -> Option<Summary> {
+        let mut summary = Summary::default();
+        let mut fields = line.trim().split(' ');
+        for (name, slot) in [
+            ("taken", &mut summary.taken),
+            ("done", &mut summary.done),
+            ("returned", &mut summary.returned),
+            ("lost", &mut summary.lost),
+        ] {
+            let (key, value) = fields.next()?.split_once('=')?;
+            if key != name {
+                return None;
+            }
+            *slot = value.parse().ok()?;
+        }
+        fields.next().is_none().then_some(summary)
+    }
+}
+
+/// Why a run failed.
+#[derive(Debug)]
+pub enum WorkerError {
+    /// Bad arguments (exit 2).
+    Usage(String),
+    /// The database could not be opened or used (exit 2 when opening).
+    Db(DbError),
+    /// Another instance holds the lock (exit 3).
+    Locked(LockError),
+    /// The supervisor failed (its body panicked).
+    Supervisor(SupervisorError),
+    /// The lock's scope failed.
+    Scope(tethered::ScopeError),
+}
+
+impl WorkerError {
+    /// The process's exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            WorkerError::Usage(_) | WorkerError::Db(_) => 2,
+            WorkerError::Locked(_) => 3,
+            WorkerError::Supervisor(_) | WorkerError::Scope(_) => 1,
+        }
+    }
+}
+
+impl fmt::Display for WorkerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WorkerError::Usage(message) => write!(f, "{message}"),
+            WorkerError::Db(error) => error.fmt(f),
+            WorkerError::Locked(error) => error.fmt(f),
+            WorkerError::Supervisor(error) => error.fmt(f),
+            WorkerError::Scope(error) => error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for WorkerError {}
+
+impl From<DbError> for WorkerError {
+    fn from(error: DbError) -> Self {
+        WorkerError::Db(error)
+    }
+}
+
+impl From<HeldError> for WorkerError {
+    fn from(error: HeldError) -> Self {
+        match error {
+            HeldError::Lock(LockError::Db(error)) => WorkerError::Db(error),
+            HeldError::Lock(error) => WorkerError::Locked(error),
+            HeldError::Scope(error) => WorkerError::Scope(error),
+        }
+    }
+}
+
+/// The counts of a run, as the tasks make them.
+#[derive(Debug, Default)]
+struct Counters {
+    taken: AtomicU64,
+    done: AtomicU64,
+    returned: AtomicU64,
+}
+
+impl Counters {
+    fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::SeqCst)
+    }
+
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::SeqCst);
+    }
+}
+
+/// A job in flight, and its slot. Dropped unfinished (the job was
+/// cancelled, or its future was dropped before it started), it returns the
+/// job to the queue.
+#[derive(Debug)]
+struct Claim {
+    queue: Arc<Queue>,
+    owner: Arc<str>,
+    id: i64,
+    counters: Arc<Counters>,
+    finished: bool,
+    // Dropped after `drop` has returned the job: the slot frees up once the
+    // job is back in the queue.
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        match self.queue.release(self.id, &self.owner) {
+            Ok(true) => Counters::add(&self.counters.returned, 1),
+            Ok(false) => {}
+            // The body's `release_all` after the supervisor tries again.
+            Err(error) => eprintln!("worker: job {}: {error}", self.id),
+        }
+    }
+}
+
+/// One job: works for `work`, then marks it done.
+async fn work(mut claim: Claim, work: Duration) -> Result<(), DbError> {
+    tokio::time::sleep(work).await;
+    claim.queue.finish(claim.id)?;
+    claim.finished = true;
+    Counters::add(&claim.counters.done, 1);
+    Ok(())
+}
+
+/// A schedule as a supervised child: it ends only if stopped, or if its
+/// body failed.
+async fn schedule_ended(schedule: tethered::PeriodicTask) -> Result<(), tethered::PeriodicError> {
+    schedule.await.map(drop)
+}
+
+/// Extends the leases of this owner's jobs in flight.
+#[periodic(every = "1s", overlap = skip, first = after, name = "lease-keeper")]
+async fn lease_keeper(queue: Arc<Queue>, owner: Arc<str>) -> Result<(), DbError> {
+    queue.extend_leases(&owner, LEASE)?;
+    Ok(())
+}
+
+/// One line of counts on stderr.
+#[periodic(every = "1s", overlap = skip, first = after, name = "metrics")]
+async fn metrics(counters: Arc<Counters>, slots: Arc<Semaphore>, concurrency: usize) {
+    eprintln!(
+        "worker: in_flight={} taken={} done={} returned={}",
+        concurrency - slots.available_permits(),
+        Counters::get(&counters.taken),
+        Counters::get(&counters.done),
+        Counters::get(&counters.returned),
+    );
+}
+
+/// Works the queue at `config.db` until stopped (or, with
+/// `exit_when_empty`, until it is empty), holding the instance lock.
+pub async fn run(config: RunConfig) -> Result<Summary, WorkerError> {
+    let queue = Arc::new(Queue::open(&config.db)?);
+    let holder = Holder::this_process();
+    // Outlives the shutdown, during which the watchdog no longer runs.
+    let ttl = config.grace + Duration::from_secs(10);
+    let work = supervised(queue.clone(), holder.clone(), config);
+    lock::held(queue, holder, ttl, work).await?
+}
+
+async fn supervised(
+    queue: Arc<Queue>,
+    holder: Holder,
+    config: RunConfig,
+) -> Result<Summary, WorkerError> {
+    let owner: Arc<str> = Arc::from(holder.name.as_str());
+    let counters = Arc::new(Counters::default());
+    let slots = Arc::new(Semaphore::new(config.concurrency));
+    eprintln!(
+        "worker: `{owner}` running on {} (concurrency {}, grace {:?}, work {:?})",
+        config.db.display(),
+        config.concurrency,
+        config.grace,
+        config.work
+    );
+
+    let supervised = tethered::supervise! {
+        name: "worker",
+        // Started jobs get `--grace` to finish; then they are cancelled and
+        // their claims return them to the queue.
+        shutdown: grace (config.grace) then cancel "5s",
+        // Static children are stopped last: leases are kept while the jobs
+        // in flight finish.
+        child "lease-keeper" => schedule_ended(lease_keeper(queue.clone(), owner.clone())),
+        child "metrics" => schedule_ended(metrics(counters.clone(), slots.clone(), config.concurrency)),
+        body |sv| { take_jobs(sv, &queue, &owner, &counters, &slots, &config).await },
+    }
+        .map_err(WorkerError::Supervisor)?;
+
+    // Jobs the guards could not return (a database error), or whose task
+    // outlived the shutdown, are returned here.
+    let returned = queue.release_all(&owner)?;
+    Counters::add(&counters.returned, returned);
+    let lost = queue.taken_by(&owner)?;
+    if let Some(Err(error)) = supervised.value {
+        return Err(error.into());
+    }
+    Ok(Summary {
+        taken: Counters::get(&counters.taken),
+        done: Counters::get(&counters.done),
+        returned: Counters::get(&counters.returned),
+        lost,
+    })
+}
+
+/// The supervisor's body: takes jobs while slots are free, and spawns each
+/// as a dynamic child, until stopped.
+async fn take_jobs(
+    sv: &Supervisor,
+    queue: &Arc<Queue>,
+    owner: &Arc<str>,
+    counters: &Arc<Counters>,
+    slots: &Arc<Semaphore>,
+    config: &RunConfig,
+) -> Result<(), DbError> {
+    loop {
+        if tethered::is_stopping() {
+            return Ok(());
+        }
+        let free = slots.available_permits();
+        if free == 0 {
+            // Wait for a slot (without keeping it: the next take counts).
+            tokio::select! {
+                slot = slots.acquire() => drop(slot),
+                _ = tethered::stop_requested() => return Ok(()),
+            }
+            continue;
+        }
+        let jobs = queue.take(owner, free, LEASE)?;
+        if jobs.is_empty() {
+            if config.exit_when_empty && slots.available_permits() == config.concurrency {
+                return Ok(());
+            }
+            tokio::select! {
+                () = tokio::time::sleep(POLL) => {}
+                _ = tethered::stop_requested() => return Ok(()),
+            }
+            continue;
+        }
+        Counters::add(&counters.taken, jobs.len() as u64);
+        for job in jobs {
+            let slot = slots
+                .clone()
+                .try_acquire_owned()
+                .expect("no more jobs taken than free slots");
+            let claim = Claim {
+                queue: queue.clone(),
+                owner: owner.clone(),
+                id: job.id,
+                counters: counters.clone(),
+                finished: false,
+                _slot: slot,
+            };
+            // Refused once the shutdown has begun: the future is dropped
+            // unpolled, and with it the claim, which returns the job.
+            let _ = sv.spawn(format!("job-{}", job.id), work(claim, config.work));
+        }
+    }
+}
+
+/// Adds `count` jobs to the queue at `db`; returns the total.
+pub fn enqueue(db: &Path, count: u64) -> Result<u64, WorkerError> {
+    Ok(Queue::open(db)?.enqueue(count)?)
+}
+
+/// The program: parses `args` (without the program's name), runs the
+/// command, prints what it has to, and says how to exit.
+pub async fn main(args: Vec<String>) -> ExitCode {
+    let command = match cli::parse(&args) {
+        Ok(command) => command,
+        Err(message) => return fail(&WorkerError::Usage(format!("{message}; {}", cli::USAGE))),
+    };
+    match command {
+        Command::Enqueue { db, count } => match enqueue(&db, count) {
+            Ok(total) => {
+                println!(
+                    "enqueued {count} jobs ({total} in total) in {}",
+                    db.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(error) => fail(&error),
+        },
+        Command::Run(config) => match run(config).await {
+            Ok(summary) => {
+                println!("{summary}");
+                if summary.lost == 0 {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(error) => fail(&error),
+        },
+        Command::Demo => match demo().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("worker demo: {message}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn fail(error: &WorkerError) -> ExitCode {
+    eprintln!("worker: {error}");
+    ExitCode::from(error.exit_code())
+}
+
+/// Runs this program as a child, `worker run …`, sends it SIGTERM after
+/// `stop_after` (if given and it is still running); returns its summary.
+async fn run_child(db: &Path, stop_after: Option<Duration>) -> Result<Summary, String> {
+    let exe = std::env::current_exe().map_err(|error| format!("cannot find myself: {error}"))?;
+    let mut args = vec![
+        "run".to_owned(),
+        "--db".to_owned(),
+        db.display().to_string(),
+        "--concurrency".to_owned(),
+        "16".to_owned(),
+        "--grace".to_owned(),
+        "2s".to_owned(),
+    ];
+    if stop_after.is_none() {
+        args.push("--exit-when-empty".to_owned());
+    }
+    let mut child = tokio::process::Command::new(exe)
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|error| format!("cannot start the worker: {error}"))?;
+    let pid = child.id().ok_or("the worker exited at once")?;
+    println!("demo: started `worker {}` (pid {pid})", args.join(" "));
+    // Relay its stderr, and wait for it to say it runs before the clock
+    // starts.
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().ok_or("no stderr")?).lines();
+    let (running_tx, running_rx) = tokio::sync::oneshot::channel();
+    let relay = tokio::spawn(async move {
+        let mut running_tx = Some(running_tx);
+        while let Ok(Some(line)) = stderr.next_line().await {
+            println!("  | {line}");
+            if line.contains("running on") {
+                running_tx.take().map(|tx| tx.send(()));
+            }
+        }
+    });
+    let _ = running_rx.await;
+    if let Some(after) = stop_after {
+        tokio::select! {
+            () = tokio::time::sleep(after) => {
+                println!("demo: sending SIGTERM to {pid}");
+                let status = tokio::process::Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status()
+                    .await
+                    .map_err(|error| format!("cannot run kill: {error}"))?;
+                if !status.success() {
+                    return Err(format!("kill -TERM {pid} failed: {status}"));
+                }
+            }
+            _ = child.wait() => {}
+        }
+    }
+    let mut stdout = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        tokio::io::AsyncReadExt::read_to_string(&mut out, &mut stdout)
+            .await
+            .map_err(|error| format!("cannot read the worker's output: {error}"))?;
+    }
+    let status = child
+        .wait()
+        .await
+        .map_err(|error| format!("cannot wait for the worker: {error}"))?;
+    let _ = relay.await;
+    let line = stdout.lines().last().unwrap_or_default();
+    println!("demo: worker exited with {status}; summary: {line}");
+    if !status.success() {
+        return Err(format!("the worker failed: {status}"));
+    }
+    Summary::parse(line).ok_or_else(|| format!("no summary line in {stdout:?}"))
+}
+
+/// The demo: a fresh queue of 3000 jobs in a temporary directory, a worker
+/// stopped with SIGTERM after 2 s, a second one that finishes the queue.
+pub async fn demo() -> Result<(), String> {
+    let started = Instant::now();
+    let dir: PathBuf = std::env::temp_dir().join(format!(
+        "tethered-worker-demo-{}-{}",
+        std::process::id(),
+        queue::now_ms()
+    ));
+    std::fs::create_dir_all(&dir)
+        .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
+    let db = dir.join("queue.sqlite3");
+    let total = enqueue(&db, 3000).map_err(|error| error.to_string())?;
+    println!("demo: enqueued {total} jobs in {}", db.display());
+
+    let first = run_child(&db, Some(Duration::from_secs(2))).await?;
+    let second = run_child(&db, None).await?;
+
+    let queue = Queue::open(&db).map_err(|error| error.to_string())?;
+    let counts = queue.counts().map_err(|error| error.to_string())?;
+    let twice: i64 = queue
+        .conn()
+        .query_row(
+            "SELECT count(*) FROM jobs WHERE done_count > 1",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(|error| error.to_string())?;
+    println!("demo: first run:  {first}");
+    println!("demo: second run: {second}");
+    println!(
+        "demo: queue: queued={} taken={} done={} failed={}; done more than once: {twice}; took {:.1}s",
+        counts.queued,
+        counts.taken,
+        counts.done,
+        counts.failed,
+        started.elapsed().as_secs_f64()
+    );
+    drop(queue);
+    let _ = std::fs::remove_dir_all(&dir);
+    if counts.done == total && twice == 0 && first.lost == 0 && second.lost == 0 {
+        Ok(())
+    } else {
+        Err("the queue did not end up fully done exactly once".to_owned())
+    }
+}

@@ -1,0 +1,248 @@
+//! The `worker` binary on a real queue: a SIGTERM in the middle leaves no
+//! job taken and none done twice, a second run finishes the queue, a second
+//! instance is refused while the first holds the lock, bad input exits 2.
+#![cfg(unix)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use rusqlite::Connection;
+use tethered_examples::worker::Summary;
+
+const WORKER: &str = env!("CARGO_BIN_EXE_worker");
+
+/// A database path of its own, in a directory removed at the end.
+struct TempDb {
+    dir: PathBuf,
+}
+
+impl TempDb {
+    fn new(test: &str) -> TempDb {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "tethered-worker-test-{test}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the temp dir");
+        TempDb { dir }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.join("queue.sqlite3")
+    }
+
+    fn arg(&self) -> String {
+        self.path().display().to_string()
+    }
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn worker(args: &[&str]) -> Output {
+    Command::new(WORKER)
+        .args(args)
+        .output()
+        .expect("run worker")
+}
+
+fn enqueue(db: &TempDb, n: u32) {
+    let out = worker(&["enqueue", &n.to_string(), "--db", &db.arg()]);
+    assert!(out.status.success(), "enqueue failed: {out:?}");
+}
+
+/// Starts `worker run --db … extra…` and waits until it says it runs.
+fn start(db: &TempDb, extra: &[&str]) -> (Child, BufReader<ChildStderr>) {
+    let mut child = Command::new(WORKER)
+        .args(["run", "--db", &db.arg()])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start worker");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    stderr.read_line(&mut line).expect("read stderr");
+    assert!(
+        line.contains("running on"),
+        "the worker did not start: {line:?}"
+    );
+    (child, stderr)
+}
+
+fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// Waits for the worker, checks it exited 0, returns its summary.
+fn finish(child: Child, mut stderr: BufReader<ChildStderr>) -> Summary {
+    let out = child.wait_with_output().expect("wait for worker");
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "worker exited with {}: {stdout}{rest}",
+        out.status
+    );
+    let line = stdout.lines().last().unwrap_or_default();
+    Summary::parse(line).unwrap_or_else(|| panic!("no summary line in {stdout:?}; stderr: {rest}"))
+}
+
+fn count(db: &Path, sql: &str) -> i64 {
+    let conn = Connection::open(db).expect("open the queue");
+    conn.query_row(sql, [], |row| row.get(0)).expect("count")
+}
+
+fn check_clean(db: &Path) {
+    assert_eq!(
+        count(db, "SELECT count(*) FROM jobs WHERE state = 'taken'"),
+        0
+    );
+    assert_eq!(
+        count(db, "SELECT count(*) FROM jobs WHERE done_count > 1"),
+        0
+    );
+    assert_eq!(
+        count(db, "SELECT count(*) FROM instance_lock"),
+        0,
+        "the lock row was left"
+    );
+}
+
+#[test]
+fn sigterm_leaves_nothing_taken_and_a_second_run_finishes() {
+    let db = TempDb::new("sigterm");
+    enqueue(&db, 200);
+    let (child, stderr) = start(&db, &["--concurrency", "4", "--work-ms", "50"]);
+    std::thread::sleep(Duration::from_millis(500));
+    terminate(&child);
+    let first = finish(child, stderr);
+    assert_eq!(first.lost, 0);
+    assert!(first.done > 0, "{first:?}");
+    assert!(
+        first.done < 200,
+        "the queue was done before the signal: {first:?}"
+    );
+    assert_eq!(first.taken, first.done + first.returned);
+    check_clean(&db.path());
+    let done = count(&db.path(), "SELECT count(*) FROM jobs WHERE state = 'done'");
+    assert_eq!(u64::try_from(done).unwrap(), first.done);
+
+    let (child, stderr) = start(
+        &db,
+        &["--concurrency", "8", "--work-ms", "5", "--exit-when-empty"],
+    );
+    let second = finish(child, stderr);
+    assert_eq!(second.lost, 0);
+    assert_eq!(first.done + second.done, 200, "{first:?} then {second:?}");
+    assert_eq!(
+        count(&db.path(), "SELECT count(*) FROM jobs WHERE state = 'done'"),
+        200
+    );
+    check_clean(&db.path());
+}
+
+#[test]
+fn jobs_cancelled_after_the_grace_period_are_returned() {
+    let db = TempDb::new("grace");
+    enqueue(&db, 20);
+    // Jobs of 10 s, a grace of 100 ms: the jobs in flight are cancelled.
+    let (child, stderr) = start(
+        &db,
+        &[
+            "--concurrency",
+            "3",
+            "--work-ms",
+            "10000",
+            "--grace",
+            "100ms",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    terminate(&child);
+    let summary = finish(child, stderr);
+    assert_eq!(
+        summary,
+        Summary {
+            taken: 3,
+            done: 0,
+            returned: 3,
+            lost: 0
+        }
+    );
+    check_clean(&db.path());
+    assert_eq!(
+        count(
+            &db.path(),
+            "SELECT count(*) FROM jobs WHERE state = 'queued'"
+        ),
+        20
+    );
+    // The interrupted take still counts as an attempt.
+    assert_eq!(count(&db.path(), "SELECT sum(attempts) FROM jobs"), 3);
+}
+
+#[test]
+fn a_second_instance_is_refused_while_the_first_holds_the_lock() {
+    let db = TempDb::new("lock");
+    enqueue(&db, 50);
+    let (child, stderr) = start(&db, &["--concurrency", "1", "--work-ms", "200"]);
+    let pid = child.id();
+    let second = worker(&["run", "--db", &db.arg()]);
+    let message = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(3), "{message}");
+    assert!(message.contains("locked by `worker-"), "{message}");
+    assert!(message.contains(&format!("(pid {pid})")), "{message}");
+    assert!(second.stdout.is_empty());
+
+    terminate(&child);
+    let summary = finish(child, stderr);
+    assert_eq!(summary.lost, 0);
+    check_clean(&db.path());
+}
+
+#[test]
+fn bad_input_exits_2_with_one_line() {
+    let db = TempDb::new("bad");
+    for args in [
+        vec!["run", "--concurrency", "0", "--db", &db.arg()],
+        vec!["run", "--frobnicate", "--db", &db.arg()],
+        vec!["enqueue", "many", "--db", &db.arg()],
+        vec!["dance"],
+    ] {
+        let out = worker(&args);
+        let message = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {message}");
+        assert_eq!(message.lines().count(), 1, "{args:?}: {message}");
+    }
+    assert!(!db.path().exists(), "bad arguments created the database");
+
+    // Not a database: refused, and left as it was.
+    let garbage =
+        "this is not a database, just text that is long enough to be a header\n".repeat(4);
+    std::fs::write(db.path(), &garbage).unwrap();
+    let out = worker(&["run", "--db", &db.arg()]);
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{message}");
+    assert!(message.contains("not a database"), "{message}");
+    assert_eq!(std::fs::read_to_string(db.path()).unwrap(), garbage);
+
+    // A directory that does not exist.
+    let missing = db.dir.join("no/such/dir/queue.sqlite3");
+    let out = worker(&["enqueue", "3", "--db", &missing.display().to_string()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+}
