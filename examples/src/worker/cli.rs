@@ -7,6 +7,11 @@
 //! ```
 //!
 //! `DUR` is a number with a unit: `500ms`, `5s`, `2m`.
+//!
+//! `run` also takes a hidden `--lease DUR` (not in the usage text), for
+//! tests: the job lease, [`LEASE`](super::LEASE) by default; the lock row's
+//! expiry and the renewal cadence are derived from it, so that a restart
+//! after a SIGKILL can be made to wait well under a second.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -48,6 +53,13 @@ pub struct RunConfig {
     /// End once the queue is empty and nothing is in flight
     /// (`--exit-when-empty`), rather than wait for more jobs.
     pub exit_when_empty: bool,
+    /// How long a job's lease lasts without renewal (hidden `--lease`,
+    /// default [`LEASE`](super::LEASE), at least 100 ms). Leases and the
+    /// lock row are renewed every [`renew_every`](super::renew_every) of it,
+    /// and the lock row expires `grace + lease + renew_every(lease)` after
+    /// its last renewal: a killed process's lock and leases are stale that
+    /// long after it died. Meant for tests; shorter leases mean more writes.
+    pub lease: Duration,
 }
 
 impl RunConfig {
@@ -59,6 +71,7 @@ impl RunConfig {
             grace: Duration::from_secs(5),
             work: Duration::from_millis(20),
             exit_when_empty: false,
+            lease: super::LEASE,
         }
     }
 }
@@ -100,12 +113,19 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                         config.concurrency = usize::try_from(n)
                             .map_err(|_| format!("--concurrency {n} is too large"))?;
                     }
-                    "--grace" => config.grace = duration(value(&mut rest, "--grace")?)?,
+                    "--grace" => config.grace = duration("--grace", value(&mut rest, "--grace")?)?,
                     "--work-ms" => {
                         let ms = number(value(&mut rest, "--work-ms")?, "--work-ms")?;
                         config.work = Duration::from_millis(ms);
                     }
                     "--exit-when-empty" => config.exit_when_empty = true,
+                    // Hidden: for tests (see `RunConfig::lease`).
+                    "--lease" => {
+                        config.lease = duration("--lease", value(&mut rest, "--lease")?)?;
+                        if config.lease < Duration::from_millis(100) {
+                            return Err("--lease must be at least 100ms".to_owned());
+                        }
+                    }
                     flag if flag.starts_with('-') => {
                         return Err(format!("unknown flag `{flag}` for run"));
                     }
@@ -133,20 +153,12 @@ fn number(text: &str, what: &str) -> Result<u64, String> {
         .map_err(|_| format!("{what}: `{text}` is not a whole number"))
 }
 
-/// `500ms`, `5s`, `2m` (a bare number is refused: say the unit).
-pub fn duration(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let bad = || format!("--grace: `{text}` is not a duration like 500ms, 5s or 2m");
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
-        _ => Err(bad()),
-    }
+/// A duration as humantime reads it (`500ms`, `5s`, `2m`, `1h 30m`); a bare
+/// number is refused: say the unit.
+pub fn duration(flag: &str, text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|error| {
+        format!("{flag}: `{text}` is not a duration like 500ms, 5s or 2m ({error})")
+    })
 }
 
 #[cfg(test)]
@@ -169,6 +181,11 @@ mod tests {
         assert_eq!(config.grace, Duration::from_millis(250));
         assert_eq!(config.work, Duration::from_millis(7));
         assert!(config.exit_when_empty);
+        assert_eq!(config.lease, super::super::LEASE);
+        let Ok(Command::Run(config)) = parse(&args("run --lease 600ms")) else {
+            panic!("not a run");
+        };
+        assert_eq!(config.lease, Duration::from_millis(600));
     }
 
     #[test]
@@ -179,6 +196,8 @@ mod tests {
             "run --bogus",
             "run --grace 5",
             "run --work-ms",
+            "run --lease 50ms",
+            "run --lease",
             "enqueue",
             "enqueue x",
             "frobnicate",

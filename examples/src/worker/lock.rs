@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! scope `held`                       (on_exit = cancel)
-//! ├── task `lock-watchdog`           #[periodic(every = "1s", overlap = skip)]:
+//! ├── task `lock-watchdog`           periodic (every `renew`, overlap skip):
 //! │                                  pushes `expires` forward
 //! ├── (the body: the worker's run)
 //! └── defer: DELETE the row          runs after every child has ended
@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
-use tethered::periodic;
+use tethered::{Overlap, Periodic, PeriodicTask};
 
 use super::queue::{DbError, Queue, context, ms_from_now, now_ms};
 
@@ -178,19 +178,29 @@ pub fn holder(queue: &Queue) -> Result<Option<(String, i64)>, DbError> {
     )
 }
 
-/// Keeps the row alive: every second, `expires` moves to `ttl` from now.
-/// A run that finds the row gone or taken over fails (logged, counted);
-/// the schedule goes on.
-#[periodic(every = "1s", overlap = skip, first = after, name = "lock-watchdog")]
-async fn watchdog(queue: Arc<Queue>, holder: Holder, ttl: Duration) -> Result<(), LockError> {
-    if extend(&queue, &holder, ttl)? {
-        Ok(())
-    } else {
-        Err(LockError::Db(DbError(format!(
-            "the lock row no longer belongs to `{}`",
-            holder.name
-        ))))
-    }
+/// Keeps the row alive: every `renew` (shorter than `ttl`), `expires`
+/// moves to `ttl` from now. A run that finds the row gone or taken over
+/// fails (logged, counted); the schedule goes on.
+fn watchdog(queue: Arc<Queue>, holder: Holder, ttl: Duration, renew: Duration) -> PeriodicTask {
+    Periodic::every(renew)
+        .overlap(Overlap::Skip)
+        .first_after()
+        .name("lock-watchdog")
+        .run(move || {
+            let queue = queue.clone();
+            let holder = holder.clone();
+            async move {
+                if extend(&queue, &holder, ttl)? {
+                    Ok(())
+                } else {
+                    Err(LockError::Db(DbError(format!(
+                        "the lock row no longer belongs to `{}`",
+                        holder.name
+                    ))))
+                }
+            }
+        })
+        .boxed()
 }
 
 /// Why [`held`] ended without a value.
@@ -226,13 +236,15 @@ impl From<LockError> for HeldError {
 }
 
 /// Runs `work` while `holder` holds the lock row: takes it (or fails with
-/// [`LockError::Held`]), keeps it alive with the watchdog, and deletes it
+/// [`LockError::Held`]), keeps it alive with the watchdog (every `renew`,
+/// each time to `ttl` from now), and deletes it
 /// once `work` is done and the watchdog is gone.
 #[tethered::scoped(name = "held", on_exit = cancel)]
 pub async fn held<F>(
     queue: Arc<Queue>,
     holder: Holder,
     ttl: Duration,
+    renew: Duration,
     work: F,
 ) -> Result<F::Output, HeldError>
 where
@@ -247,7 +259,7 @@ where
     defer!(async move { release(&releasing, &releaser) });
     spawn!(
         "lock-watchdog",
-        watchdog(queue.clone(), holder.clone(), ttl)
+        watchdog(queue.clone(), holder.clone(), ttl, renew)
     );
     Ok(work.await)
 }

@@ -40,7 +40,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tethered::{Supervisor, SupervisorError, periodic};
+use tethered::{Overlap, Periodic, Supervisor, SupervisorError, periodic};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -50,7 +50,17 @@ use queue::{DbError, Queue};
 
 /// How long a job's lease lasts without renewal: a crashed worker's jobs
 /// are taken again this long after its last renewal.
+///
+/// (The default of the hidden `--lease`, see [`RunConfig::lease`].)
 pub const LEASE: Duration = Duration::from_secs(10);
+
+/// How often the leases of the jobs in flight, and the lock row, are
+/// renewed for a `lease`: a quarter of it, at most once a second (1 s for
+/// the default [`LEASE`]). A quarter, so that a slow tick or two does not
+/// let a live job's lease expire (the process would take its own job again).
+pub fn renew_every(lease: Duration) -> Duration {
+    (lease / 4).min(Duration::from_secs(1))
+}
 
 /// How often the body looks for jobs when the queue was empty.
 const POLL: Duration = Duration::from_millis(50);
@@ -217,11 +227,20 @@ async fn schedule_ended(schedule: tethered::PeriodicTask) -> Result<(), tethered
     schedule.await.map(drop)
 }
 
-/// Extends the leases of this owner's jobs in flight.
-#[periodic(every = "1s", overlap = skip, first = after, name = "lease-keeper")]
-async fn lease_keeper(queue: Arc<Queue>, owner: Arc<str>) -> Result<(), DbError> {
-    queue.extend_leases(&owner, LEASE)?;
-    Ok(())
+/// Extends the leases of this owner's jobs in flight to `lease` from now,
+/// every [`renew_every`]`(lease)`. (A [`Periodic`] built at run time rather
+/// than a `#[periodic]` fn: the period comes from `--lease`.)
+fn lease_keeper(queue: Arc<Queue>, owner: Arc<str>, lease: Duration) -> tethered::PeriodicTask {
+    Periodic::every(renew_every(lease))
+        .overlap(Overlap::Skip)
+        .first_after()
+        .name("lease-keeper")
+        .run(move || {
+            let queue = queue.clone();
+            let owner = owner.clone();
+            async move { queue.extend_leases(&owner, lease).map(drop) }
+        })
+        .boxed()
 }
 
 /// One line of counts on stderr.
@@ -241,10 +260,15 @@ async fn metrics(counters: Arc<Counters>, slots: Arc<Semaphore>, concurrency: us
 pub async fn run(config: RunConfig) -> Result<Summary, WorkerError> {
     let queue = Arc::new(Queue::open(&config.db)?);
     let holder = Holder::this_process();
-    // Outlives the shutdown, during which the watchdog no longer runs.
-    let ttl = config.grace + Duration::from_secs(10);
+    // Outlives the shutdown, during which the watchdog no longer runs. And
+    // outlives the leases: the row is renewed at most `renew` before the
+    // process dies, so it expires at least `grace + lease` after the death,
+    // when every lease the dead process held has expired too. The next
+    // holder finds its jobs takeable at once.
+    let renew = renew_every(config.lease);
+    let ttl = config.grace + config.lease + renew;
     let work = supervised(queue.clone(), holder.clone(), config);
-    lock::held(queue, holder, ttl, work).await?
+    lock::held(queue, holder, ttl, renew, work).await?
 }
 
 async fn supervised(
@@ -270,7 +294,7 @@ async fn supervised(
         shutdown: grace (config.grace) then cancel "5s",
         // Static children are stopped last: leases are kept while the jobs
         // in flight finish.
-        child "lease-keeper" => schedule_ended(lease_keeper(queue.clone(), owner.clone())),
+        child "lease-keeper" => schedule_ended(lease_keeper(queue.clone(), owner.clone(), config.lease)),
         child "metrics" => schedule_ended(metrics(counters.clone(), slots.clone(), config.concurrency)),
         body |sv| { take_jobs(sv, &queue, &owner, &counters, &slots, &config).await },
     }
@@ -315,9 +339,15 @@ async fn take_jobs(
             }
             continue;
         }
-        let jobs = queue.take(owner, free, LEASE)?;
+        let jobs = queue.take(owner, free, config.lease)?;
         if jobs.is_empty() {
-            if config.exit_when_empty && slots.available_permits() == config.concurrency {
+            // Empty means nothing queued and nothing taken, by anyone: a job
+            // still leased by a dead process (its lease not yet expired) is
+            // waited for, and taken once it expires.
+            if config.exit_when_empty
+                && slots.available_permits() == config.concurrency
+                && queue.counts()?.taken == 0
+            {
                 return Ok(());
             }
             tokio::select! {
