@@ -1,4 +1,4 @@
-//! The README's demo: a small task tree in which one worker fails.
+//! The `cancel_tree` demo: a small task tree in which one worker fails.
 //!
 //! ```text
 //! cargo run -p tethered-examples --example cancel_tree

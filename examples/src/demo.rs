@@ -1,4 +1,4 @@
-//! The README's demo: a small tree of tasks in which one worker fails.
+//! The `cancel_tree` demo: a small tree of tasks in which one worker fails.
 //!
 //! ```text
 //! scope `ingest`

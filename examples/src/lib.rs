@@ -3,8 +3,12 @@
 //! The programs live in `examples/`; the logic they share with their tests
 //! lives here, one module per program:
 //!
-//! * [`demo`]: the README's demo (`cargo run -p tethered-examples --example
-//!   cancel_tree`), a small task tree that fails, cancels and reports.
+//! * [`worker`]: the README's demo (`cargo run --release -p
+//!   tethered-examples --bin worker -- demo`), a job worker on a SQLite
+//!   queue with a lease keeper, a single-instance lock row and a phased
+//!   shutdown that loses no job.
+//! * [`demo`]: a small task tree that fails, cancels and reports
+//!   (`--example cancel_tree`).
 //! * [`scoped_fetch`]: fan-out with `#[scoped]` (`--example scoped_fetch`);
 //!   the first failed fetch cancels the others, which say why.
 //! * [`helpers_on_exit`]: a connection whose helper tasks live exactly as

@@ -1,4 +1,4 @@
-//! The README's demo (`examples/cancel_tree.rs`) reports what it promises.
+//! The `cancel_tree` example (`examples/cancel_tree.rs`) reports what it promises.
 //!
 //! The demo runs on real time (about half a second), on a multi-thread
 //! runtime as the example does; the assertions only rely on orderings that
