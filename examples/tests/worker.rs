@@ -4,48 +4,18 @@
 #![cfg(unix)]
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStderr, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use rusqlite::Connection;
 use tethered_examples::worker::Summary;
 
+mod common;
+
+use common::TempDb;
+
 const WORKER: &str = env!("CARGO_BIN_EXE_worker");
-
-/// A database path of its own, in a directory removed at the end.
-struct TempDb {
-    dir: PathBuf,
-}
-
-impl TempDb {
-    fn new(test: &str) -> TempDb {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "tethered-worker-test-{test}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create the temp dir");
-        TempDb { dir }
-    }
-
-    fn path(&self) -> PathBuf {
-        self.dir.join("queue.sqlite3")
-    }
-
-    fn arg(&self) -> String {
-        self.path().display().to_string()
-    }
-}
-
-impl Drop for TempDb {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 fn worker(args: &[&str]) -> Output {
     Command::new(WORKER)
@@ -241,7 +211,7 @@ fn bad_input_exits_2_with_one_line() {
     assert_eq!(std::fs::read_to_string(db.path()).unwrap(), garbage);
 
     // A directory that does not exist.
-    let missing = db.dir.join("no/such/dir/queue.sqlite3");
+    let missing = db.dir().join("no/such/dir/queue.sqlite3");
     let out = worker(&["enqueue", "3", "--db", &missing.display().to_string()]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);

@@ -14,51 +14,21 @@
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStderr, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tethered_examples::worker::Summary;
 
+mod common;
+
+use common::TempDb;
+
 const WORKER: &str = env!("CARGO_BIN_EXE_worker");
 
 /// Jobs run at once.
 const CONCURRENCY: i64 = 16;
-
-/// A database path of its own, in a directory removed at the end.
-struct TempDb {
-    dir: PathBuf,
-}
-
-impl TempDb {
-    fn new(test: &str) -> TempDb {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "tethered-worker-kill-{test}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create the temp dir");
-        TempDb { dir }
-    }
-
-    fn path(&self) -> PathBuf {
-        self.dir.join("queue.sqlite3")
-    }
-
-    fn arg(&self) -> String {
-        self.path().display().to_string()
-    }
-}
-
-impl Drop for TempDb {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// splitmix64: a tiny deterministic generator for the signal moments.
 struct SplitMix64(u64);

@@ -90,6 +90,20 @@ struct Managed<'a> {
     failures: VecDeque<TaskFailure>,
 }
 
+impl<'a> Managed<'a> {
+    /// A child not started yet.
+    fn new(spec: ChildSpec<'a>) -> Self {
+        Managed {
+            spec,
+            generation: 0,
+            run: Run::Ended,
+            consecutive: 0,
+            started: Instant::now(),
+            failures: VecDeque::new(),
+        }
+    }
+}
+
 pub(crate) struct Manager<'a> {
     shared: Arc<Shared>,
     strategy: Strategy,
@@ -111,17 +125,7 @@ impl<'a> Manager<'a> {
         specs: Vec<ChildSpec<'a>>,
         events: mpsc::UnboundedReceiver<Event>,
     ) -> Self {
-        let children = specs
-            .into_iter()
-            .map(|spec| Managed {
-                spec,
-                generation: 0,
-                run: Run::Ended,
-                consecutive: 0,
-                started: Instant::now(),
-                failures: VecDeque::new(),
-            })
-            .collect();
+        let children = specs.into_iter().map(Managed::new).collect();
         Manager {
             shared,
             strategy,
@@ -158,14 +162,7 @@ impl<'a> Manager<'a> {
                         }
                     }
                     Some(Event::Adopt(spec)) => {
-                        self.children.push(Managed {
-                            spec,
-                            generation: 0,
-                            run: Run::Ended,
-                            consecutive: 0,
-                            started: Instant::now(),
-                            failures: VecDeque::new(),
-                        });
+                        self.children.push(Managed::new(spec));
                         self.start(self.children.len() - 1, false);
                     }
                     // The supervisor holds a sender as long as it runs.
