@@ -8,12 +8,11 @@ use std::path::Path;
 use std::process::{Child, ChildStderr, Command, Output, Stdio};
 use std::time::Duration;
 
-use rusqlite::Connection;
 use tethered_examples::worker::Summary;
 
 mod common;
 
-use common::TempDb;
+use common::{TempDb, count, finish};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_worker");
 
@@ -54,26 +53,6 @@ fn terminate(child: &Child) {
         .status()
         .expect("kill");
     assert!(status.success());
-}
-
-/// Waits for the worker, checks it exited 0, returns its summary.
-fn finish(child: Child, mut stderr: BufReader<ChildStderr>) -> Summary {
-    let out = child.wait_with_output().expect("wait for worker");
-    let mut rest = String::new();
-    let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "worker exited with {}: {stdout}{rest}",
-        out.status
-    );
-    let line = stdout.lines().last().unwrap_or_default();
-    Summary::parse(line).unwrap_or_else(|| panic!("no summary line in {stdout:?}; stderr: {rest}"))
-}
-
-fn count(db: &Path, sql: &str) -> i64 {
-    let conn = Connection::open(db).expect("open the queue");
-    conn.query_row(sql, [], |row| row.get(0)).expect("count")
 }
 
 fn check_clean(db: &Path) {

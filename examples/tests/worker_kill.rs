@@ -14,16 +14,14 @@
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rusqlite::Connection;
 use tethered_examples::worker::Summary;
 
 mod common;
 
-use common::TempDb;
+use common::{TempDb, count};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_worker");
 
@@ -121,27 +119,8 @@ fn signal(child: &Child, signal: &str) {
 
 /// Waits for the worker, checks it exited 0, returns its summary.
 fn finish(started: Started) -> Summary {
-    let Started {
-        child, mut stderr, ..
-    } = started;
-    let out = child.wait_with_output().expect("wait for worker");
-    let mut rest = String::new();
-    let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "worker exited with {}: {stdout}{rest}",
-        out.status
-    );
-    let line = stdout.lines().last().unwrap_or_default();
-    Summary::parse(line).unwrap_or_else(|| panic!("no summary line in {stdout:?}; stderr: {rest}"))
-}
-
-fn count(db: &Path, sql: &str) -> i64 {
-    let conn = Connection::open(db).expect("open the queue");
-    conn.query_row(sql, [], |row| row.get::<_, Option<i64>>(0))
-        .expect("count")
-        .unwrap_or(0)
+    let Started { child, stderr, .. } = started;
+    common::finish(child, stderr)
 }
 
 #[test]

@@ -2,8 +2,13 @@
 //! Each test binary uses only part of them.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr};
+
+use rusqlite::Connection;
 use std::sync::atomic::{AtomicU32, Ordering};
+use tethered_examples::worker::Summary;
 
 /// A database path of its own, in a directory removed at the end.
 pub(crate) struct TempDb {
@@ -41,4 +46,27 @@ impl Drop for TempDb {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Waits for the worker, checks it exited 0, returns its summary.
+pub(crate) fn finish(child: Child, mut stderr: BufReader<ChildStderr>) -> Summary {
+    let out = child.wait_with_output().expect("wait for worker");
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "worker exited with {}: {stdout}{rest}",
+        out.status
+    );
+    let line = stdout.lines().last().unwrap_or_default();
+    Summary::parse(line).unwrap_or_else(|| panic!("no summary line in {stdout:?}; stderr: {rest}"))
+}
+
+/// The single number `sql` selects (0 when it is NULL).
+pub(crate) fn count(db: &Path, sql: &str) -> i64 {
+    let conn = Connection::open(db).expect("open the queue");
+    conn.query_row(sql, [], |row| row.get::<_, Option<i64>>(0))
+        .expect("count")
+        .unwrap_or(0)
 }
