@@ -265,3 +265,17 @@ proptest! {
         check_supervise(input);
     }
 }
+
+/// A damaged expression in the parentheses of a run-time duration once
+/// leaked into the expansion unparsed, so the output was not an expression.
+#[test]
+fn damaged_runtime_duration_is_an_error_not_broken_output() {
+    let input = "shutdown : grace \"5s\" then cancel ( , seed : 42 child \"a\" => a ( ) ) , \
+        child \"c\" => c ( )";
+    check_supervise(stream(input).unwrap());
+    let output = supervise::expand(stream(input).unwrap());
+    assert!(
+        output.to_string().contains("in the parentheses"),
+        "{output}"
+    );
+}

@@ -149,9 +149,8 @@ fn backoff_tokens(backoff: &BackoffModel) -> Option<TokenStream> {
 fn timing(timing: &Timing) -> TokenStream {
     match timing {
         Timing::Literal(duration, literal) => duration::to_tokens(*duration, literal),
-        Timing::Runtime(group) => {
-            let expr = group.stream();
-            quote_spanned! {group.span()=>
+        Timing::Runtime(expr, span) => {
+            quote_spanned! {*span=>
                 {
                     let duration: ::core::time::Duration = #expr;
                     duration

@@ -270,7 +270,7 @@ fn intensity(reader: &mut Reader<'_>) -> syn::Result<(u32, Span, (Duration, LitS
 /// parentheses) known only at run time, such as a command-line flag.
 pub(crate) enum Timing {
     Literal(Duration, LitStr),
-    Runtime(proc_macro2::Group),
+    Runtime(Box<syn::Expr>, proc_macro2::Span),
 }
 
 type Shutdown = (Option<Timing>, Option<Timing>);
@@ -278,7 +278,17 @@ type Shutdown = (Option<Timing>, Option<Timing>);
 /// The shutdown duration after `word`: a literal, or `(expression)`.
 fn timing_after(reader: &mut Reader<'_>, word: &str, example: &str) -> syn::Result<Timing> {
     if let Some(group) = reader.parenthesised() {
-        return Ok(Timing::Runtime(group));
+        // Checked here so that a damaged expression is reported inside its
+        // parentheses instead of swallowing the rest of the block.
+        let expr = syn::parse2::<syn::Expr>(group.stream()).map_err(|_| {
+            syn::Error::new(
+                group.span(),
+                format!(
+                    "expected an expression of type `Duration` in the parentheses: `{word} (config.{word})`"
+                ),
+            )
+        })?;
+        return Ok(Timing::Runtime(Box::new(expr), group.span()));
     }
     duration_after(reader, word, example).map(|(duration, text)| Timing::Literal(duration, text))
 }
