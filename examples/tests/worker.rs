@@ -12,7 +12,7 @@ use tethered_examples::worker::Summary;
 
 mod common;
 
-use common::{TempDb, count, finish};
+use common::{TempDb, count, finish, finish_with_stderr};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_worker");
 
@@ -47,12 +47,22 @@ fn start(db: &TempDb, extra: &[&str]) -> (Child, BufReader<ChildStderr>) {
     (child, stderr)
 }
 
-fn terminate(child: &Child) {
+fn signal(child: &Child, signal: &str) {
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .expect("kill");
     assert!(status.success());
+}
+
+fn terminate(child: &Child) {
+    signal(child, "-TERM");
+}
+
+fn assert_said(stderr: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(stderr.contains(line), "no {line:?} in:\n{stderr}");
+    }
 }
 
 fn check_clean(db: &Path) {
@@ -78,7 +88,17 @@ fn sigterm_leaves_nothing_taken_and_a_second_run_finishes() {
     let (child, stderr) = start(&db, &["--concurrency", "4", "--work-ms", "50"]);
     std::thread::sleep(Duration::from_millis(500));
     terminate(&child);
-    let first = finish(child, stderr);
+    let (first, said) = finish_with_stderr(child, stderr);
+    assert_said(
+        &said,
+        &[
+            "shutdown 1/4: stop taking jobs: signal: received SIGTERM",
+            "shutdown 3/4: every job in flight finished within the grace; nothing to cancel",
+            "shutdown 4/4: supervisor `worker` stopped in",
+            "0 cancelled and returned, 0 failed or still running",
+            "lock: watchdog cancelled and joined, then the lock row deleted",
+        ],
+    );
     assert_eq!(first.lost, 0);
     assert!(first.done > 0, "{first:?}");
     assert!(
@@ -122,7 +142,17 @@ fn jobs_cancelled_after_the_grace_period_are_returned() {
     );
     std::thread::sleep(Duration::from_millis(300));
     terminate(&child);
-    let summary = finish(child, stderr);
+    let (summary, said) = finish_with_stderr(child, stderr);
+    assert_said(
+        &said,
+        &[
+            "shutdown 1/4: stop taking jobs: signal: received SIGTERM",
+            "shutdown 2/4: 3 jobs in flight get up to 100ms to finish",
+            "shutdown 3/4: grace over; cancelling the 3 jobs still running \
+             (each returns its job to the queue), reason: signal: received SIGTERM",
+            "0 jobs finished after the stop, 3 cancelled and returned, 0 failed or still running",
+        ],
+    );
     assert_eq!(
         summary,
         Summary {
@@ -142,6 +172,65 @@ fn jobs_cancelled_after_the_grace_period_are_returned() {
     );
     // The interrupted take still counts as an attempt.
     assert_eq!(count(&db.path(), "SELECT sum(attempts) FROM jobs"), 3);
+}
+
+#[test]
+fn tree_prints_the_task_tree_on_sigusr1_at_the_stop_and_at_the_end() {
+    let db = TempDb::new("tree");
+    enqueue(&db, 10);
+    let (child, mut stderr) = start(
+        &db,
+        &[
+            "--tree",
+            "--concurrency",
+            "2",
+            "--work-ms",
+            "10000",
+            "--grace",
+            "100ms",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&child, "-USR1");
+    // The tree follows its heading, one line per node, and ends with a
+    // blank line.
+    let mut tree = String::new();
+    let mut line = String::new();
+    while !tree.ends_with("\n\n") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).expect("read stderr") > 0,
+            "{tree}"
+        );
+        if !tree.is_empty() || line.contains("the task tree on SIGUSR1") {
+            tree.push_str(&line);
+        }
+    }
+    assert_said(
+        &tree,
+        &[
+            "scope `main`",
+            "scope `held`",
+            "task `lock-watchdog`",
+            "supervisor `worker`",
+            "task `lease-keeper`",
+            "task `job-1`",
+            "task `job-2`",
+        ],
+    );
+    terminate(&child);
+    let (summary, said) = finish_with_stderr(child, stderr);
+    assert_eq!(summary.lost, 0);
+    assert_said(
+        &said,
+        &["the task tree as the shutdown begins:", "task `job-1`"],
+    );
+    let end = said
+        .split("the task tree at the end:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no tree at the end in:\n{said}"));
+    assert!(end.contains("scope `main`"), "{end}");
+    assert!(!end.contains("task `"), "a task outlived the run: {end}");
 }
 
 #[test]

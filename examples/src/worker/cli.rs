@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! worker enqueue N [--db PATH]
-//! worker run [--db PATH] [--concurrency N] [--grace DUR] [--work-ms N] [--exit-when-empty]
+//! worker run [--db PATH] [--concurrency N] [--grace DUR] [--work-ms N]
+//!            [--slow-every N] [--slow-ms N] [--exit-when-empty] [--tree]
 //! worker demo
 //! ```
 //!
@@ -20,7 +21,7 @@ use std::time::Duration;
 pub const DEFAULT_DB: &str = "./worker.sqlite3";
 
 /// The usage text, printed after a usage error.
-pub const USAGE: &str = "usage: worker enqueue N [--db PATH] | worker run [--db PATH] [--concurrency N] [--grace DUR] [--work-ms N] [--exit-when-empty] | worker demo";
+pub const USAGE: &str = "usage: worker enqueue N [--db PATH] | worker run [--db PATH] [--concurrency N] [--grace DUR] [--work-ms N] [--slow-every N] [--slow-ms N] [--exit-when-empty] [--tree] | worker demo";
 
 /// What to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +51,14 @@ pub struct RunConfig {
     pub grace: Duration,
     /// How long one job "works" (`--work-ms`, default 20).
     pub work: Duration,
+    /// Every `slow_every`-th job (by id) is a slow one (`--slow-every`,
+    /// default 0: none), which works [`slow`](Self::slow) instead.
+    pub slow_every: u64,
+    /// How long a slow job works (`--slow-ms`, default 1500).
+    pub slow: Duration,
+    /// Print the task tree on SIGUSR1, when the shutdown begins, and at the
+    /// end (`--tree`).
+    pub tree: bool,
     /// End once the queue is empty and nothing is in flight
     /// (`--exit-when-empty`), rather than wait for more jobs.
     pub exit_when_empty: bool,
@@ -70,9 +79,19 @@ impl RunConfig {
             concurrency: 8,
             grace: Duration::from_secs(5),
             work: Duration::from_millis(20),
+            slow_every: 0,
+            slow: Duration::from_millis(1500),
+            tree: false,
             exit_when_empty: false,
             lease: super::LEASE,
         }
+    }
+
+    /// How long job `id` works: [`slow`](Self::slow) for every
+    /// `slow_every`-th job, [`work`](Self::work) for the others.
+    pub fn work_for(&self, id: i64) -> Duration {
+        let slow = self.slow_every > 0 && id.unsigned_abs().is_multiple_of(self.slow_every);
+        if slow { self.slow } else { self.work }
     }
 }
 
@@ -118,7 +137,16 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                         let ms = number(value(&mut rest, "--work-ms")?, "--work-ms")?;
                         config.work = Duration::from_millis(ms);
                     }
+                    "--slow-every" => {
+                        config.slow_every =
+                            number(value(&mut rest, "--slow-every")?, "--slow-every")?;
+                    }
+                    "--slow-ms" => {
+                        let ms = number(value(&mut rest, "--slow-ms")?, "--slow-ms")?;
+                        config.slow = Duration::from_millis(ms);
+                    }
                     "--exit-when-empty" => config.exit_when_empty = true,
+                    "--tree" => config.tree = true,
                     // Hidden: for tests (see `RunConfig::lease`).
                     "--lease" => {
                         config.lease = duration("--lease", value(&mut rest, "--lease")?)?;
@@ -172,7 +200,7 @@ mod tests {
     #[test]
     fn parses_run() {
         let Ok(Command::Run(config)) = parse(&args(
-            "run --db /tmp/q.db --concurrency 3 --grace 250ms --work-ms 7 --exit-when-empty",
+            "run --db /tmp/q.db --concurrency 3 --grace 250ms --work-ms 7 --slow-every 10 --slow-ms 90 --exit-when-empty --tree",
         )) else {
             panic!("not a run");
         };
@@ -181,6 +209,9 @@ mod tests {
         assert_eq!(config.grace, Duration::from_millis(250));
         assert_eq!(config.work, Duration::from_millis(7));
         assert!(config.exit_when_empty);
+        assert!(config.tree);
+        assert_eq!(config.work_for(20), Duration::from_millis(90));
+        assert_eq!(config.work_for(21), Duration::from_millis(7));
         assert_eq!(config.lease, super::super::LEASE);
         let Ok(Command::Run(config)) = parse(&args("run --lease 600ms")) else {
             panic!("not a run");
@@ -196,6 +227,8 @@ mod tests {
             "run --bogus",
             "run --grace 5",
             "run --work-ms",
+            "run --slow-every x",
+            "run --slow-ms",
             "run --lease 50ms",
             "run --lease",
             "enqueue",

@@ -30,7 +30,9 @@
 //! `supervise!` it is written in parentheses, `grace (config.grace)`.
 
 pub mod cli;
+pub mod console;
 pub mod lock;
+pub mod phases;
 pub mod queue;
 
 use std::fmt;
@@ -45,7 +47,9 @@ use tokio::io::AsyncBufReadExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use cli::{Command, RunConfig};
+use console::{Console, Progress};
 use lock::{HeldError, Holder, LockError};
+use phases::Phases;
 use queue::{DbError, Queue};
 
 /// How long a job's lease lasts without renewal: a crashed worker's jobs
@@ -183,15 +187,32 @@ impl Counters {
     }
 }
 
+/// What the body, the jobs and the metrics of one run share.
+#[derive(Debug)]
+struct Shared {
+    queue: Arc<Queue>,
+    owner: Arc<str>,
+    config: RunConfig,
+    counters: Counters,
+    /// One permit per job in flight, `config.concurrency` in all.
+    slots: Arc<Semaphore>,
+    console: Arc<Console>,
+    phases: Phases,
+}
+
+impl Shared {
+    fn in_flight(&self) -> usize {
+        self.config.concurrency - self.slots.available_permits()
+    }
+}
+
 /// A job in flight, and its slot. Dropped unfinished (the job was
 /// cancelled, or its future was dropped before it started), it returns the
 /// job to the queue.
 #[derive(Debug)]
 struct Claim {
-    queue: Arc<Queue>,
-    owner: Arc<str>,
+    shared: Arc<Shared>,
     id: i64,
-    counters: Arc<Counters>,
     finished: bool,
     // Dropped after `drop` has returned the job: the slot frees up once the
     // job is back in the queue.
@@ -203,21 +224,28 @@ impl Drop for Claim {
         if self.finished {
             return;
         }
-        match self.queue.release(self.id, &self.owner) {
-            Ok(true) => Counters::add(&self.counters.returned, 1),
+        let shared = &self.shared;
+        // A cancelled job is dropped in its own task, so its reason is at
+        // hand: the first one tells the operator that the grace is over.
+        if let Some(reason) = tethered::current().cancel_reason() {
+            shared.phases.cancelled(&reason, shared.in_flight());
+        }
+        match shared.queue.release(self.id, &shared.owner) {
+            Ok(true) => Counters::add(&shared.counters.returned, 1),
             Ok(false) => {}
             // The body's `release_all` after the supervisor tries again.
-            Err(error) => eprintln!("worker: job {}: {error}", self.id),
+            Err(error) => shared.console.say(format_args!("job {}: {error}", self.id)),
         }
     }
 }
 
-/// One job: works for `work`, then marks it done.
-async fn work(mut claim: Claim, work: Duration) -> Result<(), DbError> {
-    tokio::time::sleep(work).await;
-    claim.queue.finish(claim.id)?;
+/// One job: works for as long as its id says, then marks it done.
+async fn work(mut claim: Claim) -> Result<(), DbError> {
+    let shared = claim.shared.clone();
+    tokio::time::sleep(shared.config.work_for(claim.id)).await;
+    shared.queue.finish(claim.id)?;
     claim.finished = true;
-    Counters::add(&claim.counters.done, 1);
+    Counters::add(&shared.counters.done, 1);
     Ok(())
 }
 
@@ -243,16 +271,21 @@ fn lease_keeper(queue: Arc<Queue>, owner: Arc<str>, lease: Duration) -> tethered
         .boxed()
 }
 
-/// One line of counts on stderr.
+/// The progress bar, or a line of counts on stderr, once a second.
 #[periodic(every = "1s", overlap = skip, first = after, name = "metrics")]
-async fn metrics(counters: Arc<Counters>, slots: Arc<Semaphore>, concurrency: usize) {
-    eprintln!(
-        "worker: in_flight={} taken={} done={} returned={}",
-        concurrency - slots.available_permits(),
-        Counters::get(&counters.taken),
-        Counters::get(&counters.done),
-        Counters::get(&counters.returned),
-    );
+async fn metrics(shared: Arc<Shared>) {
+    let counters = &shared.counters;
+    let remaining = match shared.queue.counts() {
+        Ok(counts) => counts.queued + counts.taken,
+        Err(error) => return shared.console.say(error),
+    };
+    shared.console.progress(Progress {
+        in_flight: shared.in_flight() as u64,
+        taken: Counters::get(&counters.taken),
+        done: Counters::get(&counters.done),
+        returned: Counters::get(&counters.returned),
+        remaining,
+    });
 }
 
 /// Works the queue at `config.db` until stopped (or, with
@@ -267,44 +300,70 @@ pub async fn run(config: RunConfig) -> Result<Summary, WorkerError> {
     // holder finds its jobs takeable at once.
     let renew = renew_every(config.lease);
     let ttl = config.grace + config.lease + renew;
-    let work = supervised(queue.clone(), holder.clone(), config);
-    lock::held(queue, holder, ttl, renew, work).await?
+    let console = Arc::new(Console::for_stdout());
+    let tree = config.tree;
+    let work = supervised(queue.clone(), holder.clone(), config, console.clone());
+    let result = lock::held(queue, holder, ttl, renew, work).await;
+    if result.is_ok() {
+        // `held` returns once its scope has cancelled and joined the
+        // watchdog, then run its cleanup.
+        console.say("lock: watchdog cancelled and joined, then the lock row deleted");
+    }
+    if tree {
+        console.say(format_args!(
+            "the task tree at the end:\n{}",
+            tethered::tree()
+        ));
+    }
+    console.finish();
+    result?
 }
 
 async fn supervised(
     queue: Arc<Queue>,
     holder: Holder,
     config: RunConfig,
+    console: Arc<Console>,
 ) -> Result<Summary, WorkerError> {
     let owner: Arc<str> = Arc::from(holder.name.as_str());
-    let counters = Arc::new(Counters::default());
-    let slots = Arc::new(Semaphore::new(config.concurrency));
-    eprintln!(
-        "worker: `{owner}` running on {} (concurrency {}, grace {:?}, work {:?})",
+    console.say(format_args!(
+        "`{owner}` running on {} (concurrency {}, grace {}, work {})",
         config.db.display(),
         config.concurrency,
-        config.grace,
-        config.work
-    );
+        humantime::format_duration(config.grace),
+        humantime::format_duration(config.work),
+    ));
+    let shared = Arc::new(Shared {
+        slots: Arc::new(Semaphore::new(config.concurrency)),
+        phases: Phases::new(console.clone(), config.grace, config.tree),
+        counters: Counters::default(),
+        queue,
+        owner,
+        config,
+        console,
+    });
+    let (grace, lease) = (shared.config.grace, shared.config.lease);
 
     let supervised = tethered::supervise! {
         name: "worker",
         // Started jobs get `--grace` to finish; then they are cancelled and
         // their claims return them to the queue.
-        shutdown: grace (config.grace) then cancel "5s",
+        shutdown: grace (grace) then cancel "5s",
         // Static children are stopped last: leases are kept while the jobs
         // in flight finish.
-        child "lease-keeper" => schedule_ended(lease_keeper(queue.clone(), owner.clone(), config.lease)),
-        child "metrics" => schedule_ended(metrics(counters.clone(), slots.clone(), config.concurrency)),
-        body |sv| { take_jobs(sv, &queue, &owner, &counters, &slots, &config).await },
+        child "lease-keeper" => schedule_ended(lease_keeper(shared.queue.clone(), shared.owner.clone(), lease)),
+        child "metrics" => schedule_ended(metrics(shared.clone())),
+        body |sv| { take_jobs(sv, &shared).await },
     }
         .map_err(WorkerError::Supervisor)?;
+    shared.phases.stopped(&supervised.report);
 
     // Jobs the guards could not return (a database error), or whose task
     // outlived the shutdown, are returned here.
-    let returned = queue.release_all(&owner)?;
+    let returned = shared.queue.release_all(&shared.owner)?;
+    let counters = &shared.counters;
     Counters::add(&counters.returned, returned);
-    let lost = queue.taken_by(&owner)?;
+    let lost = shared.queue.taken_by(&shared.owner)?;
     if let Some(Err(error)) = supervised.value {
         return Err(error.into());
     }
@@ -317,37 +376,43 @@ async fn supervised(
 }
 
 /// The supervisor's body: takes jobs while slots are free, and spawns each
-/// as a dynamic child, until stopped.
-async fn take_jobs(
-    sv: &Supervisor,
-    queue: &Arc<Queue>,
-    owner: &Arc<str>,
-    counters: &Arc<Counters>,
-    slots: &Arc<Semaphore>,
-    config: &RunConfig,
-) -> Result<(), DbError> {
+/// as a dynamic child, until stopped (phases 1 and 2 of the shutdown).
+async fn take_jobs(sv: &Supervisor, shared: &Arc<Shared>) -> Result<(), DbError> {
+    if shared.config.tree {
+        let _ = sv.spawn("tree-on-sigusr1", tree_on_sigusr1(shared.console.clone()));
+    }
+    let taken = take_until_stopped(sv, shared).await;
+    if let Some(reason) = tethered::current().stop_reason() {
+        shared.phases.stopping(&reason, shared.in_flight());
+    }
+    taken
+}
+
+async fn take_until_stopped(sv: &Supervisor, shared: &Arc<Shared>) -> Result<(), DbError> {
+    let config = &shared.config;
     loop {
         if tethered::is_stopping() {
             return Ok(());
         }
-        let free = slots.available_permits();
+        let free = shared.slots.available_permits();
         if free == 0 {
             // Wait for a slot (without keeping it: the next take counts).
             tokio::select! {
-                slot = slots.acquire() => drop(slot),
+                slot = shared.slots.acquire() => drop(slot),
                 _ = tethered::stop_requested() => return Ok(()),
             }
             continue;
         }
-        let jobs = queue.take(owner, free, config.lease)?;
+        let jobs = shared.queue.take(&shared.owner, free, config.lease)?;
         if jobs.is_empty() {
             // Empty means nothing queued and nothing taken, by anyone: a job
             // still leased by a dead process (its lease not yet expired) is
             // waited for, and taken once it expires.
             if config.exit_when_empty
-                && slots.available_permits() == config.concurrency
-                && queue.counts()?.taken == 0
+                && shared.in_flight() == 0
+                && shared.queue.counts()?.taken == 0
             {
+                shared.console.say("the queue is empty; stopping");
                 return Ok(());
             }
             tokio::select! {
@@ -356,23 +421,41 @@ async fn take_jobs(
             }
             continue;
         }
-        Counters::add(&counters.taken, jobs.len() as u64);
+        Counters::add(&shared.counters.taken, jobs.len() as u64);
         for job in jobs {
-            let slot = slots
+            let slot = shared
+                .slots
                 .clone()
                 .try_acquire_owned()
                 .expect("no more jobs taken than free slots");
             let claim = Claim {
-                queue: queue.clone(),
-                owner: owner.clone(),
+                shared: shared.clone(),
                 id: job.id,
-                counters: counters.clone(),
                 finished: false,
                 _slot: slot,
             };
             // Refused once the shutdown has begun: the future is dropped
             // unpolled, and with it the claim, which returns the job.
-            let _ = sv.spawn(format!("job-{}", job.id), work(claim, config.work));
+            let _ = sv.spawn(format!("job-{}", job.id), work(claim));
+        }
+    }
+}
+
+/// `--tree`: prints the task tree on each SIGUSR1, until stopped.
+async fn tree_on_sigusr1(console: Arc<Console>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut signals = match signal(SignalKind::user_defined1()) {
+        Ok(signals) => signals,
+        Err(error) => {
+            return console.say(format_args!("--tree: cannot listen for SIGUSR1: {error}"));
+        }
+    };
+    loop {
+        tokio::select! {
+            Some(()) = signals.recv() => {
+                console.say(format_args!("the task tree on SIGUSR1:\n{}", tethered::tree()));
+            }
+            _ = tethered::stop_requested() => return,
         }
     }
 }
@@ -430,17 +513,26 @@ fn fail(error: &WorkerError) -> ExitCode {
 /// `stop_after` (if given and it is still running); returns its summary.
 async fn run_child(db: &Path, stop_after: Option<Duration>) -> Result<Summary, String> {
     let exe = std::env::current_exe().map_err(|error| format!("cannot find myself: {error}"))?;
-    let mut args = vec![
-        "run".to_owned(),
-        "--db".to_owned(),
-        db.display().to_string(),
-        "--concurrency".to_owned(),
-        "16".to_owned(),
-        "--grace".to_owned(),
-        "2s".to_owned(),
-    ];
-    if stop_after.is_none() {
-        args.push("--exit-when-empty".to_owned());
+    // One job in 100 takes 1.5 s: some are still running when the grace
+    // of 1 s is over, and the shutdown has to cancel and return them.
+    let mut args: Vec<String> = [
+        "run",
+        "--db",
+        &db.display().to_string(),
+        "--concurrency",
+        "16",
+        "--grace",
+        "1s",
+        "--slow-every",
+        "100",
+        "--slow-ms",
+        "1500",
+    ]
+    .map(str::to_owned)
+    .into();
+    match stop_after {
+        Some(_) => args.push("--tree".to_owned()),
+        None => args.push("--exit-when-empty".to_owned()),
     }
     let mut child = tokio::process::Command::new(exe)
         .args(&args)

@@ -49,7 +49,16 @@ impl Drop for TempDb {
 }
 
 /// Waits for the worker, checks it exited 0, returns its summary.
-pub(crate) fn finish(child: Child, mut stderr: BufReader<ChildStderr>) -> Summary {
+pub(crate) fn finish(child: Child, stderr: BufReader<ChildStderr>) -> Summary {
+    finish_with_stderr(child, stderr).0
+}
+
+/// Waits for the worker, checks it exited 0, returns its summary and the
+/// rest of what it wrote on stderr.
+pub(crate) fn finish_with_stderr(
+    child: Child,
+    mut stderr: BufReader<ChildStderr>,
+) -> (Summary, String) {
     let out = child.wait_with_output().expect("wait for worker");
     let mut rest = String::new();
     let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
@@ -60,7 +69,9 @@ pub(crate) fn finish(child: Child, mut stderr: BufReader<ChildStderr>) -> Summar
         out.status
     );
     let line = stdout.lines().last().unwrap_or_default();
-    Summary::parse(line).unwrap_or_else(|| panic!("no summary line in {stdout:?}; stderr: {rest}"))
+    let summary = Summary::parse(line)
+        .unwrap_or_else(|| panic!("no summary line in {stdout:?}; stderr: {rest}"));
+    (summary, rest)
 }
 
 /// The single number `sql` selects (0 when it is NULL).

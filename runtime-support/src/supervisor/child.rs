@@ -47,7 +47,8 @@ impl fmt::Display for ChildExit {
         match self {
             ChildExit::Completed => f.write_str("completed"),
             ChildExit::Failed(failure) => f.write_str(&failure.summary()),
-            ChildExit::Cancelled(reason) => write!(f, "cancelled: {reason}"),
+            // The reason says it was a cancel (or a timeout, a shutdown...).
+            ChildExit::Cancelled(reason) => reason.fmt(f),
         }
     }
 }
