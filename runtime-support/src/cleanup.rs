@@ -19,8 +19,9 @@ use crate::node::sync::Arc;
 use crate::node::{FinishOnDrop, Guarded, Node, NodeKind, Settled, children_done};
 use crate::scope::Scope;
 
-/// What a cleanup future may return: `()`, or `Result<(), E>` whose `Err` is
-/// reported as a failure of the scope.
+/// What a cleanup future (or a supervised child's) may return: `()`, or
+/// `Result<(), E>` whose `Err` is reported as a failure; a schedule's
+/// `Result<PeriodicStats, PeriodicError>` too.
 pub trait CleanupOutput: Send + 'static {
     /// `Err` when the cleanup failed.
     fn into_cleanup_result(self) -> Result<(), TaskError>;

@@ -200,6 +200,15 @@ impl fmt::Display for PeriodicError {
 
 impl std::error::Error for PeriodicError {}
 
+/// A schedule's result as a supervised child's or a cleanup's: a schedule
+/// that ended because it was stopped ended cleanly (its stats are dropped),
+/// and one whose run failed with [`OnError::Stop`] failed.
+impl CleanupOutput for Result<PeriodicStats, PeriodicError> {
+    fn into_cleanup_result(self) -> Result<(), TaskError> {
+        self.map(drop).into_cleanup_result()
+    }
+}
+
 /// A schedule: a body run once per period, with policies for overlapping
 /// runs, missed ticks, per-run timeouts and failures.
 ///

@@ -361,7 +361,7 @@ where
 
 /// What a `supervise!` child's future returns.
 #[diagnostic::on_unimplemented(
-    message = "a supervised child's future returns `()` or `Result<(), E>`, not `{Self}`",
+    message = "a supervised child's future returns `()`, `Result<(), E>` or a schedule's result, not `{Self}`",
     label = "this child's future returns `{Self}`",
     note = "`Err` (with `E: Display + Debug + Send + Sync + 'static`) or a panic is a failure of the child, which its restart policy answers"
 )]
@@ -382,6 +382,16 @@ impl<E> ChildOutput for Result<(), E>
 where
     E: fmt::Display + fmt::Debug + Send + Sync + 'static,
 {
+    fn into_cleanup_result(self) -> Result<(), TaskError> {
+        crate::CleanupOutput::into_cleanup_result(self)
+    }
+}
+
+/// A schedule (a `#[periodic]` fn's future, a [`PeriodicTask`]) as a
+/// child: stopped, it ended cleanly; its run failed, so did the child.
+///
+/// [`PeriodicTask`]: crate::PeriodicTask
+impl ChildOutput for Result<crate::PeriodicStats, crate::PeriodicError> {
     fn into_cleanup_result(self) -> Result<(), TaskError> {
         crate::CleanupOutput::into_cleanup_result(self)
     }

@@ -188,3 +188,26 @@ async fn methods_get_their_own_copy_of_self() {
     run_for(by_value, Duration::from_millis(2_500)).await;
     assert_eq!(cache.refreshed.load(Ordering::SeqCst), 3 + 20);
 }
+
+/// A schedule is a supervised child as it is: its failed run (with
+/// `on_error = stop`) is the child's failure, which the policy restarts, and
+/// the stop at shutdown ends it cleanly.
+#[tokio::test(start_paused = true)]
+async fn a_schedule_is_a_supervised_child() {
+    let runs = Arc::new(AtomicU32::new(0));
+    let supervised = tethered::supervise! {
+        child "drain" (permanent, backoff none) => drain(runs.clone()),
+        body |_sv| { sleep(Duration::from_millis(5_500)).await },
+    }
+    .unwrap();
+    // Runs 0 and 1 pass, run 2 fails at 2 s, and the restarted schedule
+    // runs at once, then at 3, 4 and 5 s.
+    assert_eq!(runs.load(Ordering::SeqCst), 7);
+    let stats = supervised.report.stats();
+    assert_eq!((stats.failed, stats.restarted), (1, 1));
+    let drain = supervised.report.child("drain").unwrap();
+    assert!(
+        matches!(drain.exit(), Some(tethered::ChildExit::Completed)),
+        "{drain}"
+    );
+}

@@ -249,12 +249,6 @@ async fn work(mut claim: Claim) -> Result<(), DbError> {
     Ok(())
 }
 
-/// A schedule as a supervised child: it ends only if stopped, or if its
-/// body failed.
-async fn schedule_ended(schedule: tethered::PeriodicTask) -> Result<(), tethered::PeriodicError> {
-    schedule.await.map(drop)
-}
-
 /// Extends the leases of this owner's jobs in flight to `lease` from now,
 /// every [`renew_every`]`(lease)`. (A [`Periodic`] built at run time rather
 /// than a `#[periodic]` fn: the period comes from `--lease`.)
@@ -351,11 +345,11 @@ async fn supervised(
         shutdown: grace (grace) then cancel "5s",
         // Static children are stopped last: leases are kept while the jobs
         // in flight finish.
-        child "lease-keeper" => schedule_ended(lease_keeper(shared.queue.clone(), shared.owner.clone(), lease)),
-        child "metrics" => schedule_ended(metrics(shared.clone())),
+        child "lease-keeper" => lease_keeper(shared.queue.clone(), shared.owner.clone(), lease),
+        child "metrics" => metrics(shared.clone()),
         body |sv| { take_jobs(sv, &shared).await },
     }
-        .map_err(WorkerError::Supervisor)?;
+    .map_err(WorkerError::Supervisor)?;
     shared.phases.stopped(&supervised.report);
 
     // Jobs the guards could not return (a database error), or whose task
