@@ -628,12 +628,12 @@ impl Shared {
     fn child_ended(&self, role: Role, exit: &ChildExit) {
         let counters = &self.counters;
         match exit {
-            ChildExit::Completed => Counters::add(&counters.completed),
+            ChildExit::Completed => Counters::add(&counters.ends.completed),
             ChildExit::Failed(failure) => {
                 if failure.panic().is_some() {
-                    Counters::add(&counters.panicked);
+                    Counters::add(&counters.ends.panicked);
                 } else {
-                    Counters::add(&counters.failed);
+                    Counters::add(&counters.ends.failed);
                 }
                 tracing::warn!(
                     target: "tethered::supervisor",
@@ -645,7 +645,7 @@ impl Shared {
                 );
             }
             ChildExit::Cancelled(reason) => {
-                Counters::add(&counters.cancelled);
+                Counters::add(&counters.ends.cancelled);
                 tracing::debug!(
                     target: "tethered::supervisor",
                     supervisor = self.node.name(),

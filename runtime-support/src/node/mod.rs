@@ -29,7 +29,7 @@ use slab::Slab;
 use tokio::time::Instant;
 
 pub(crate) use guarded::{Guarded, Settled};
-use sync::{Arc, AtomicU8, AtomicUsize, Mutex, Ordering, lock};
+use sync::{Arc, AtomicU16, AtomicU32, Mutex, Ordering, lock};
 
 use crate::error::TaskFailure;
 use crate::reason::{CancelKind, CancelReason};
@@ -52,32 +52,44 @@ pub(crate) enum NodeKind {
     Supervisor,
 }
 
-const CANCELLED: u8 = 1;
-const STOPPING: u8 = 1 << 1;
-const IN_CLEANUP: u8 = 1 << 2;
-const DONE: u8 = 1 << 3;
-const ORPHANED: u8 = 1 << 4;
+const CANCELLED: u16 = 1;
+const STOPPING: u16 = 1 << 1;
+const IN_CLEANUP: u16 = 1 << 2;
+const DONE: u16 = 1 << 3;
+const ORPHANED: u16 = 1 << 4;
 /// The node's own future has ended (completed, failed, panicked or was
 /// cancelled): cancelling it can no longer change anything.
-const SETTLED: u8 = 1 << 5;
-/// The node's own code has ended and it is waiting for its children.
-const JOINING: u8 = 1 << 7;
+const SETTLED: u16 = 1 << 5;
 /// A child was registered under this node at least once. A leaf task (never
 /// had one) skips waiting for children, and the lock that takes.
-const HAD_CHILDREN: u8 = 1 << 6;
+const HAD_CHILDREN: u16 = 1 << 6;
+/// The node's own code has ended and it is waiting for its children.
+const JOINING: u16 = 1 << 7;
+/// The node takes no more children through [`Node::try_new`]: every child
+/// ended after it started joining, or it is a supervisor shutting down.
+/// Set and read under the node's lock.
+const SEALED: u16 = 1 << 8;
+/// The node's cancel reason came down from an ancestor (rather than being
+/// raised on it), which decides how its children inherit it. Set and read
+/// under the node's lock.
+const INHERITED: u16 = 1 << 9;
 
 /// Sentinel for "not registered anywhere yet".
-const NO_SLOT: usize = usize::MAX;
+const NO_SLOT: u32 = u32::MAX;
 
 pub(crate) struct Node {
     kind: NodeKind,
     name: Option<Cow<'static, str>>,
     location: &'static Location<'static>,
-    started: Instant,
+    /// When the node was created, as an offset from [`epoch`]: half the size
+    /// of an `Instant`. (A node is one allocation per task, freed by whichever
+    /// thread ends the task; every byte saved keeps it in a cheaper size class
+    /// of the allocator.)
+    started: i64,
     parent: Option<Arc<Node>>,
     /// This node's key in its parent's registry (or in [`roots`]).
-    slot: AtomicUsize,
-    flags: AtomicU8,
+    slot: AtomicU32,
+    flags: AtomicU16,
     inner: Mutex<Inner>,
 }
 
@@ -85,19 +97,10 @@ pub(crate) struct Node {
 struct Inner {
     /// Why this node was hard-cancelled; set once, first writer wins.
     reason: Option<CancelReason>,
-    /// Whether `reason` came down from an ancestor (rather than being raised
-    /// on this node), which decides how children inherit it.
-    reason_inherited: bool,
     /// Why this node was asked to stop; set once, first writer wins.
     stop_reason: Option<CancelReason>,
     /// The future driving this node (the task wrapper or the scope future).
     waker: Option<Waker>,
-    /// The node is waiting for its children to end (its body returned).
-    joining: bool,
-    /// Every child ended after the node started joining, or the node is a
-    /// supervisor shutting down: it takes no more children through
-    /// [`Node::try_new`].
-    sealed: bool,
     /// What most nodes never need, allocated on first use: a leaf task (the
     /// common case) stays one small allocation.
     family: Option<Box<Family>>,
@@ -165,7 +168,7 @@ impl Node {
             None => {
                 let node = Node::alloc(kind, name, location, None);
                 let key = lock_std(roots()).insert(node.clone());
-                node.slot.store(key, Ordering::Relaxed);
+                node.slot.store(slot_of(key), Ordering::Relaxed);
                 node
             }
             Some(parent) => Node::register(kind, name, location, &parent, false)
@@ -194,10 +197,10 @@ impl Node {
             kind,
             name,
             location,
-            started: Instant::now(),
+            started: since_epoch(Instant::now()),
             parent,
-            slot: AtomicUsize::new(NO_SLOT),
-            flags: AtomicU8::new(0),
+            slot: AtomicU32::new(NO_SLOT),
+            flags: AtomicU16::new(0),
             inner: Mutex::new(Inner::default()),
         })
     }
@@ -212,18 +215,18 @@ impl Node {
         let node = Node::alloc(kind, name, location, Some(parent.clone()));
         let (inherit_cancel, inherit_stop) = {
             let mut inner = lock(&parent.inner);
-            if refuse_when_closed && (inner.sealed || inner.reason.is_some()) {
+            if refuse_when_closed && (parent.has(SEALED) || inner.reason.is_some()) {
                 return None;
             }
             let key = inner.family().children.insert(node.clone());
-            node.slot.store(key, Ordering::Relaxed);
+            node.slot.store(slot_of(key), Ordering::Relaxed);
             if !parent.has(HAD_CHILDREN) {
                 parent.flags.fetch_or(HAD_CHILDREN, Ordering::Release);
             }
             let inherit = inner
                 .reason
                 .as_ref()
-                .map(|reason| reason.for_child(parent.name.clone(), !inner.reason_inherited));
+                .map(|reason| reason.for_child(parent.name.clone(), !parent.has(INHERITED)));
             (inherit, inner.stop_reason.clone())
         };
         // A cancellation walk takes a snapshot of the children, so a node
@@ -259,14 +262,14 @@ impl Node {
     }
 
     pub(crate) fn started(&self) -> Instant {
-        self.started
+        from_epoch(self.started)
     }
 
     pub(crate) fn parent(&self) -> Option<&Arc<Node>> {
         self.parent.as_ref()
     }
 
-    fn has(&self, flag: u8) -> bool {
+    fn has(&self, flag: u16) -> bool {
         self.flags.load(Ordering::Acquire) & flag != 0
     }
 
@@ -358,7 +361,9 @@ impl Node {
                 );
             }
             inner.reason = Some(reason.clone());
-            inner.reason_inherited = inherited;
+            if inherited {
+                self.flags.fetch_or(INHERITED, Ordering::AcqRel);
+            }
             if inner.stop_reason.is_none() {
                 inner.stop_reason = Some(reason.clone());
             }
@@ -417,7 +422,8 @@ impl Node {
     /// Refuses new children through [`Node::try_new`] from now on: a
     /// supervisor that started shutting down takes no new work.
     pub(crate) fn refuse_children(&self) {
-        lock(&self.inner).sealed = true;
+        let _inner = lock(&self.inner);
+        self.flags.fetch_or(SEALED, Ordering::AcqRel);
     }
 
     /// Whether this node has left its parent's registry.
@@ -482,12 +488,11 @@ impl Node {
     /// the registry is sealed only once it is seen empty, under the lock.
     pub(crate) fn poll_children_done(&self, waker: &Waker) -> bool {
         let mut inner = lock(&self.inner);
-        if !inner.joining {
-            inner.joining = true;
+        if !self.has(JOINING) {
             self.flags.fetch_or(JOINING, Ordering::AcqRel);
         }
         if !inner.has_children() {
-            inner.sealed = true;
+            self.flags.fetch_or(SEALED, Ordering::AcqRel);
             return true;
         }
         store_waker(&mut inner.waker, waker);
@@ -497,7 +502,7 @@ impl Node {
     /// Whether the node refuses new children: cancelled, or sealed.
     pub(crate) fn is_closed(&self) -> bool {
         let inner = lock(&self.inner);
-        inner.sealed || inner.reason.is_some()
+        self.has(SEALED) || inner.reason.is_some()
     }
 
     /// Live children, for introspection.
@@ -574,16 +579,16 @@ impl Node {
         match &self.parent {
             None => {
                 if slot != NO_SLOT {
-                    lock_std(roots()).try_remove(slot);
+                    lock_std(roots()).try_remove(slot as usize);
                 }
             }
             Some(parent) => {
                 let (waker, watcher) = {
                     let mut inner = lock(&parent.inner);
                     if slot != NO_SLOT {
-                        inner.family().children.try_remove(slot);
+                        inner.family().children.try_remove(slot as usize);
                     }
-                    let waker = if inner.joining && !inner.has_children() {
+                    let waker = if parent.has(JOINING) && !inner.has_children() {
                         inner.waker.take()
                     } else {
                         None
@@ -633,6 +638,42 @@ pub(crate) fn root_nodes() -> Vec<Arc<Node>> {
 
 fn snapshot(children: &Slab<Arc<Node>>) -> Vec<Arc<Node>> {
     children.iter().map(|(_, child)| child.clone()).collect()
+}
+
+/// A registry key as stored in [`Node::slot`]. A registry holds live
+/// children, each an allocation of its own: four billion of them do not fit
+/// in memory, so the key always fits.
+fn slot_of(key: usize) -> u32 {
+    u32::try_from(key).unwrap_or_else(|_| unreachable!("over 2^32 live children under one node"))
+}
+
+/// The instant node ages are counted from, as a `std` instant: tokio's
+/// paused clock moves its own instants, which convert to and from `std`'s.
+fn epoch() -> std::time::Instant {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(std::time::Instant::now)
+}
+
+/// `instant` as nanoseconds after [`epoch`] (negative before it: a paused
+/// clock may have been started earlier), saturating at ±292 years.
+fn since_epoch(instant: Instant) -> i64 {
+    let instant = instant.into_std();
+    let epoch = epoch();
+    match instant.checked_duration_since(epoch) {
+        Some(after) => i64::try_from(after.as_nanos()).unwrap_or(i64::MAX),
+        None => -i64::try_from(epoch.duration_since(instant).as_nanos()).unwrap_or(i64::MAX),
+    }
+}
+
+fn from_epoch(nanos: i64) -> Instant {
+    let offset = std::time::Duration::from_nanos(nanos.unsigned_abs());
+    let epoch = epoch();
+    let instant = if nanos >= 0 {
+        epoch.checked_add(offset)
+    } else {
+        epoch.checked_sub(offset)
+    };
+    Instant::from_std(instant.unwrap_or(epoch))
 }
 
 fn store_waker(slot: &mut Option<Waker>, waker: &Waker) {

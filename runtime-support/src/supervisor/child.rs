@@ -170,7 +170,7 @@ where
     F::Output: CleanupOutput,
 {
     // Counted before the task exists, so that its end cannot come first.
-    Counters::add(&shared.counters.started);
+    Counters::add(&shared.counters.starts.started);
     let mut end = EndGuard {
         shared: shared.clone(),
         role,

@@ -204,7 +204,7 @@ impl<'a> Manager<'a> {
             }
         };
         if restart && node.is_some() {
-            Counters::add(&self.shared.counters.restarted);
+            Counters::add(&self.shared.counters.starts.restarted);
             tracing::info!(
                 target: "tethered::supervisor",
                 supervisor = self.shared.node.name(),
