@@ -72,6 +72,12 @@ mod book {
     #[doc = include_str!("../../book/src/shutdown.md")]
     struct Shutdown;
 
+    #[doc = include_str!("../../book/src/worker.md")]
+    struct Worker;
+
+    #[doc = include_str!("../../book/src/lease-lock.md")]
+    struct LeaseLock;
+
     #[doc = include_str!("../../book/src/compile-errors.md")]
     struct CompileErrors;
 

@@ -2442,3 +2442,26 @@ async fn a_clone_of_the_supervisor_spawns_from_a_plain_task() {
     assert_eq!(counts(stats), (3, 0, 3, 0, 0, 0, 0));
     assert!(supervised.report.children().is_empty());
 }
+
+/// A stop from above starts the shutdown at once: the body, seeing the
+/// stop, can no longer spawn children that would escape the shutdown.
+#[tokio::test(start_paused = true)]
+async fn a_stop_from_above_refuses_new_children_at_once() {
+    let outcome = Scope::run(async |scope| {
+        let supervised = scope.spawn(Supervisor::builder().name("svc").run(async |sv| {
+            let _ = sv.spawn("early", sleep(ms(50))).unwrap();
+            tethered::stop_requested().await;
+            sv.spawn("late", sleep(ms(50))).map(drop)
+        }));
+        sleep(ms(10)).await;
+        supervised.stop("deploy");
+        supervised.join().await.unwrap()
+    })
+    .await
+    .unwrap();
+    let supervised = outcome.unwrap();
+    let refused = supervised.value.expect("the body returned").unwrap_err();
+    assert!(refused.to_string().contains("svc"), "{refused}");
+    assert_eq!(supervised.report.children().len(), 1);
+    assert!(supervised.report.child("early").is_some());
+}

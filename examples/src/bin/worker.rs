@@ -3,12 +3,14 @@
 //!
 //! ```text
 //! worker enqueue N [--db PATH]
-//! worker run [--db PATH] [--concurrency N] [--grace DUR] [--work-ms N] [--exit-when-empty]
+//! worker run [--db PATH] [--concurrency N] [--grace DUR] [--work-ms N]
+//!            [--slow-every N] [--slow-ms N] [--exit-when-empty] [--tree]
 //! worker demo
 //! ```
 //!
-//! `main`'s own grace is long (60 s): the supervisor's `--grace` decides
-//! when jobs in flight are cancelled, and `main` only waits for it.
+//! `main`'s own grace is long (60 s): the supervisor's `--grace` (at most
+//! 50 s) decides when jobs in flight are cancelled, and `main` only waits
+//! for it.
 
 use std::process::ExitCode;
 

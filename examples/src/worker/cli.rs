@@ -20,6 +20,10 @@ use std::time::Duration;
 /// The default database file.
 pub const DEFAULT_DB: &str = "./worker.sqlite3";
 
+/// The longest `--grace`: `main` gives the whole shutdown 60 s, which must
+/// cover the grace, the supervisor's 5 s of cancellation and the cleanup.
+pub const MAX_GRACE: Duration = Duration::from_secs(50);
+
 /// The usage text, printed after a usage error.
 pub const USAGE: &str = "usage: worker enqueue N [--db PATH] | worker run [--db PATH] [--concurrency N] [--grace DUR] [--work-ms N] [--slow-every N] [--slow-ms N] [--exit-when-empty] [--tree] | worker demo";
 
@@ -47,7 +51,8 @@ pub struct RunConfig {
     /// How many jobs at once (`--concurrency`, default 8, at least 1).
     pub concurrency: usize,
     /// How long jobs in flight may finish after a stop (`--grace`, default
-    /// 5 s); the ones still running are then cancelled and returned.
+    /// 5 s, at most [`MAX_GRACE`]); the ones still running are then
+    /// cancelled and returned.
     pub grace: Duration,
     /// How long one job "works" (`--work-ms`, default 20).
     pub work: Duration,
@@ -132,7 +137,15 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
                         config.concurrency = usize::try_from(n)
                             .map_err(|_| format!("--concurrency {n} is too large"))?;
                     }
-                    "--grace" => config.grace = duration("--grace", value(&mut rest, "--grace")?)?,
+                    "--grace" => {
+                        config.grace = duration("--grace", value(&mut rest, "--grace")?)?;
+                        if config.grace > MAX_GRACE {
+                            return Err(format!(
+                                "--grace must be at most {}: the process gives its whole shutdown 60s",
+                                humantime::format_duration(MAX_GRACE)
+                            ));
+                        }
+                    }
                     "--work-ms" => {
                         let ms = number(value(&mut rest, "--work-ms")?, "--work-ms")?;
                         config.work = Duration::from_millis(ms);
@@ -226,6 +239,7 @@ mod tests {
             "run --concurrency 0",
             "run --bogus",
             "run --grace 5",
+            "run --grace 51s",
             "run --work-ms",
             "run --slow-every x",
             "run --slow-ms",

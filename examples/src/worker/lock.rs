@@ -181,7 +181,10 @@ pub fn holder(queue: &Queue) -> Result<Option<(String, i64)>, DbError> {
 /// Keeps the row alive: every `renew` (shorter than `ttl`), `expires`
 /// moves to `ttl` from now. A run that finds the row gone or taken over
 /// fails (logged, counted); the schedule goes on.
-fn watchdog(queue: Arc<Queue>, holder: Holder, ttl: Duration, renew: Duration) -> PeriodicTask {
+///
+/// The schedule [`held`] spawns as its `lock-watchdog` task (public so that
+/// the book can show `held` as it is written).
+pub fn watchdog(queue: Arc<Queue>, holder: Holder, ttl: Duration, renew: Duration) -> PeriodicTask {
     Periodic::every(renew)
         .overlap(Overlap::Skip)
         .first_after()

@@ -118,7 +118,7 @@ impl Summary {
 pub enum WorkerError {
     /// Bad arguments (exit 2).
     Usage(String),
-    /// The database could not be opened or used (exit 2 when opening).
+    /// The database could not be opened or used (exit 2).
     Db(DbError),
     /// Another instance holds the lock (exit 3).
     Locked(LockError),
@@ -299,9 +299,10 @@ pub async fn run(config: RunConfig) -> Result<Summary, WorkerError> {
     let work = supervised(queue.clone(), holder.clone(), config, console.clone());
     let result = lock::held(queue, holder, ttl, renew, work).await;
     if result.is_ok() {
-        // `held` returns once its scope has cancelled and joined the
-        // watchdog, then run its cleanup.
-        console.say("lock: watchdog cancelled and joined, then the lock row deleted");
+        // `held` returns once its scope has ended the watchdog (stopped by
+        // the signal, or cancelled when the work returned), joined it, and
+        // then run its cleanup.
+        console.say("lock: watchdog ended and joined, then the lock row deleted");
     }
     if tree {
         console.say(format_args!(

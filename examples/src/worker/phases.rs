@@ -47,8 +47,13 @@ impl Phases {
         }
         self.console
             .say(format_args!("shutdown 1/4: stop taking jobs: {reason}"));
+        let (jobs, get) = if in_flight == 1 {
+            ("job", "gets")
+        } else {
+            ("jobs", "get")
+        };
         self.console.say(format_args!(
-            "shutdown 2/4: {in_flight} jobs in flight get up to {} to finish",
+            "shutdown 2/4: {in_flight} {jobs} in flight {get} up to {} to finish",
             humantime::format_duration(self.grace)
         ));
         if self.tree {
@@ -65,8 +70,9 @@ impl Phases {
         if self.cancelling.swap(true, Ordering::SeqCst) {
             return;
         }
+        let jobs = if in_flight == 1 { "job" } else { "jobs" };
         self.console.say(format_args!(
-            "shutdown 3/4: grace over; cancelling the {in_flight} jobs still running \
+            "shutdown 3/4: grace over; cancelling the {in_flight} {jobs} still running \
              (each returns its job to the queue), reason: {reason}"
         ));
     }

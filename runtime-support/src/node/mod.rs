@@ -401,7 +401,15 @@ impl Node {
                 return false;
             }
             inner.stop_reason = Some(reason.clone());
-            self.flags.fetch_or(STOPPING, Ordering::AcqRel);
+            // A supervisor asked to stop has begun its shutdown: from this
+            // moment, not from when its shutdown task first runs, it takes
+            // no new children, so that none escapes the shutdown's report.
+            let seal = if self.kind == NodeKind::Supervisor {
+                SEALED
+            } else {
+                0
+            };
+            self.flags.fetch_or(STOPPING | seal, Ordering::AcqRel);
             (inner.take_stop_wakers(), inner.children())
         };
         tracing::debug!(
