@@ -6,7 +6,7 @@ use std::fmt;
 use std::future::Future;
 use std::panic::Location;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use crate::node::sync::Arc;
 use crate::node::{self, Node, NodeKind};
@@ -105,6 +105,7 @@ pub fn is_stopping() -> bool {
 pub fn stop_requested() -> StopRequested {
     StopRequested {
         node: node::current(),
+        registered: None,
     }
 }
 
@@ -112,18 +113,36 @@ pub fn stop_requested() -> StopRequested {
 #[must_use = "futures do nothing unless polled"]
 pub struct StopRequested {
     node: Option<Arc<Node>>,
+    /// The waker registered with the node by the last poll. Polled again
+    /// with the same waker and no stop yet, the future only reads the
+    /// node's flags: a loop that selects on it every turn takes no lock.
+    registered: Option<Waker>,
 }
 
 impl Future for StopRequested {
     type Output = CancelReason;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CancelReason> {
-        match &self.node {
-            Some(node) => match node.poll_stop(cx.waker()) {
-                Some(reason) => Poll::Ready(reason),
-                None => Poll::Pending,
-            },
-            None => Poll::Pending,
+        let this = self.get_mut();
+        let Some(node) = &this.node else {
+            return Poll::Pending;
+        };
+        // The registered waker stays with the node until a stop wakes it,
+        // and the stop sets the flag before it does.
+        if !node.is_stopping()
+            && this
+                .registered
+                .as_ref()
+                .is_some_and(|waker| waker.will_wake(cx.waker()))
+        {
+            return Poll::Pending;
+        }
+        match node.poll_stop(cx.waker()) {
+            Some(reason) => Poll::Ready(reason),
+            None => {
+                this.registered = Some(cx.waker().clone());
+                Poll::Pending
+            }
         }
     }
 }

@@ -14,7 +14,7 @@
 mod schedule;
 
 use std::borrow::Cow;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::future::Future;
 use std::num::NonZeroUsize;
 use std::panic::Location;
@@ -426,6 +426,9 @@ impl<F> fmt::Debug for PeriodicRun<F> {
 /// way to wake the loop, used only when it waits for a run to end. A run
 /// counts itself as it ends, so the loop wakes once a tick, not twice.
 struct Runs {
+    /// The schedule's counts, here so that a run's end reaches both through
+    /// one `Arc`.
+    stats: PeriodicStatsHandle,
     running: AtomicUsize,
     /// Set while the loop waits for runs to end (a queued tick, a drain).
     waiting: AtomicBool,
@@ -485,6 +488,7 @@ impl<'s> Ticker<'s> {
         location: &'static Location<'static>,
         scope: &'s Scope,
     ) -> Self {
+        let stats = config.stats.clone();
         Ticker {
             config,
             name,
@@ -493,6 +497,7 @@ impl<'s> Ticker<'s> {
             active: Vec::new(),
             queued: None,
             runs: Arc::new(Runs {
+                stats,
                 running: AtomicUsize::new(0),
                 waiting: AtomicBool::new(false),
                 wake: Notify::new(),
@@ -531,13 +536,17 @@ impl<'s> Ticker<'s> {
                 next_deadline.as_mut().reset(deadline);
                 armed_deadline = Some(deadline);
             }
+            // A run's end matters to the loop only when it may stop the
+            // schedule or start the queued tick: otherwise no waiter is
+            // registered (and removed) at every turn.
+            let watch_ends = self.config.on_error == OnError::Stop || self.queued.is_some();
             tokio::select! {
                 biased;
                 _ = &mut stop => {
                     self.drain().await;
                     return Ok(());
                 }
-                () = runs.wake.notified() => {
+                () = runs.wake.notified(), if watch_ends => {
                     if let Some(failure) = runs.take_stopping() {
                         self.drain().await;
                         return Err(failure);
@@ -646,13 +655,16 @@ impl<'s> Ticker<'s> {
         let mut finish = RunFinish {
             tick,
             runs: Some(self.runs.clone()),
-            stats: self.config.stats.clone(),
             name: self.name.clone(),
             stop_on_error: self.config.on_error == OnError::Stop,
         };
+        // `name #tick`, written into a buffer of the right size at once
+        // (`format!` would guess short and grow it): this is paid per run.
+        let mut run_name = String::with_capacity(self.name.len() + 2 + 20);
+        let _ = write!(run_name, "{} #{tick}", self.name);
         let handle = self.scope.spawn_task_at(
             NodeKind::Task,
-            Some(format!("{} #{tick}", self.name).into()),
+            Some(run_name.into()),
             async move {
                 let end = match run.await {
                     Ok(output) => output.into_cleanup_result().map_err(RunFailure::Error),
@@ -669,11 +681,12 @@ impl<'s> Ticker<'s> {
             deadline,
         });
         self.config.stats.add(|c| &c.started, 1);
-        self.config
-            .stats
-            .0
-            .max_concurrent
-            .fetch_max(running as u64, Ordering::Relaxed);
+        // Read first: a new maximum is rare, and a plain load is cheaper
+        // than a read-modify-write at every run.
+        let max_concurrent = &self.config.stats.0.max_concurrent;
+        if running as u64 > max_concurrent.load(Ordering::Relaxed) {
+            max_concurrent.fetch_max(running as u64, Ordering::Relaxed);
+        }
     }
 
     /// Cancels the runs whose deadline has passed.
@@ -703,7 +716,6 @@ struct RunFinish {
     tick: u64,
     /// `None` once counted.
     runs: Option<Arc<Runs>>,
-    stats: PeriodicStatsHandle,
     name: Cow<'static, str>,
     stop_on_error: bool,
 }
@@ -713,11 +725,11 @@ impl RunFinish {
         let Some(runs) = self.runs.take() else { return };
         let stops = match end {
             Ok(()) => {
-                self.stats.add(|c| &c.completed, 1);
+                runs.stats.add(|c| &c.completed, 1);
                 false
             }
             Err(failure) => {
-                self.stats.add(|c| &c.failed, 1);
+                runs.stats.add(|c| &c.failed, 1);
                 tracing::warn!(
                     target: "tethered::periodic",
                     schedule = %self.name,
@@ -743,7 +755,7 @@ impl Drop for RunFinish {
     fn drop(&mut self) {
         let Some(runs) = self.runs.take() else { return };
         let kind = crate::current().cancel_reason().map(|reason| reason.kind());
-        self.stats.add(
+        runs.stats.add(
             |c| match kind {
                 Some(CancelKind::Timeout) => &c.timed_out,
                 Some(CancelKind::Overlap) => &c.cancelled_by_overlap,

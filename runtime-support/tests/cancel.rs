@@ -674,3 +674,51 @@ async fn sibling_failure_reaches_nephews_as_parent_cancelled_caused_by_it() {
     );
     assert!(below.root().same_as(first));
 }
+
+/// Counts its wake-ups.
+struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl CountingWaker {
+    fn new() -> Arc<Self> {
+        Arc::new(CountingWaker(std::sync::atomic::AtomicUsize::new(0)))
+    }
+
+    fn wakes(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// `stop_requested()` polled again and again, with the same waker or a new
+/// one, is woken by the stop and then resolves with its reason.
+#[tokio::test(start_paused = true)]
+async fn stop_requested_polled_repeatedly_sees_the_stop_whatever_the_waker() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+
+    Scope::run(async |scope| {
+        let (first, second) = (CountingWaker::new(), CountingWaker::new());
+        let mut stop = std::pin::pin!(tethered::stop_requested());
+        for waker in [&first, &first, &first, &second, &second] {
+            let waker = Waker::from(waker.clone());
+            let poll = stop.as_mut().poll(&mut Context::from_waker(&waker));
+            assert!(poll.is_pending());
+        }
+        scope.stop("deploy");
+        // Both wakers were registered; the second replaced the first in
+        // this future, but the node still wakes both.
+        assert_eq!((first.wakes(), second.wakes()), (1, 1));
+        let waker = Waker::from(second.clone());
+        let Poll::Ready(reason) = stop.as_mut().poll(&mut Context::from_waker(&waker)) else {
+            panic!("the stop was not seen");
+        };
+        assert_eq!(reason.message(), Some("deploy"));
+    })
+    .await
+    .unwrap();
+}
