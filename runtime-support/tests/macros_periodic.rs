@@ -211,3 +211,51 @@ async fn a_schedule_is_a_supervised_child() {
         "{drain}"
     );
 }
+
+/// `every = (expression)`: a period known only at run time, computed from
+/// the fn's arguments when it is called.
+#[periodic(every = (period * 2), overlap = skip)]
+async fn every_other(hits: Arc<AtomicU32>, period: Duration) {
+    hits.fetch_add(1, Ordering::SeqCst);
+}
+
+struct Poller {
+    period: Duration,
+    hits: Arc<AtomicU32>,
+}
+
+impl Clone for Poller {
+    fn clone(&self) -> Self {
+        Poller {
+            period: self.period,
+            hits: self.hits.clone(),
+        }
+    }
+}
+
+impl Poller {
+    #[periodic(every = (self.period), first = after)]
+    async fn poll(&self) {
+        self.hits.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_takes_an_expression_evaluated_when_the_fn_is_called() {
+    let hits = Arc::new(AtomicU32::new(0));
+    // Ticks at 0, 500 ms, 1 s, 1.5 s and 2 s.
+    let stats = run_for(
+        every_other(hits.clone(), Duration::from_millis(250)),
+        Duration::from_millis(2_100),
+    )
+    .await;
+    assert_eq!((stats.ticks, hits.load(Ordering::SeqCst)), (5, 5));
+
+    let poller = Poller {
+        period: Duration::from_millis(300),
+        hits: Arc::new(AtomicU32::new(0)),
+    };
+    // The first tick one period in: 300, 600 and 900 ms.
+    let stats = run_for(poller.poll(), Duration::from_millis(1_000)).await;
+    assert_eq!((stats.ticks, poller.hits.load(Ordering::SeqCst)), (3, 3));
+}

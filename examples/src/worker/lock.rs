@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
-use tethered::{Overlap, Periodic, PeriodicTask};
+use tethered::periodic;
 
 use super::queue::{DbError, Queue, context, ms_from_now, now_ms};
 
@@ -184,26 +184,21 @@ pub fn holder(queue: &Queue) -> Result<Option<(String, i64)>, DbError> {
 ///
 /// The schedule [`held`] spawns as its `lock-watchdog` task (public so that
 /// the book can show `held` as it is written).
-pub fn watchdog(queue: Arc<Queue>, holder: Holder, ttl: Duration, renew: Duration) -> PeriodicTask {
-    Periodic::every(renew)
-        .overlap(Overlap::Skip)
-        .first_after()
-        .name("lock-watchdog")
-        .run(move || {
-            let queue = queue.clone();
-            let holder = holder.clone();
-            async move {
-                if extend(&queue, &holder, ttl)? {
-                    Ok(())
-                } else {
-                    Err(LockError::Db(DbError(format!(
-                        "the lock row no longer belongs to `{}`",
-                        holder.name
-                    ))))
-                }
-            }
-        })
-        .boxed()
+#[periodic(every = (renew), overlap = skip, first = after, name = "lock-watchdog")]
+pub async fn watchdog(
+    queue: Arc<Queue>,
+    holder: Holder,
+    ttl: Duration,
+    renew: Duration,
+) -> Result<(), LockError> {
+    if extend(&queue, &holder, ttl)? {
+        Ok(())
+    } else {
+        Err(LockError::Db(DbError(format!(
+            "the lock row no longer belongs to `{}`",
+            holder.name
+        ))))
+    }
 }
 
 /// Why [`held`] ended without a value.

@@ -42,7 +42,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tethered::{Overlap, Periodic, Supervisor, SupervisorError, periodic};
+use tethered::{Supervisor, SupervisorError, periodic};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -250,19 +250,12 @@ async fn work(mut claim: Claim) -> Result<(), DbError> {
 }
 
 /// Extends the leases of this owner's jobs in flight to `lease` from now,
-/// every [`renew_every`]`(lease)`. (A [`Periodic`] built at run time rather
-/// than a `#[periodic]` fn: the period comes from `--lease`.)
-fn lease_keeper(queue: Arc<Queue>, owner: Arc<str>, lease: Duration) -> tethered::PeriodicTask {
-    Periodic::every(renew_every(lease))
-        .overlap(Overlap::Skip)
-        .first_after()
-        .name("lease-keeper")
-        .run(move || {
-            let queue = queue.clone();
-            let owner = owner.clone();
-            async move { queue.extend_leases(&owner, lease).map(drop) }
-        })
-        .boxed()
+/// every [`renew_every`]`(lease)`: a period known only at run time (it
+/// follows `--lease`), so `every` is an expression in parentheses, computed
+/// from the arguments when the fn is called.
+#[periodic(every = (renew_every(lease)), overlap = skip, first = after, name = "lease-keeper")]
+async fn lease_keeper(queue: Arc<Queue>, owner: Arc<str>, lease: Duration) -> Result<(), DbError> {
+    queue.extend_leases(&owner, lease).map(drop)
 }
 
 /// The progress bar, or a line of counts on stderr, once a second.

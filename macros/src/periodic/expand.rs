@@ -1,11 +1,12 @@
 //! A checked model of `#[periodic]` to tokens. Cannot fail.
 
 use proc_macro2::{Ident, Span, TokenStream, TokenTree};
-use quote::{quote, quote_spanned};
+use quote::{ToTokens, quote, quote_spanned};
+use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{ItemFn, Signature};
 
-use super::model::{OverlapModel, PeriodicFn, Receiver};
+use super::model::{Every, OverlapModel, PeriodicFn, Receiver};
 use crate::common::duration;
 
 // Input:
@@ -51,10 +52,13 @@ pub(crate) fn expand(model: PeriodicFn) -> TokenStream {
     let span = ident.span();
     let schedule = schedule(&model);
     let output = &model.output;
-    let copies = model.arguments.iter().map(|argument| {
+    // Only the arguments the body names are copied into each run: one used
+    // only by `every`, or not at all, gets the compiler's usual treatment.
+    let body_tokens = model.item.block.to_token_stream();
+    let copies = model.arguments.iter().filter(|argument| mentions(&body_tokens, argument)).map(|argument| {
         quote_spanned!(argument.span()=> let #argument = ::tethered::__private::copy_for_run(&#argument);)
     });
-    let this = Ident::new("__tethered_self", Span::call_site());
+    let this = self_copy();
     let (owned_self, copy_self) = match model.receiver {
         None => (TokenStream::new(), TokenStream::new()),
         Some(Receiver::Value) => (
@@ -100,7 +104,23 @@ pub(crate) fn expand(model: PeriodicFn) -> TokenStream {
 }
 
 fn schedule(model: &PeriodicFn) -> TokenStream {
-    let every = duration::to_tokens(model.every.0, &model.every.1);
+    let every = match &model.every {
+        Every::Literal(duration, text) => duration::to_tokens(*duration, text),
+        Every::Runtime(expr) => {
+            // Evaluated when the fn is called, before the arguments move
+            // into the schedule; inside a method, `self` is the fn's copy.
+            let mut expr = (**expr).clone();
+            if model.receiver.is_some() {
+                RenameSelf { to: self_copy() }.visit_expr_mut(&mut expr);
+            }
+            quote_spanned! {expr.span()=>
+                {
+                    let every: ::core::time::Duration = #expr;
+                    every
+                }
+            }
+        }
+    };
     let name = &model.name;
     let mut tokens = quote!(::tethered::Periodic::every(#every).name(#name));
     if let Some((overlap, span)) = &model.overlap {
@@ -150,6 +170,20 @@ fn schedule(model: &PeriodicFn) -> TokenStream {
 
 /// Replaces `self` with the run's copy in the body, not in nested items
 /// (an `impl Drop` in the body keeps its own `self`).
+/// Whether `ident` appears anywhere in `tokens`, macro arguments included.
+fn mentions(tokens: &TokenStream, ident: &Ident) -> bool {
+    tokens.clone().into_iter().any(|tree| match tree {
+        TokenTree::Ident(found) => found == *ident,
+        TokenTree::Group(group) => mentions(&group.stream(), ident),
+        _ => false,
+    })
+}
+
+/// The name of the fn's own copy of `self`, in a method.
+fn self_copy() -> Ident {
+    Ident::new("__tethered_self", Span::call_site())
+}
+
 struct RenameSelf {
     to: Ident,
 }

@@ -28,9 +28,16 @@ pub(crate) enum Receiver {
     Reference,
 }
 
+/// `every = …`: a literal checked now, or an expression (in parentheses)
+/// evaluated each time the fn is called, which may use its arguments.
+pub(crate) enum Every {
+    Literal(Duration, LitStr),
+    Runtime(Box<Expr>),
+}
+
 pub(crate) struct PeriodicFn {
     pub(crate) item: ItemFn,
-    pub(crate) every: (Duration, LitStr),
+    pub(crate) every: Every,
     pub(crate) overlap: Option<(OverlapModel, Span)>,
     pub(crate) missed: Option<Ident>,
     pub(crate) first_after: bool,
@@ -65,7 +72,7 @@ impl PeriodicFn {
 
         let mut every = None;
         let mut model = PeriodicFn {
-            every: (Duration::from_secs(1), LitStr::new("1s", Span::call_site())),
+            every: Every::Literal(Duration::from_secs(1), LitStr::new("1s", Span::call_site())),
             overlap: None,
             missed: None,
             first_after: false,
@@ -81,7 +88,7 @@ impl PeriodicFn {
         };
         for option in options::check_keys(options, KEYS, errors) {
             match option.key.to_string().as_str() {
-                "every" => every = errors.take(options::duration(option)),
+                "every" => every = errors.take(every_option(option)),
                 "overlap" => model.overlap = errors.take(overlap(option)),
                 "missed" => {
                     model.missed = errors.take(options::word(option, &["skip", "burst", "delay"]));
@@ -111,22 +118,39 @@ impl PeriodicFn {
             None => {
                 errors.push(syn::Error::new(
                     Span::call_site(),
-                    "missing `every = \"…\"`: how often the body runs, like `#[periodic(every = \"5s\")]`",
+                    "missing `every = \"…\"`: how often the body runs, like `#[periodic(every = \"5s\")]` (or `every = (expression)` for a period known only at run time)",
                 ));
             }
         }
-        if let Some((jitter, literal)) = &model.jitter
-            && *jitter >= model.every.0
+        // Against a period known only at run time, the schedule clamps the
+        // jitter below it (see `Periodic::jitter`).
+        if let (Some((jitter, literal)), Every::Literal(every, every_text)) =
+            (&model.jitter, &model.every)
+            && jitter >= every
         {
             errors.error_spanned_by(
                 literal,
                 format!(
                     "`jitter` must be shorter than `every` ({}), or ticks could swap places",
-                    model.every.1.value()
+                    every_text.value()
                 ),
             );
         }
         (!fatal).then_some(model)
+    }
+}
+
+/// `every = "5s"`, or `every = (expression)` for a period known at run time.
+fn every_option(option: &RawOption) -> syn::Result<Every> {
+    match &option.value {
+        Expr::Paren(paren) => Ok(Every::Runtime(paren.expr.clone())),
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(_), ..
+        }) => options::duration(option).map(|(duration, text)| Every::Literal(duration, text)),
+        other => Err(syn::Error::new_spanned(
+            other,
+            "`every` takes a string, like `every = \"5s\"`, or, for a period known only at run time, an expression in parentheses: `every = (config.period)`",
+        )),
     }
 }
 
