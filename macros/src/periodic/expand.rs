@@ -2,7 +2,6 @@
 
 use proc_macro2::{Ident, Span, TokenStream, TokenTree};
 use quote::{ToTokens, quote, quote_spanned};
-use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{ItemFn, Signature};
 
@@ -106,14 +105,16 @@ pub(crate) fn expand(model: PeriodicFn) -> TokenStream {
 fn schedule(model: &PeriodicFn) -> TokenStream {
     let every = match &model.every {
         Every::Literal(duration, text) => duration::to_tokens(*duration, text),
-        Every::Runtime(expr) => {
+        Every::Runtime(expr, parens) => {
             // Evaluated when the fn is called, before the arguments move
             // into the schedule; inside a method, `self` is the fn's copy.
             let mut expr = (**expr).clone();
             if model.receiver.is_some() {
                 RenameSelf { to: self_copy() }.visit_expr_mut(&mut expr);
             }
-            quote_spanned! {expr.span()=>
+            // The type is asked for by the parentheses, where the
+            // compiler's "expected due to this" then points.
+            quote_spanned! {*parens=>
                 {
                     let every: ::core::time::Duration = #expr;
                     every

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use proc_macro2::Span;
+use quote::ToTokens;
 use syn::{Expr, ExprCall, ExprLit, FnArg, Ident, ItemFn, Lit, LitStr, Pat, ReturnType, Type};
 
 use crate::common::options::{self, RawOption};
@@ -32,7 +33,8 @@ pub(crate) enum Receiver {
 /// evaluated each time the fn is called, which may use its arguments.
 pub(crate) enum Every {
     Literal(Duration, LitStr),
-    Runtime(Box<Expr>),
+    /// The expression, and the span of its parentheses.
+    Runtime(Box<Expr>, Span),
 }
 
 pub(crate) struct PeriodicFn {
@@ -105,7 +107,7 @@ impl PeriodicFn {
                     model.on_error_stop = errors.take(on_error(option)).unwrap_or(false);
                 }
                 "name" => {
-                    if let Some(name) = errors.take(options::string(option, "\"cleanup\"")) {
+                    if let Some(name) = errors.take(options::string(option, "\"refresh-prices\"")) {
                         model.name = name;
                     }
                 }
@@ -143,7 +145,10 @@ impl PeriodicFn {
 /// `every = "5s"`, or `every = (expression)` for a period known at run time.
 fn every_option(option: &RawOption) -> syn::Result<Every> {
     match &option.value {
-        Expr::Paren(paren) => Ok(Every::Runtime(paren.expr.clone())),
+        Expr::Paren(paren) => Ok(Every::Runtime(
+            paren.expr.clone(),
+            paren.paren_token.span.join(),
+        )),
         Expr::Lit(ExprLit {
             lit: Lit::Str(_), ..
         }) => options::duration(option).map(|(duration, text)| Every::Literal(duration, text)),
@@ -247,7 +252,10 @@ fn overlap(option: &RawOption) -> syn::Result<(OverlapModel, Span)> {
             Some("queue") => Ok((OverlapModel::Queue, span)),
             _ => Err(syn::Error::new_spanned(
                 path,
-                format!("unknown overlap policy; {FORMS}"),
+                format!(
+                    "unknown overlap policy `{}`; {FORMS}",
+                    path.to_token_stream().to_string().replace(' ', "")
+                ),
             )),
         },
         other => Err(syn::Error::new_spanned(other, FORMS)),
@@ -262,7 +270,10 @@ fn on_error(option: &RawOption) -> syn::Result<bool> {
         Expr::Path(path) if path.path.is_ident("stop") => Ok(true),
         other => Err(syn::Error::new_spanned(
             other,
-            "expected `on_error = continue | stop`",
+            format!(
+                "unknown `on_error` value `{}`; expected `on_error = continue | stop`",
+                other.to_token_stream().to_string().replace(' ', "")
+            ),
         )),
     }
 }
