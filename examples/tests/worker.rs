@@ -96,7 +96,7 @@ fn sigterm_leaves_nothing_taken_and_a_second_run_finishes() {
             "shutdown 3/4: every job in flight finished within the grace; nothing to cancel",
             "shutdown 4/4: supervisor `worker` stopped in",
             "0 cancelled and returned, 0 failed or still running",
-            "lock: watchdog ended and joined, then the lock row deleted",
+            "lock: watchdog cancelled and joined, then the lock row deleted",
         ],
     );
     assert_eq!(first.lost, 0);

@@ -216,9 +216,9 @@ fn sigkill_at_10_random_moments_then_a_run_finishes_every_job_once() {
     let db = TempDb::new("kill");
     let path = db.path();
     enqueue(&db, u32::try_from(JOBS).unwrap());
-    // A 600 ms lease, renewed every 150 ms; the lock row expires 100 ms +
-    // 600 ms + 150 ms after its last renewal: a restart after a SIGKILL
-    // waits under a second, and finds the dead worker's leases expired.
+    // A 600 ms lease, renewed every 150 ms; the lock row expires 600 ms +
+    // 2 × 150 ms after its last renewal: a restart after a SIGKILL waits
+    // under a second, and finds the dead worker's leases expired.
     let args = [
         "--concurrency",
         &CONCURRENCY.to_string(),

@@ -376,7 +376,7 @@ pub use error::{
 pub use outcome::Outcome;
 #[doc(inline)]
 pub use periodic::{
-    Missed, OnError, Overlap, Periodic, PeriodicError, PeriodicRun, PeriodicStats,
+    Missed, OnError, OnStop, Overlap, Periodic, PeriodicError, PeriodicRun, PeriodicStats,
     PeriodicStatsHandle, PeriodicTask, RunFailure,
 };
 #[doc(inline)]

@@ -77,6 +77,43 @@ pub enum OnError {
     Stop,
 }
 
+/// What a stop request (a graceful shutdown) does to the schedule.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use std::time::Duration;
+/// use tethered::{OnStop, Periodic, Scope};
+///
+/// // A heartbeat that must go on while the rest of the service drains.
+/// let heartbeat = Periodic::every(Duration::from_secs(1))
+///     .on_stop(OnStop::Continue)
+///     .run(|| async { /* tell the cluster we are alive */ });
+/// Scope::run(async |scope| {
+///     let heartbeat = scope.spawn(heartbeat);
+///     scope.stop("deploy");
+///     tokio::time::sleep(Duration::from_millis(3_500)).await; // draining
+///     assert!(!heartbeat.is_finished());
+///     let stats = heartbeat.cancel_and_wait("drained").await;
+///     assert!(stats.is_cancelled());
+/// })
+/// .await
+/// .unwrap();
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnStop {
+    /// Start no new run, let the running ones finish, and end with the
+    /// stats.
+    #[default]
+    End,
+    /// Keep ticking: only a cancellation ends the schedule. For work that
+    /// must go on while the rest of a service shuts down gracefully, like a
+    /// heartbeat or the renewal of a lock, cancelled once what it serves
+    /// has ended (by its scope's `on_exit = cancel`, say).
+    Continue,
+}
+
 /// Counts of what a schedule did. Read them while it runs through a
 /// [`PeriodicStatsHandle`]; [`Periodic::run`] returns the final ones.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -247,6 +284,7 @@ pub struct Periodic {
     jitter: Option<(Duration, u64)>,
     timeout: Option<Duration>,
     on_error: OnError,
+    on_stop: OnStop,
     name: Option<Cow<'static, str>>,
     stats: PeriodicStatsHandle,
 }
@@ -268,6 +306,7 @@ impl Periodic {
             jitter: None,
             timeout: None,
             on_error: OnError::Continue,
+            on_stop: OnStop::End,
             name: None,
             stats: PeriodicStatsHandle::default(),
         }
@@ -310,6 +349,13 @@ impl Periodic {
     /// What a failed run does to the schedule.
     pub fn on_error(mut self, on_error: OnError) -> Self {
         self.on_error = on_error;
+        self
+    }
+
+    /// What a stop request does to the schedule: end it (the default), or
+    /// nothing, so that only a cancellation ends it.
+    pub fn on_stop(mut self, on_stop: OnStop) -> Self {
+        self.on_stop = on_stop;
         self
     }
 
@@ -540,9 +586,10 @@ impl<'s> Ticker<'s> {
             // schedule or start the queued tick: otherwise no waiter is
             // registered (and removed) at every turn.
             let watch_ends = self.config.on_error == OnError::Stop || self.queued.is_some();
+            let ends_on_stop = self.config.on_stop == OnStop::End;
             tokio::select! {
                 biased;
-                _ = &mut stop => {
+                _ = &mut stop, if ends_on_stop => {
                     self.drain().await;
                     return Ok(());
                 }

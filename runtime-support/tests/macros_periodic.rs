@@ -259,3 +259,32 @@ async fn every_takes_an_expression_evaluated_when_the_fn_is_called() {
     let stats = run_for(poller.poll(), Duration::from_millis(1_000)).await;
     assert_eq!((stats.ticks, poller.hits.load(Ordering::SeqCst)), (3, 3));
 }
+
+#[periodic(every = "1s", on_stop = continue)]
+async fn heartbeat(beats: Arc<AtomicU32>) {
+    beats.fetch_add(1, Ordering::SeqCst);
+}
+
+/// `on_stop = continue`: a stop does not end the schedule (a heartbeat goes
+/// on while the service drains); a cancellation does.
+#[tokio::test(start_paused = true)]
+async fn on_stop_continue_keeps_ticking_until_cancelled() {
+    let beats = Arc::new(AtomicU32::new(0));
+    let outcome = Scope::run(async |scope| {
+        let schedule = scope.spawn(heartbeat(beats.clone()));
+        sleep(Duration::from_millis(500)).await;
+        scope.stop("deploy");
+        sleep(Duration::from_secs(2)).await;
+        // Beats at 0, 1 and 2 s: the stop at 0.5 s changed nothing.
+        assert_eq!(beats.load(Ordering::SeqCst), 3);
+        assert!(!schedule.is_finished());
+        schedule.cancel_and_wait("drained").await
+    })
+    .await
+    .unwrap();
+    let tethered::Outcome::Cancelled(reason) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(reason.message(), Some("drained"));
+    assert_eq!(beats.load(Ordering::SeqCst), 3);
+}

@@ -70,9 +70,9 @@ pub struct RunConfig {
     /// How long a job's lease lasts without renewal (hidden `--lease`,
     /// default [`LEASE`](super::LEASE), at least 100 ms). Leases and the
     /// lock row are renewed every [`renew_every`](super::renew_every) of it,
-    /// and the lock row expires `grace + lease + renew_every(lease)` after
-    /// its last renewal: a killed process's lock and leases are stale that
-    /// long after it died. Meant for tests; shorter leases mean more writes.
+    /// and the lock row expires `lease + 2 × renew_every(lease)` after its
+    /// last renewal: a killed process's lock and leases are stale that long
+    /// after it died. Meant for tests; shorter leases mean more writes.
     pub lease: Duration,
 }
 

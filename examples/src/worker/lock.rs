@@ -20,9 +20,9 @@
 //!
 //! The row expires `ttl` after the last extension, so a process that dies
 //! without deleting it (SIGKILL, power loss) blocks the next one for at most
-//! `ttl`. The watchdog stops when the process is asked to stop (a stop
-//! reaches every task); `ttl` is longer than the shutdown's grace period,
-//! so the row stays valid until the `defer!` deletes it.
+//! `ttl`. A stop request (SIGTERM) does not end the watchdog
+//! (`on_stop = continue`): the row is renewed for as long as the work runs,
+//! graceful shutdown included, and only the scope's cancellation ends it.
 
 use std::fmt;
 use std::sync::Arc;
@@ -180,11 +180,18 @@ pub fn holder(queue: &Queue) -> Result<Option<(String, i64)>, DbError> {
 
 /// Keeps the row alive: every `renew` (shorter than `ttl`), `expires`
 /// moves to `ttl` from now. A run that finds the row gone or taken over
-/// fails (logged, counted); the schedule goes on.
+/// fails (logged, counted); the schedule goes on. A stop does not end it:
+/// only a cancellation does, once the work it guards has ended.
 ///
 /// The schedule [`held`] spawns as its `lock-watchdog` task (public so that
 /// the book can show `held` as it is written).
-#[periodic(every = (renew), overlap = skip, first = after, name = "lock-watchdog")]
+#[periodic(
+    every = (renew),
+    overlap = skip,
+    first = after,
+    on_stop = continue,
+    name = "lock-watchdog"
+)]
 pub async fn watchdog(
     queue: Arc<Queue>,
     holder: Holder,

@@ -280,22 +280,22 @@ async fn metrics(shared: Arc<Shared>) {
 pub async fn run(config: RunConfig) -> Result<Summary, WorkerError> {
     let queue = Arc::new(Queue::open(&config.db)?);
     let holder = Holder::this_process();
-    // Outlives the shutdown, during which the watchdog no longer runs. And
-    // outlives the leases: the row is renewed at most `renew` before the
-    // process dies, so it expires at least `grace + lease` after the death,
-    // when every lease the dead process held has expired too. The next
-    // holder finds its jobs takeable at once.
+    // The watchdog renews the row until the work has ended, shutdown
+    // included. The row outlives the leases: renewed at most `renew` before
+    // the process dies (one more `renew` of slack for a late renewal), it
+    // expires at least `lease` after the death, when every lease the dead
+    // process held has expired too. The next holder finds its jobs
+    // takeable at once.
     let renew = renew_every(config.lease);
-    let ttl = config.grace + config.lease + renew;
+    let ttl = config.lease + 2 * renew;
     let console = Arc::new(Console::for_stdout());
     let tree = config.tree;
     let work = supervised(queue.clone(), holder.clone(), config, console.clone());
     let result = lock::held(queue, holder, ttl, renew, work).await;
     if result.is_ok() {
-        // `held` returns once its scope has ended the watchdog (stopped by
-        // the signal, or cancelled when the work returned), joined it, and
-        // then run its cleanup.
-        console.say("lock: watchdog ended and joined, then the lock row deleted");
+        // `held` returns once its scope has cancelled the watchdog, joined
+        // it, and then run its cleanup.
+        console.say("lock: watchdog cancelled and joined, then the lock row deleted");
     }
     if tree {
         console.say(format_args!(

@@ -166,6 +166,9 @@ fn schedule(model: &PeriodicFn) -> TokenStream {
     if model.on_error_stop {
         tokens.extend(quote!(.on_error(::tethered::OnError::Stop)));
     }
+    if model.on_stop_continue {
+        tokens.extend(quote!(.on_stop(::tethered::OnStop::Continue)));
+    }
     tokens
 }
 

@@ -10,7 +10,8 @@ use crate::common::options::{self, RawOption};
 use crate::common::{Errors, check_async_fn};
 
 const KEYS: &[&str] = &[
-    "every", "overlap", "missed", "first", "jitter", "seed", "timeout", "on_error", "name",
+    "every", "overlap", "missed", "first", "jitter", "seed", "timeout", "on_error", "on_stop",
+    "name",
 ];
 
 /// `overlap = …`
@@ -47,6 +48,8 @@ pub(crate) struct PeriodicFn {
     pub(crate) seed: Option<u64>,
     pub(crate) timeout: Option<(Duration, LitStr)>,
     pub(crate) on_error_stop: bool,
+    /// `on_stop = continue`: only a cancellation ends the schedule.
+    pub(crate) on_stop_continue: bool,
     pub(crate) name: LitStr,
     /// The arguments cloned into each run.
     pub(crate) arguments: Vec<Ident>,
@@ -82,6 +85,7 @@ impl PeriodicFn {
             seed: None,
             timeout: None,
             on_error_stop: false,
+            on_stop_continue: false,
             name: LitStr::new(&item.sig.ident.to_string(), item.sig.ident.span()),
             arguments,
             receiver,
@@ -105,6 +109,9 @@ impl PeriodicFn {
                 "timeout" => model.timeout = errors.take(options::duration(option)),
                 "on_error" => {
                     model.on_error_stop = errors.take(on_error(option)).unwrap_or(false);
+                }
+                "on_stop" => {
+                    model.on_stop_continue = errors.take(on_stop(option)).unwrap_or(false);
                 }
                 "name" => {
                     if let Some(name) = errors.take(options::string(option, "\"refresh-prices\"")) {
@@ -272,6 +279,21 @@ fn on_error(option: &RawOption) -> syn::Result<bool> {
             other,
             format!(
                 "unknown `on_error` value `{}`; expected `on_error = continue | stop`",
+                other.to_token_stream().to_string().replace(' ', "")
+            ),
+        )),
+    }
+}
+
+/// `on_stop = end | continue`. Returns whether it is `continue`.
+fn on_stop(option: &RawOption) -> syn::Result<bool> {
+    match &option.value {
+        Expr::Continue(_) => Ok(true),
+        Expr::Path(path) if path.path.is_ident("end") => Ok(false),
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!(
+                "unknown `on_stop` value `{}`; expected `on_stop = end | continue`",
                 other.to_token_stream().to_string().replace(' ', "")
             ),
         )),
