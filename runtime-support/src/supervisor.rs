@@ -646,9 +646,11 @@ impl Shared {
             }
             ChildExit::Cancelled(reason) => {
                 Counters::add(&counters.ends.cancelled);
+                let child = crate::node::current();
                 tracing::debug!(
                     target: "tethered::supervisor",
                     supervisor = self.node.name(),
+                    child = child.as_ref().and_then(|node| node.name()),
                     reason = %reason,
                     "supervised child cancelled",
                 );

@@ -337,6 +337,7 @@ impl Node {
                 tracing::debug!(
                     target: "tethered::cancel",
                     task = self.name(),
+                    location = %self.location,
                     kept = %kept,
                     ignored = %reason,
                     "cancellation ignored: already cancelled",
@@ -415,6 +416,7 @@ impl Node {
         tracing::debug!(
             target: "tethered::cancel",
             task = self.name(),
+            location = %self.location,
             reason = %reason,
             "stop requested",
         );

@@ -233,7 +233,13 @@ impl Drop for EndGuard {
             .as_ref()
             .and_then(|node| node.reason())
             .unwrap_or_else(|| {
-                CancelReason::at(CancelKind::Shutdown, Location::caller())
+                // Refused, the future is dropped where the spawn was asked
+                // for, whose node is the caller's: its location is the
+                // nearest one that means something to the user.
+                let location = current
+                    .as_ref()
+                    .map_or_else(Location::caller, |node| node.location());
+                CancelReason::at(CancelKind::Shutdown, location)
                     .with_message("the supervisor refused or dropped the child")
             });
         self.shared

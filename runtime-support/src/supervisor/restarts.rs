@@ -353,8 +353,8 @@ impl<'a> Manager<'a> {
                 target: "tethered::supervisor",
                 supervisor = self.shared.node.name(),
                 child = %name,
-                "supervised child still running {:?} after it was told to stop; restarting without it",
-                grace + cancel_timeout,
+                waited = ?(grace + cancel_timeout),
+                "supervised child still running after it was told to stop; restarting without it",
             );
         }
     }
