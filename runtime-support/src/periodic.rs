@@ -779,7 +779,7 @@ impl RunFinish {
                 runs.stats.add(|c| &c.failed, 1);
                 tracing::warn!(
                     target: "tethered::periodic",
-                    schedule = %self.name,
+                    schedule = &*self.name,
                     tick = self.tick,
                     %failure,
                     "a periodic run failed",

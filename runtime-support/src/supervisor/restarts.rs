@@ -208,7 +208,7 @@ impl<'a> Manager<'a> {
             tracing::info!(
                 target: "tethered::supervisor",
                 supervisor = self.shared.node.name(),
-                child = %child.spec.name,
+                child = &*child.spec.name,
                 generation = child.generation,
                 "restarted supervised child",
             );
@@ -257,7 +257,7 @@ impl<'a> Manager<'a> {
             tracing::debug!(
                 target: "tethered::supervisor",
                 supervisor = self.shared.node.name(),
-                child = %child.spec.name,
+                child = &*child.spec.name,
                 exit = %exit,
                 restart = ?child.spec.restart,
                 "supervised child ended; its policy does not restart it",
@@ -293,7 +293,7 @@ impl<'a> Manager<'a> {
         tracing::info!(
             target: "tethered::supervisor",
             supervisor = self.shared.node.name(),
-            child = %child.spec.name,
+            child = &*child.spec.name,
             exit = %exit,
             restart_in = ?due.saturating_duration_since(now),
             strategy = ?self.strategy,
@@ -352,7 +352,7 @@ impl<'a> Manager<'a> {
             tracing::warn!(
                 target: "tethered::supervisor",
                 supervisor = self.shared.node.name(),
-                child = %name,
+                child = &*name,
                 waited = ?(grace + cancel_timeout),
                 "supervised child still running after it was told to stop; restarting without it",
             );
