@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! scope `held`                       (on_exit = cancel)
-//! ├── task `lock-watchdog`           periodic (every `renew`, overlap skip):
+//! ├── task `lock-watchdog`           periodic (every `renew`, overlap skip,
+//! │                                  on_stop continue):
 //! │                                  pushes `expires` forward
 //! ├── (the body: the worker's run)
 //! └── defer: DELETE the row          runs after every child has ended

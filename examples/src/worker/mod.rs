@@ -4,10 +4,10 @@
 //! ```text
 //! main                                  #[tethered::main]; a signal stops it
 //! └── scope `held`                      the instance lock (lock.rs)
-//!     ├── task `lock-watchdog`          periodic: keeps the lock row alive
+//!     ├── task `lock-watchdog`          periodic: keeps the lock row alive, shutdown included
 //!     └── supervisor `worker`
 //!         ├── static `lease-keeper`     periodic: extends the leases of the jobs in flight
-//!         ├── static `metrics`          periodic: one line on stderr
+//!         ├── static `metrics`          periodic: the progress bar, or a line on stderr
 //!         ├── (body)                    takes jobs, at most `--concurrency` in flight
 //!         ├── dynamic `job-17`          works `--work-ms`, marks the job done
 //!         └── dynamic `job-18`          ...
