@@ -5,16 +5,14 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, ChildStderr, Command, Output, Stdio};
+use std::process::{Child, ChildStderr, Command, Output};
 use std::time::Duration;
 
 use tethered_examples::worker::Summary;
 
 mod common;
 
-use common::{TempDb, count, finish, finish_with_stderr};
-
-const WORKER: &str = env!("CARGO_BIN_EXE_worker");
+use common::{TempDb, WORKER, count, enqueue, finish, finish_with_stderr, signal, spawn_run};
 
 fn worker(args: &[&str]) -> Output {
     Command::new(WORKER)
@@ -23,36 +21,14 @@ fn worker(args: &[&str]) -> Output {
         .expect("run worker")
 }
 
-fn enqueue(db: &TempDb, n: u32) {
-    let out = worker(&["enqueue", &n.to_string(), "--db", &db.arg()]);
-    assert!(out.status.success(), "enqueue failed: {out:?}");
-}
-
 /// Starts `worker run --db … extra…` and waits until it says it runs.
 fn start(db: &TempDb, extra: &[&str]) -> (Child, BufReader<ChildStderr>) {
-    let mut child = Command::new(WORKER)
-        .args(["run", "--db", &db.arg()])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start worker");
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    stderr.read_line(&mut line).expect("read stderr");
+    let (child, stderr, line) = spawn_run(db, extra);
     assert!(
         line.contains("running on"),
         "the worker did not start: {line:?}"
     );
     (child, stderr)
-}
-
-fn signal(child: &Child, signal: &str) {
-    let status = Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
 }
 
 fn terminate(child: &Child) {

@@ -14,18 +14,16 @@
 //! whatever moment the signal lands on.
 #![cfg(unix)]
 
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, ChildStderr, Command, Stdio};
+use std::process::{Child, ChildStderr};
 use std::time::{Duration, Instant};
 
 use tethered_examples::worker::Summary;
 
 mod common;
 
-use common::{TempDb, count};
-
-const WORKER: &str = env!("CARGO_BIN_EXE_worker");
+use common::{TempDb, count, enqueue, signal, spawn_run};
 
 /// Jobs run at once.
 const CONCURRENCY: i64 = 16;
@@ -48,14 +46,6 @@ impl SplitMix64 {
     }
 }
 
-fn enqueue(db: &TempDb, n: u32) {
-    let out = Command::new(WORKER)
-        .args(["enqueue", &n.to_string(), "--db", &db.arg()])
-        .output()
-        .expect("run worker enqueue");
-    assert!(out.status.success(), "enqueue failed: {out:?}");
-}
-
 /// A started `worker run`, and how it got there.
 struct Started {
     child: Child,
@@ -74,16 +64,7 @@ fn start(db: &TempDb, extra: &[&str], limit: Duration, dead_pid: Option<u32>) ->
     let begun = Instant::now();
     let mut refusals = 0;
     loop {
-        let mut child = Command::new(WORKER)
-            .args(["run", "--db", &db.arg()])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start worker");
-        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-        let mut line = String::new();
-        stderr.read_line(&mut line).expect("read stderr");
+        let (mut child, stderr, line) = spawn_run(db, extra);
         if line.contains("running on") {
             return Started {
                 child,
@@ -109,14 +90,6 @@ fn start(db: &TempDb, extra: &[&str], limit: Duration, dead_pid: Option<u32>) ->
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn signal(child: &Child, signal: &str) {
-    let status = Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success(), "kill {signal} {} failed", child.id());
 }
 
 /// Waits for the worker, checks it exited 0, returns its summary.

@@ -2,13 +2,50 @@
 //! Each test binary uses only part of them.
 #![allow(dead_code)]
 
-use std::io::BufReader;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStderr};
+use std::process::{Child, ChildStderr, Command, Stdio};
 
 use rusqlite::Connection;
 use std::sync::atomic::{AtomicU32, Ordering};
 use tethered_examples::worker::Summary;
+
+/// The `worker` binary under test.
+pub(crate) const WORKER: &str = env!("CARGO_BIN_EXE_worker");
+
+/// `worker enqueue n --db …`, which must succeed.
+pub(crate) fn enqueue(db: &TempDb, n: u32) {
+    let out = Command::new(WORKER)
+        .args(["enqueue", &n.to_string(), "--db", &db.arg()])
+        .output()
+        .expect("run worker enqueue");
+    assert!(out.status.success(), "enqueue failed: {out:?}");
+}
+
+/// Starts `worker run --db … extra…`; returns it, its stderr, and the
+/// first line it wrote there (`… running on …` once it runs).
+pub(crate) fn spawn_run(db: &TempDb, extra: &[&str]) -> (Child, BufReader<ChildStderr>, String) {
+    let mut child = Command::new(WORKER)
+        .args(["run", "--db", &db.arg()])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start worker");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    stderr.read_line(&mut line).expect("read stderr");
+    (child, stderr, line)
+}
+
+/// Sends `signal` (`-TERM`, `-KILL`, …) to `child`.
+pub(crate) fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill {signal} {} failed", child.id());
+}
 
 /// A database path of its own, in a directory removed at the end.
 pub(crate) struct TempDb {

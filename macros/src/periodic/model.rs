@@ -259,45 +259,45 @@ fn overlap(option: &RawOption) -> syn::Result<(OverlapModel, Span)> {
             Some("queue") => Ok((OverlapModel::Queue, span)),
             _ => Err(syn::Error::new_spanned(
                 path,
-                format!(
-                    "unknown overlap policy `{}`; {FORMS}",
-                    path.to_token_stream().to_string().replace(' ', "")
-                ),
+                format!("unknown overlap policy `{}`; {FORMS}", written(path)),
             )),
         },
         other => Err(syn::Error::new_spanned(other, FORMS)),
     }
 }
 
-/// `on_error = continue | stop` (`continue` is a keyword, so it arrives as
-/// a `continue` expression). Returns whether it is `stop`.
+/// `on_error = continue | stop`. Returns whether it is `stop`.
 fn on_error(option: &RawOption) -> syn::Result<bool> {
+    continue_or(option, "stop", "continue | stop").map(|is_continue| !is_continue)
+}
+
+/// `on_stop = end | continue`. Returns whether it is `continue`.
+fn on_stop(option: &RawOption) -> syn::Result<bool> {
+    continue_or(option, "end", "end | continue")
+}
+
+/// `key = continue` or `key = other`; returns whether it is `continue`.
+/// (`continue` is a keyword, so it arrives as a `continue` expression,
+/// which `options::word` cannot take.)
+fn continue_or(option: &RawOption, other: &str, forms: &str) -> syn::Result<bool> {
+    let key = &option.key;
     match &option.value {
-        Expr::Continue(_) => Ok(false),
-        Expr::Path(path) if path.path.is_ident("stop") => Ok(true),
-        other => Err(syn::Error::new_spanned(
-            other,
+        Expr::Continue(_) => Ok(true),
+        Expr::Path(path) if path.path.is_ident(other) => Ok(false),
+        value => Err(syn::Error::new_spanned(
+            value,
             format!(
-                "unknown `on_error` value `{}`; expected `on_error = continue | stop`",
-                other.to_token_stream().to_string().replace(' ', "")
+                "unknown `{key}` value `{}`; expected `{key} = {forms}`",
+                written(value)
             ),
         )),
     }
 }
 
-/// `on_stop = end | continue`. Returns whether it is `continue`.
-fn on_stop(option: &RawOption) -> syn::Result<bool> {
-    match &option.value {
-        Expr::Continue(_) => Ok(true),
-        Expr::Path(path) if path.path.is_ident("end") => Ok(false),
-        other => Err(syn::Error::new_spanned(
-            other,
-            format!(
-                "unknown `on_stop` value `{}`; expected `on_stop = end | continue`",
-                other.to_token_stream().to_string().replace(' ', "")
-            ),
-        )),
-    }
+/// A value as written, for a message: its tokens without the spaces that
+/// printing them adds.
+fn written(value: &impl ToTokens) -> String {
+    value.to_token_stream().to_string().replace(' ', "")
 }
 
 fn integer(option: &RawOption) -> syn::Result<u64> {
