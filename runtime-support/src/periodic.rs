@@ -94,8 +94,8 @@ pub enum OnError {
 ///     scope.stop("deploy");
 ///     tokio::time::sleep(Duration::from_millis(3_500)).await; // draining
 ///     assert!(!heartbeat.is_finished());
-///     let stats = heartbeat.cancel_and_wait("drained").await;
-///     assert!(stats.is_cancelled());
+///     let outcome = heartbeat.cancel_and_wait("drained").await;
+///     assert!(outcome.is_cancelled());
 /// })
 /// .await
 /// .unwrap();
@@ -573,6 +573,7 @@ impl<'s> Ticker<'s> {
         let mut next_tick = std::pin::pin!(sleep_until(schedule.due()));
         let mut next_deadline = std::pin::pin!(sleep_until(schedule.due()));
         let mut armed_deadline = None;
+        let ends_on_stop = self.config.on_stop == OnStop::End;
         loop {
             self.active.retain(|run| !run.handle.is_finished());
             let deadline = self.active.iter().filter_map(|run| run.deadline).min();
@@ -586,7 +587,6 @@ impl<'s> Ticker<'s> {
             // schedule or start the queued tick: otherwise no waiter is
             // registered (and removed) at every turn.
             let watch_ends = self.config.on_error == OnError::Stop || self.queued.is_some();
-            let ends_on_stop = self.config.on_stop == OnStop::End;
             tokio::select! {
                 biased;
                 _ = &mut stop, if ends_on_stop => {
