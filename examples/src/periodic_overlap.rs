@@ -4,7 +4,7 @@
 //! ```text
 //! scope `periodic_overlap`        the body: waits, then stops everything
 //! ├── task `skip`                 Periodic, Overlap::Skip
-//! │   └── scope `skip`            its runs: `skip #0`, `skip #3`, …
+//! │   └── scope `skip`            its runs: tasks named `skip`
 //! ├── task `cancel`               Periodic, Overlap::Cancel
 //! ├── task `queue`                Periodic, Overlap::Queue
 //! └── task `concurrent(2)`        Periodic, Overlap::Concurrent(2)

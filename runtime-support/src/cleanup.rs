@@ -104,6 +104,7 @@ pub(crate) fn run_cleanups(scope: &Arc<Node>, mut cleanups: Vec<Cleanup>, limit:
         NodeKind::Cleanup,
         None,
         scope.location(),
+        tokio::time::Instant::now(),
         Some(scope.clone()),
     );
     let scope = scope.clone();

@@ -14,7 +14,7 @@
 mod schedule;
 
 use std::borrow::Cow;
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::future::Future;
 use std::num::NonZeroUsize;
 use std::panic::Location;
@@ -481,6 +481,10 @@ struct Runs {
     wake: Notify,
     /// The failure that stops the schedule (`OnError::Stop`), if any.
     stopping: Mutex<Option<(u64, RunFailure)>>,
+    /// The schedule's name and whether a failure stops it, for a failed
+    /// run to log and act on: here rather than in every run's future.
+    name: Cow<'static, str>,
+    stop_on_error: bool,
 }
 
 impl Runs {
@@ -515,7 +519,6 @@ struct Active<'s> {
 /// The scheduling loop of one [`Periodic::run`], inside its scope.
 struct Ticker<'s> {
     config: Periodic,
-    name: Cow<'static, str>,
     /// Where `run` was called: where the runs are spawned, and where the
     /// reasons the schedule raises point.
     location: &'static Location<'static>,
@@ -535,20 +538,22 @@ impl<'s> Ticker<'s> {
         scope: &'s Scope,
     ) -> Self {
         let stats = config.stats.clone();
+        let stop_on_error = config.on_error == OnError::Stop;
         Ticker {
-            config,
-            name,
-            location,
-            scope,
-            active: Vec::new(),
-            queued: None,
             runs: Arc::new(Runs {
                 stats,
                 running: AtomicUsize::new(0),
                 waiting: AtomicBool::new(false),
                 wake: Notify::new(),
                 stopping: Mutex::new(None),
+                name,
+                stop_on_error,
             }),
+            config,
+            location,
+            scope,
+            active: Vec::new(),
+            queued: None,
         }
     }
 
@@ -602,7 +607,7 @@ impl<'s> Ticker<'s> {
                         && let Some(tick) = self.queued.take()
                     {
                         runs.waiting.store(false, Ordering::SeqCst);
-                        self.start(tick, &mut body);
+                        self.start(tick, Instant::now(), &mut body);
                     }
                 }
                 () = next_deadline.as_mut(), if deadline.is_some() => {
@@ -611,11 +616,12 @@ impl<'s> Ticker<'s> {
                 }
                 () = next_tick.as_mut() => {
                     let tick = schedule.number();
-                    let missed = schedule.advance(Instant::now());
+                    let now = Instant::now();
+                    let missed = schedule.advance(now);
                     next_tick.as_mut().reset(schedule.due());
                     self.config.stats.add(|c| &c.ticks, 1);
                     self.config.stats.add(|c| &c.missed, missed);
-                    self.tick(tick, &mut body).await;
+                    self.tick(tick, now, &mut body).await;
                 }
             }
         }
@@ -640,8 +646,8 @@ impl<'s> Ticker<'s> {
         }
     }
 
-    /// A tick fired: start a run, or apply the overlap policy.
-    async fn tick<F, Fut>(&mut self, tick: u64, body: &mut F)
+    /// A tick fired (at `now`): start a run, or apply the overlap policy.
+    async fn tick<F, Fut>(&mut self, tick: u64, now: Instant, body: &mut F)
     where
         F: FnMut() -> Fut,
         Fut: Future + Send + 'static,
@@ -649,9 +655,9 @@ impl<'s> Ticker<'s> {
     {
         let running = self.runs.running();
         match self.config.overlap {
-            _ if running == 0 => self.start(tick, body),
+            _ if running == 0 => self.start(tick, now, body),
             Overlap::Skip => self.skip(),
-            Overlap::Concurrent(limit) if running < limit.get() => self.start(tick, body),
+            Overlap::Concurrent(limit) if running < limit.get() => self.start(tick, now, body),
             Overlap::Concurrent(_) => self.skip(),
             Overlap::Queue if self.queued.is_none() => {
                 self.queued = Some(tick);
@@ -660,7 +666,7 @@ impl<'s> Ticker<'s> {
                 if self.runs.running() == 0 {
                     self.queued = None;
                     self.runs.waiting.store(false, Ordering::SeqCst);
-                    self.start(tick, body);
+                    self.start(tick, now, body);
                 }
             }
             Overlap::Queue => self.skip(),
@@ -672,7 +678,7 @@ impl<'s> Ticker<'s> {
                     let reason = CancelReason::raised_by(
                         CancelKind::Overlap,
                         self.location,
-                        Some(self.name.clone()),
+                        Some(self.runs.name.clone()),
                     )
                     .with_message(format!(
                         "tick {tick} arrived while the run of tick {} was still going",
@@ -681,7 +687,8 @@ impl<'s> Ticker<'s> {
                     // Counted by the run itself, as it ends.
                     let _ = run.handle.cancel_and_wait(reason).await;
                 }
-                self.start(tick, body);
+                // The wait took time: the run starts now, not at the tick.
+                self.start(tick, Instant::now(), body);
             }
         }
     }
@@ -690,7 +697,9 @@ impl<'s> Ticker<'s> {
         self.config.stats.add(|c| &c.skipped, 1);
     }
 
-    fn start<F, Fut>(&mut self, tick: u64, body: &mut F)
+    /// Starts the run of `tick`, at `now` (the caller has just read the
+    /// clock: reading it again, per run, would be paid at every tick).
+    fn start<F, Fut>(&mut self, tick: u64, now: Instant, body: &mut F)
     where
         F: FnMut() -> Fut,
         Fut: Future + Send + 'static,
@@ -702,16 +711,13 @@ impl<'s> Ticker<'s> {
         let mut finish = RunFinish {
             tick,
             runs: Some(self.runs.clone()),
-            name: self.name.clone(),
-            stop_on_error: self.config.on_error == OnError::Stop,
         };
-        // `name #tick`, written into a buffer of the right size at once
-        // (`format!` would guess short and grow it): this is paid per run.
-        let mut run_name = String::with_capacity(self.name.len() + 2 + 20);
-        let _ = write!(run_name, "{} #{tick}", self.name);
         let handle = self.scope.spawn_task_at(
             NodeKind::Task,
-            Some(run_name.into()),
+            // Named after the schedule. A `'static` name (a `#[periodic]`
+            // fn's, a literal) is shared: a run costs no string of its own.
+            // The tick is in the reasons that cancel a run.
+            Some(self.runs.name.clone()),
             async move {
                 let end = match run.await {
                     Ok(output) => output.into_cleanup_result().map_err(RunFailure::Error),
@@ -720,8 +726,9 @@ impl<'s> Ticker<'s> {
                 finish.finished(end);
             },
             self.location,
+            now,
         );
-        let deadline = self.config.timeout.map(|limit| Instant::now() + limit);
+        let deadline = self.config.timeout.map(|limit| now + limit);
         self.active.push(Active {
             tick,
             handle,
@@ -746,7 +753,7 @@ impl<'s> Ticker<'s> {
                     CancelReason::raised_by(
                         CancelKind::Timeout,
                         self.location,
-                        Some(self.name.clone()),
+                        Some(self.runs.name.clone()),
                     )
                     .with_message(format!("the run of tick {} exceeded {limit:?}", run.tick)),
                 );
@@ -763,8 +770,6 @@ struct RunFinish {
     tick: u64,
     /// `None` once counted.
     runs: Option<Arc<Runs>>,
-    name: Cow<'static, str>,
-    stop_on_error: bool,
 }
 
 impl RunFinish {
@@ -779,19 +784,19 @@ impl RunFinish {
                 runs.stats.add(|c| &c.failed, 1);
                 tracing::warn!(
                     target: "tethered::periodic",
-                    schedule = &*self.name,
+                    schedule = &*runs.name,
                     tick = self.tick,
                     %failure,
                     "a periodic run failed",
                 );
-                if self.stop_on_error {
+                if runs.stop_on_error {
                     let mut stopping = runs
                         .stopping
                         .lock()
                         .unwrap_or_else(|poisoned| poisoned.into_inner());
                     stopping.get_or_insert((self.tick, failure));
                 }
-                self.stop_on_error
+                runs.stop_on_error
             }
         };
         runs.one_ended(stops);

@@ -194,7 +194,13 @@ impl ScopeBuilder {
     where
         F: AsyncFnOnce(&Scope) -> T,
     {
-        let node = Node::new(NodeKind::Scope, self.name, location, crate::node::current());
+        let node = Node::new(
+            NodeKind::Scope,
+            self.name,
+            location,
+            Instant::now(),
+            crate::node::current(),
+        );
         let scope = Scope {
             node,
             cleanups: Mutex::new(Vec::new()),
@@ -436,24 +442,35 @@ impl Scope {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.spawn_task_at(kind, name, fut, Location::caller())
+        self.spawn_task_at(kind, name, fut, Location::caller(), Instant::now())
     }
 
-    /// Spawns a task located at `location`: for tasks tethered starts on the
-    /// user's behalf (a periodic run is located at the `run` call).
+    /// Spawns a task located at `location` and started at `started`: for
+    /// tasks tethered starts on the user's behalf (a periodic run is located
+    /// at the `run` call, and started when its tick fired).
     pub(crate) fn spawn_task_at<F>(
         &self,
         kind: NodeKind,
         name: Option<Cow<'static, str>>,
         fut: F,
         location: &'static Location<'static>,
+        started: Instant,
     ) -> TaskHandle<'_, F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        spawn_child(&self.node, kind, name, location, fut, infallible(), false)
-            .unwrap_or_else(|| unreachable!("unchecked spawns always register"))
+        spawn_child(
+            &self.node,
+            kind,
+            name,
+            location,
+            started,
+            fut,
+            infallible(),
+            false,
+        )
+        .unwrap_or_else(|| unreachable!("unchecked spawns always register"))
     }
 
     #[track_caller]
@@ -474,6 +491,7 @@ impl Scope {
             kind,
             name,
             Location::caller(),
+            Instant::now(),
             fut,
             Split::new(|result| result, erase),
             false,
@@ -774,6 +792,7 @@ impl ScopeHandle {
             NodeKind::Task,
             name,
             Location::caller(),
+            Instant::now(),
             fut,
             infallible(),
             true,

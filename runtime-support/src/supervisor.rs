@@ -237,6 +237,7 @@ impl<'a> SupervisorBuilder<'a> {
             NodeKind::Supervisor,
             Some(self.name.clone()),
             location,
+            tokio::time::Instant::now(),
             crate::node::current(),
         );
         let (events, received) = mpsc::unbounded_channel();

@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 use tokio::task::{JoinError, JoinHandle};
+use tokio::time::Instant;
 
 use crate::error::{FailureKind, PanicPayload, TaskError, TaskFailure};
 use crate::node::sync::Arc;
@@ -262,6 +263,7 @@ pub(crate) fn spawn_child<'s, F, T, E, S>(
     kind: NodeKind,
     name: Option<Cow<'static, str>>,
     location: &'static Location<'static>,
+    started: Instant,
     fut: F,
     split: Split<S, E>,
     refuse_when_closed: bool,
@@ -274,9 +276,9 @@ where
     E: Send + Sync + 'static,
 {
     let node = if refuse_when_closed {
-        Node::try_new(kind, name, location, parent)?
+        Node::try_new(kind, name, location, started, parent)?
     } else {
-        Node::new(kind, name, location, Some(parent.clone()))
+        Node::new(kind, name, location, started, Some(parent.clone()))
     };
     let span = tracing::debug_span!(
         target: "tethered::task",

@@ -21,6 +21,7 @@ fn scope() -> Arc<Node> {
         NodeKind::Scope,
         Some("scope".into()),
         Location::caller(),
+        tokio::time::Instant::now(),
         None,
     )
 }
@@ -30,6 +31,7 @@ fn child(parent: &Arc<Node>, kind: NodeKind) -> Arc<Node> {
         kind,
         Some("child".into()),
         Location::caller(),
+        tokio::time::Instant::now(),
         Some(parent.clone()),
     )
 }
@@ -124,7 +126,13 @@ fn loom_shield_registration_races_scope_close() {
             let scope = scope.clone();
             let shield_done = shield_done.clone();
             thread::spawn(move || {
-                let shield = Node::try_new(NodeKind::Shield, None, Location::caller(), &scope);
+                let shield = Node::try_new(
+                    NodeKind::Shield,
+                    None,
+                    Location::caller(),
+                    tokio::time::Instant::now(),
+                    &scope,
+                );
                 if let Some(shield) = &shield {
                     shield_done.store(true, Ordering::SeqCst);
                     shield.finish();

@@ -153,7 +153,9 @@ fn roots() -> &'static std::sync::Mutex<Slab<Arc<Node>>> {
 }
 
 impl Node {
-    /// Creates a node and registers it under `parent` (or as a root).
+    /// Creates a node, born at `started`, and registers it under `parent`
+    /// (or as a root). `started` is taken from the caller, which often has
+    /// just read the clock for reasons of its own (a periodic tick).
     ///
     /// A node born under a cancelled or stopping parent inherits that state
     /// at once, so spawning into a cancelled scope yields a cancelled task
@@ -162,16 +164,17 @@ impl Node {
         kind: NodeKind,
         name: Option<Cow<'static, str>>,
         location: &'static Location<'static>,
+        started: Instant,
         parent: Option<Arc<Node>>,
     ) -> Arc<Node> {
         match parent {
             None => {
-                let node = Node::alloc(kind, name, location, None);
+                let node = Node::alloc(kind, name, location, started, None);
                 let key = lock_std(roots()).insert(node.clone());
                 node.slot.store(slot_of(key), Ordering::Relaxed);
                 node
             }
-            Some(parent) => Node::register(kind, name, location, &parent, false)
+            Some(parent) => Node::register(kind, name, location, started, &parent, false)
                 .unwrap_or_else(|| unreachable!("registration only fails when asked to check")),
         }
     }
@@ -182,22 +185,24 @@ impl Node {
         kind: NodeKind,
         name: Option<Cow<'static, str>>,
         location: &'static Location<'static>,
+        started: Instant,
         parent: &Arc<Node>,
     ) -> Option<Arc<Node>> {
-        Node::register(kind, name, location, parent, true)
+        Node::register(kind, name, location, started, parent, true)
     }
 
     fn alloc(
         kind: NodeKind,
         name: Option<Cow<'static, str>>,
         location: &'static Location<'static>,
+        started: Instant,
         parent: Option<Arc<Node>>,
     ) -> Arc<Node> {
         Arc::new(Node {
             kind,
             name,
             location,
-            started: since_epoch(Instant::now()),
+            started: since_epoch(started),
             parent,
             slot: AtomicU32::new(NO_SLOT),
             flags: AtomicU16::new(0),
@@ -209,10 +214,11 @@ impl Node {
         kind: NodeKind,
         name: Option<Cow<'static, str>>,
         location: &'static Location<'static>,
+        started: Instant,
         parent: &Arc<Node>,
         refuse_when_closed: bool,
     ) -> Option<Arc<Node>> {
-        let node = Node::alloc(kind, name, location, Some(parent.clone()));
+        let node = Node::alloc(kind, name, location, started, Some(parent.clone()));
         let (inherit_cancel, inherit_stop) = {
             let mut inner = lock(&parent.inner);
             if refuse_when_closed && (parent.has(SEALED) || inner.reason.is_some()) {

@@ -188,6 +188,7 @@ where
         kind,
         Some(name),
         location,
+        tokio::time::Instant::now(),
         child,
         infallible(),
         true,
