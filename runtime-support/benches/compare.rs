@@ -546,14 +546,9 @@ async fn tethered_periodic_lateness(ticks: usize) -> f64 {
                 let (starts, done) = (starts.clone(), done.clone());
                 async move {
                     let started = Instant::now();
-                    // The run's name is "periodic #<tick>", the tick's number
-                    // counting the ticks that were dropped: it finds the due
-                    // time.
-                    let tick: usize = tethered::current()
-                        .name()
-                        .and_then(|name| name.rsplit_once('#'))
-                        .and_then(|(_, tick)| tick.parse().ok())
-                        .expect("a run is named after its tick");
+                    // The tick's number counts the ticks that were dropped:
+                    // it finds the due time.
+                    let tick = Periodic::current_tick().expect("called in a run") as usize;
                     if let Some(slot) = starts.get(tick) {
                         let _ = slot.set(started);
                     }

@@ -359,7 +359,8 @@ impl Periodic {
         self
     }
 
-    /// Names the schedule's scope (and its runs, `"<name> #<tick>"`).
+    /// Names the schedule's scope and its runs (which share the name: see
+    /// [`current_tick`](Self::current_tick) for which tick a run is).
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
         self.name = Some(name.into());
         self
@@ -368,6 +369,36 @@ impl Periodic {
     /// A live view of the schedule's counts, to read while it runs.
     pub fn stats(&self) -> PeriodicStatsHandle {
         self.stats.clone()
+    }
+
+    /// The number of the tick whose run is calling, counted from 0 at the
+    /// first tick, skipped and missed ticks included: tick `k` was due at
+    /// `start + k·period` (plus its jitter). Call it from the run's future:
+    /// it is `None` outside a periodic run, in the closure that makes the
+    /// run (which is called before the run starts), and in tasks a run
+    /// spawns (each is a task of its own).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use tethered::{Periodic, Scope};
+    ///
+    /// assert_eq!(Periodic::current_tick(), None);
+    /// Scope::run(async |scope| {
+    ///     let schedule = scope.spawn(Periodic::every(Duration::from_secs(1)).run(|| async {
+    ///         let tick = Periodic::current_tick().unwrap();
+    ///         println!("run of tick {tick}");
+    ///     }));
+    ///     tokio::time::sleep(Duration::from_millis(2_500)).await; // ticks 0, 1 and 2
+    ///     schedule.stop("enough");
+    /// })
+    /// .await
+    /// .unwrap();
+    /// # }
+    /// ```
+    pub fn current_tick() -> Option<u64> {
+        RUN_TICK.try_with(|tick| *tick).ok()
     }
 
     /// Runs the schedule until it is stopped (returns the final counts),
@@ -414,6 +445,12 @@ impl Periodic {
         };
         PeriodicRun { schedule, stats }
     }
+}
+
+tokio::task_local! {
+    /// The tick of the run this task is, for [`Periodic::current_tick`]: a
+    /// number rather than a run name to parse, and no string per run.
+    static RUN_TICK: u64;
 }
 
 pin_project! {
@@ -718,13 +755,13 @@ impl<'s> Ticker<'s> {
             // fn's, a literal) is shared: a run costs no string of its own.
             // The tick is in the reasons that cancel a run.
             Some(self.runs.name.clone()),
-            async move {
+            RUN_TICK.scope(tick, async move {
                 let end = match run.await {
                     Ok(output) => output.into_cleanup_result().map_err(RunFailure::Error),
                     Err(payload) => Err(RunFailure::Panic(payload)),
                 };
                 finish.finished(end);
-            },
+            }),
             self.location,
             now,
         );

@@ -177,6 +177,42 @@ async fn run_starts(periodic: Periodic, body: impl AsyncFnOnce()) -> Vec<Duratio
     starts.lock().unwrap().clone()
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_run_knows_its_tick_and_skipped_ticks_keep_their_numbers() {
+    let seen: Arc<Mutex<Vec<Option<u64>>>> = Arc::default();
+    let in_closure: Arc<Mutex<Vec<Option<u64>>>> = Arc::default();
+    assert_eq!(Periodic::current_tick(), None, "outside any run");
+    Scope::run(async |scope| {
+        let (seen, in_closure) = (seen.clone(), in_closure.clone());
+        let schedule = scope.spawn(Periodic::every(PERIOD).overlap(Overlap::Skip).run(move || {
+            in_closure.lock().unwrap().push(Periodic::current_tick());
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(Periodic::current_tick());
+                // 2.5 periods: ticks 1 and 2 are skipped, 3 runs.
+                sleep(PERIOD * 5 / 2).await;
+                assert!(
+                    Periodic::current_tick().is_some(),
+                    "still known after an await"
+                );
+            }
+        }));
+        sleep(PERIOD * 9 + PERIOD / 2).await;
+        schedule.stop("done");
+        let stats = schedule.join().await.unwrap().unwrap();
+        assert_eq!((stats.ticks, stats.started, stats.skipped), (10, 4, 6));
+        assert_eq!((stats.completed, stats.failed), (4, 0));
+    })
+    .await
+    .unwrap();
+    assert_eq!(*seen.lock().unwrap(), [Some(0), Some(3), Some(6), Some(9)]);
+    assert_eq!(
+        *in_closure.lock().unwrap(),
+        [None; 4],
+        "the closure runs before the run"
+    );
+}
+
 fn secs(values: &[f64]) -> Vec<Duration> {
     values.iter().map(|s| Duration::from_secs_f64(*s)).collect()
 }
