@@ -188,3 +188,48 @@ fn a_failure_is_logged_with_the_task_name() {
     assert_eq!(failed.field("task"), Some("parser"));
     assert!(failed.field("failure").unwrap().contains("bad input"));
 }
+
+#[test]
+fn generations_count_the_starts_of_a_child_stopped_by_a_siblings_restart() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+    use tethered::{Backoff, ChildSpec, Strategy, Supervisor};
+
+    let records = captured(async || {
+        let restarted = Arc::new(tokio::sync::Notify::new());
+        let crashes = Arc::new(AtomicUsize::new(0));
+        let quick = Backoff::new(Duration::from_millis(1), Duration::from_millis(1));
+        let crashy = {
+            let restarted = restarted.clone();
+            move || {
+                let (restarted, crashes) = (restarted.clone(), crashes.clone());
+                async move {
+                    if crashes.fetch_add(1, Ordering::SeqCst) == 0 {
+                        return Err("boom");
+                    }
+                    restarted.notify_one();
+                    std::future::pending::<Result<(), &str>>().await
+                }
+            }
+        };
+        Supervisor::builder()
+            .strategy(Strategy::OneForAll)
+            // `steady` waits for no stop: it is cancelled after the grace.
+            .grace(Duration::from_millis(5))
+            .child(ChildSpec::new("steady", std::future::pending::<()>).backoff(quick))
+            .child(ChildSpec::new("crashy", crashy).backoff(quick))
+            .run(async |_| restarted.notified().await)
+            .await
+            .unwrap();
+    });
+    let mut restarts: Vec<_> = records
+        .iter()
+        .filter(|r| r.target == "tethered::supervisor")
+        .filter(|r| r.field("message") == Some("restarted supervised child"))
+        .map(|r| (r.field("child").unwrap(), r.field("generation").unwrap()))
+        .collect();
+    restarts.sort();
+    // Both are in their second start: `steady` was stopped for the restart,
+    // which does not count as a start of its own.
+    assert_eq!(restarts, [("crashy", "2"), ("steady", "2")], "{records:#?}");
+}

@@ -340,8 +340,10 @@ impl<'a> Manager<'a> {
         else {
             unreachable!("checked above");
         };
-        // Its exit event belongs to a start that is over now.
-        child.generation += 1;
+        // Its exit event, when it comes, is ignored: the child is no longer
+        // `Running` (and once restarted, it is a later generation). The
+        // generation itself moves only when the child starts, so that it
+        // counts starts.
         self.shared.state().statics[index] = None;
         let (grace, cancel_timeout) = (self.shared.grace, self.shared.cancel_timeout);
         let name = child.spec.name.clone();
