@@ -753,7 +753,7 @@ impl<'s> Ticker<'s> {
             NodeKind::Task,
             // Named after the schedule. A `'static` name (a `#[periodic]`
             // fn's, a literal) is shared: a run costs no string of its own.
-            // The tick is in the reasons that cancel a run.
+            // Its tick is `RUN_TICK`, set around it, for `current_tick`.
             Some(self.runs.name.clone()),
             RUN_TICK.scope(tick, async move {
                 let end = match run.await {
