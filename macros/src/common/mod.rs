@@ -9,7 +9,7 @@ mod parse;
 
 pub(crate) use errors::Errors;
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Ident, TokenStream, TokenTree};
 use quote::ToTokens;
 use syn::{ItemFn, Signature};
 
@@ -111,4 +111,13 @@ fn fallback(item: &ItemFn, error: syn::Error, entry: bool) -> TokenStream {
     }
     .to_tokens(&mut tokens);
     tokens
+}
+
+/// Whether `ident` appears anywhere in `tokens`, macro arguments included.
+pub(crate) fn mentions(tokens: &TokenStream, ident: &Ident) -> bool {
+    tokens.clone().into_iter().any(|tree| match tree {
+        TokenTree::Ident(found) => found == *ident,
+        TokenTree::Group(group) => mentions(&group.stream(), ident),
+        _ => false,
+    })
 }

@@ -5,8 +5,8 @@ use quote::{ToTokens, quote, quote_spanned};
 use syn::visit_mut::VisitMut;
 use syn::{ItemFn, Signature};
 
-use super::model::{Every, OverlapModel, PeriodicFn, Receiver};
-use crate::common::duration;
+use super::model::{Argument, Every, OverlapModel, PeriodicFn, Receiver};
+use crate::common::{duration, mentions};
 
 // Input:
 //
@@ -54,9 +54,26 @@ pub(crate) fn expand(model: PeriodicFn) -> TokenStream {
     // Only the arguments the body names are copied into each run: one used
     // only by `every`, or not at all, gets the compiler's usual treatment.
     let body_tokens = model.item.block.to_token_stream();
-    let copies = model.arguments.iter().filter(|argument| mentions(&body_tokens, argument)).map(|argument| {
-        quote_spanned!(argument.span()=> let #argument = ::tethered::__private::copy_for_run(&#argument);)
-    });
+    // The type is written out where it can be: a non-`Clone` argument is
+    // then reported at its type, and the compiler does not suggest borrowing
+    // the argument (which would not help).
+    let copies = model
+        .arguments
+        .iter()
+        .filter(|argument| mentions(&body_tokens, &argument.name))
+        .map(
+            |Argument {
+                 name,
+                 nameable_type,
+             }| match nameable_type {
+                Some(ty) => quote_spanned!(syn::spanned::Spanned::span(ty)=>
+                    let #name = ::tethered::__private::copy_for_run::<#ty>(&#name);
+                ),
+                None => quote_spanned!(name.span()=>
+                    let #name = ::tethered::__private::copy_for_run(&#name);
+                ),
+            },
+        );
     let this = self_copy();
     let (owned_self, copy_self) = match model.receiver {
         None => (TokenStream::new(), TokenStream::new()),
@@ -172,22 +189,13 @@ fn schedule(model: &PeriodicFn) -> TokenStream {
     tokens
 }
 
-/// Replaces `self` with the run's copy in the body, not in nested items
-/// (an `impl Drop` in the body keeps its own `self`).
-/// Whether `ident` appears anywhere in `tokens`, macro arguments included.
-fn mentions(tokens: &TokenStream, ident: &Ident) -> bool {
-    tokens.clone().into_iter().any(|tree| match tree {
-        TokenTree::Ident(found) => found == *ident,
-        TokenTree::Group(group) => mentions(&group.stream(), ident),
-        _ => false,
-    })
-}
-
 /// The name of the fn's own copy of `self`, in a method.
 fn self_copy() -> Ident {
     Ident::new("__tethered_self", Span::call_site())
 }
 
+/// Replaces `self` with the run's copy in the body, not in nested items
+/// (an `impl Drop` in the body keeps its own `self`).
 struct RenameSelf {
     to: Ident,
 }

@@ -7,7 +7,7 @@ use quote::ToTokens;
 use syn::{Expr, ExprCall, ExprLit, FnArg, Ident, ItemFn, Lit, LitStr, Pat, ReturnType, Type};
 
 use crate::common::options::{self, RawOption};
-use crate::common::{Errors, check_async_fn};
+use crate::common::{Errors, check_async_fn, mentions};
 
 const KEYS: &[&str] = &[
     "every", "overlap", "missed", "first", "jitter", "seed", "timeout", "on_error", "on_stop",
@@ -38,6 +38,14 @@ pub(crate) enum Every {
     Runtime(Box<Expr>, Span),
 }
 
+/// A named argument of the fn.
+pub(crate) struct Argument {
+    pub(crate) name: Ident,
+    /// Its type, when it can be written in an expression: not when it holds
+    /// an `impl Trait`, which only an argument position accepts.
+    pub(crate) nameable_type: Option<Type>,
+}
+
 pub(crate) struct PeriodicFn {
     pub(crate) item: ItemFn,
     pub(crate) every: Every,
@@ -52,7 +60,7 @@ pub(crate) struct PeriodicFn {
     pub(crate) on_stop_continue: bool,
     pub(crate) name: LitStr,
     /// The arguments cloned into each run.
-    pub(crate) arguments: Vec<Ident>,
+    pub(crate) arguments: Vec<Argument>,
     pub(crate) receiver: Option<Receiver>,
     /// The run's return type (`()` when none is written).
     pub(crate) output: Type,
@@ -181,7 +189,11 @@ fn is_run_output(ty: &Type) -> bool {
     }
 }
 
-fn arguments(item: &ItemFn, errors: &Errors, fatal: &mut bool) -> (Vec<Ident>, Option<Receiver>) {
+fn arguments(
+    item: &ItemFn,
+    errors: &Errors,
+    fatal: &mut bool,
+) -> (Vec<Argument>, Option<Receiver>) {
     let mut names = Vec::new();
     let mut receiver = None;
     for input in &item.sig.inputs {
@@ -202,7 +214,14 @@ fn arguments(item: &ItemFn, errors: &Errors, fatal: &mut bool) -> (Vec<Ident>, O
             }
             FnArg::Typed(typed) => match &*typed.pat {
                 Pat::Ident(pattern) if pattern.by_ref.is_none() && pattern.subpat.is_none() => {
-                    names.push(pattern.ident.clone());
+                    let has_impl = mentions(
+                        &typed.ty.to_token_stream(),
+                        &Ident::new("impl", Span::call_site()),
+                    );
+                    names.push(Argument {
+                        name: pattern.ident.clone(),
+                        nameable_type: (!has_impl).then(|| (*typed.ty).clone()),
+                    });
                 }
                 other => {
                     errors.error_spanned_by(
