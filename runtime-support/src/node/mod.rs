@@ -29,7 +29,7 @@ use slab::Slab;
 use tokio::time::Instant;
 
 pub(crate) use guarded::{Guarded, Settled};
-use sync::{Arc, AtomicU16, AtomicU32, Mutex, Ordering, lock};
+use sync::{Arc, AtomicU64, Mutex, Ordering, lock};
 
 use crate::error::TaskFailure;
 use crate::reason::{CancelKind, CancelReason};
@@ -52,33 +52,89 @@ pub(crate) enum NodeKind {
     Supervisor,
 }
 
-const CANCELLED: u16 = 1;
-const STOPPING: u16 = 1 << 1;
-const IN_CLEANUP: u16 = 1 << 2;
-const DONE: u16 = 1 << 3;
-const ORPHANED: u16 = 1 << 4;
+const CANCELLED: u64 = 1;
+const STOPPING: u64 = 1 << 1;
+const IN_CLEANUP: u64 = 1 << 2;
+const DONE: u64 = 1 << 3;
+const ORPHANED: u64 = 1 << 4;
 /// The node's own future has ended (completed, failed, panicked or was
 /// cancelled): cancelling it can no longer change anything.
-const SETTLED: u16 = 1 << 5;
+const SETTLED: u64 = 1 << 5;
 /// A child was registered under this node at least once. A leaf task (never
 /// had one) skips waiting for children, and the lock that takes.
-const HAD_CHILDREN: u16 = 1 << 6;
+const HAD_CHILDREN: u64 = 1 << 6;
 /// The node's own code has ended and it is waiting for its children.
-const JOINING: u16 = 1 << 7;
+const JOINING: u64 = 1 << 7;
 /// The node takes no more children through [`Node::try_new`]: every child
 /// ended after it started joining, or it is a supervisor shutting down.
 /// Set and read under the node's lock.
-const SEALED: u16 = 1 << 8;
+const SEALED: u64 = 1 << 8;
 /// The node's cancel reason came down from an ancestor (rather than being
 /// raised on it), which decides how its children inherit it. Set and read
 /// under the node's lock.
-const INHERITED: u16 = 1 << 9;
+const INHERITED: u64 = 1 << 9;
+/// A future waits in [`Node::poll_watch_children`] for any child's end: an
+/// ending child takes the node's lock to wake it. Set under the lock.
+const WATCHED: u64 = 1 << 10;
+
+/// How many ended children a registry keeps before the next registration
+/// removes them (see [`Node::finish`]).
+/// (1 in the loom models, so that they explore the sweeps.)
+const SWEEP_AFTER: i32 = if cfg!(tethered_loom) { 1 } else { 32 };
+/// How many before an ending child removes them itself: a parent that
+/// registers no more children must not keep them all.
+const ENDED_LIMIT: i32 = 8_192;
+
+// A node's `state` packs, in one word that every task reads and writes:
+// the flags above (bits 0 to 10), the node's kind (12 to 14), its key in its
+// parent's registry plus one (16 to 47; 0 before it is registered) and its
+// count of ended children not yet removed from its registry (48 to 63, a
+// wrapping `i16`: it stays within a few thousand of 0, see `ENDED_LIMIT`).
+// One word keeps the node at 104 bytes, in the allocator's cheapest size
+// class, and lets an ending child count itself and read its parent's flags
+// in one read-modify-write.
+const KIND_SHIFT: u32 = 12;
+const SLOT_SHIFT: u32 = 16;
+const ENDED_SHIFT: u32 = 48;
+const ENDED_ONE: u64 = 1 << ENDED_SHIFT;
 
 /// Sentinel for "not registered anywhere yet".
 const NO_SLOT: u32 = u32::MAX;
 
+impl NodeKind {
+    fn bits(self) -> u64 {
+        let bits = match self {
+            NodeKind::Scope => 0,
+            NodeKind::Task => 1,
+            NodeKind::Shield => 2,
+            NodeKind::Cleanup => 3,
+            NodeKind::Supervisor => 4,
+        };
+        bits << KIND_SHIFT
+    }
+
+    fn from_state(state: u64) -> NodeKind {
+        match (state >> KIND_SHIFT) & 0b111 {
+            0 => NodeKind::Scope,
+            1 => NodeKind::Task,
+            2 => NodeKind::Shield,
+            3 => NodeKind::Cleanup,
+            _ => NodeKind::Supervisor,
+        }
+    }
+}
+
+/// The registry key in `state`, or [`NO_SLOT`].
+fn slot_in(state: u64) -> u32 {
+    ((state >> SLOT_SHIFT) as u32).wrapping_sub(1)
+}
+
+/// The ended-children count in `state`.
+fn ended_in(state: u64) -> i32 {
+    i32::from((state >> ENDED_SHIFT) as u16 as i16)
+}
+
 pub(crate) struct Node {
-    kind: NodeKind,
     name: Option<Cow<'static, str>>,
     location: &'static Location<'static>,
     /// When the node was created, as an offset from [`epoch`]: half the size
@@ -87,9 +143,12 @@ pub(crate) struct Node {
     /// of the allocator.)
     started: i64,
     parent: Option<Arc<Node>>,
-    /// This node's key in its parent's registry (or in [`roots`]).
-    slot: AtomicU32,
-    flags: AtomicU16,
+    /// The flags, the kind, this node's key in its parent's registry (or in
+    /// [`roots`]), and how many of its registered children have ended since
+    /// they were last removed from the registry (see [`Node::finish`]):
+    /// signed, as a removal may come before the ending child's count. See
+    /// `KIND_SHIFT` for the layout.
+    state: AtomicU64,
     inner: Mutex<Inner>,
 }
 
@@ -124,12 +183,21 @@ impl Inner {
         self.family.get_or_insert_with(Box::default)
     }
 
-    fn has_children(&self) -> bool {
-        self.family
+    /// How many registered children have not ended, given the node's
+    /// `ended` count. Never more than the truth, and never 0 while a child
+    /// has not ended or not counted its end yet.
+    fn live_children(&self, ended: i32) -> usize {
+        let registered = self
+            .family
             .as_ref()
-            .is_some_and(|family| !family.children.is_empty())
+            .map_or(0, |family| family.children.len());
+        let registered = i64::try_from(registered).unwrap_or(i64::MAX);
+        usize::try_from(registered - i64::from(ended)).unwrap_or(0)
     }
 
+    /// The registered children, for a cancellation or stop walk: ended
+    /// ones included (reaching them does nothing), as telling them apart
+    /// would read every child's flags.
     fn children(&self) -> Vec<Arc<Node>> {
         self.family
             .as_ref()
@@ -171,7 +239,7 @@ impl Node {
             None => {
                 let node = Node::alloc(kind, name, location, started, None);
                 let key = lock_std(roots()).insert(node.clone());
-                node.slot.store(slot_of(key), Ordering::Relaxed);
+                node.state.fetch_or(slot_bits(key), Ordering::Relaxed);
                 node
             }
             Some(parent) => Node::register(kind, name, location, started, &parent, false)
@@ -199,13 +267,11 @@ impl Node {
         parent: Option<Arc<Node>>,
     ) -> Arc<Node> {
         Arc::new(Node {
-            kind,
             name,
             location,
             started: since_epoch(started),
             parent,
-            slot: AtomicU32::new(NO_SLOT),
-            flags: AtomicU16::new(0),
+            state: AtomicU64::new(kind.bits()),
             inner: Mutex::new(Inner::default()),
         })
     }
@@ -224,10 +290,13 @@ impl Node {
             if refuse_when_closed && (parent.has(SEALED) || inner.reason.is_some()) {
                 return None;
             }
+            if ended_in(parent.state.load(Ordering::Relaxed)) >= SWEEP_AFTER {
+                parent.sweep(inner.family());
+            }
             let key = inner.family().children.insert(node.clone());
-            node.slot.store(slot_of(key), Ordering::Relaxed);
+            node.state.fetch_or(slot_bits(key), Ordering::Relaxed);
             if !parent.has(HAD_CHILDREN) {
-                parent.flags.fetch_or(HAD_CHILDREN, Ordering::Release);
+                parent.state.fetch_or(HAD_CHILDREN, Ordering::Release);
             }
             let inherit = inner
                 .reason
@@ -252,7 +321,7 @@ impl Node {
     }
 
     pub(crate) fn kind(&self) -> NodeKind {
-        self.kind
+        NodeKind::from_state(self.state.load(Ordering::Relaxed))
     }
 
     pub(crate) fn name(&self) -> Option<&str> {
@@ -275,8 +344,8 @@ impl Node {
         self.parent.as_ref()
     }
 
-    fn has(&self, flag: u16) -> bool {
-        self.flags.load(Ordering::Acquire) & flag != 0
+    fn has(&self, flag: u64) -> bool {
+        self.state.load(Ordering::Acquire) & flag != 0
     }
 
     pub(crate) fn is_cancelled(&self) -> bool {
@@ -303,15 +372,15 @@ impl Node {
 
     /// Marks the node's own future as ended; later cancellations are no-ops.
     pub(crate) fn set_settled(&self) {
-        self.flags.fetch_or(SETTLED, Ordering::AcqRel);
+        self.state.fetch_or(SETTLED, Ordering::AcqRel);
     }
 
     pub(crate) fn set_in_cleanup(&self) {
-        self.flags.fetch_or(IN_CLEANUP, Ordering::AcqRel);
+        self.state.fetch_or(IN_CLEANUP, Ordering::AcqRel);
     }
 
     pub(crate) fn set_orphaned(&self) {
-        self.flags.fetch_or(ORPHANED, Ordering::AcqRel);
+        self.state.fetch_or(ORPHANED, Ordering::AcqRel);
     }
 
     /// Why this node was hard-cancelled, if it was.
@@ -332,9 +401,10 @@ impl Node {
     /// cancelled) are traced at debug level; the one that started the walk
     /// at info level, so "who cancelled what" is visible by default.
     pub(crate) fn cancel(&self, reason: CancelReason, inherited: bool) -> bool {
-        if self.has(SETTLED) {
+        if self.has(SETTLED | DONE) {
             // Its outcome is decided (a failed task, for one, is still
-            // registered while its failure cancels its siblings).
+            // registered while its failure cancels its siblings), or it has
+            // ended and waits in its parent's registry to be removed.
             return false;
         }
         let (waker, stop_wakers, children) = {
@@ -369,12 +439,12 @@ impl Node {
             }
             inner.reason = Some(reason.clone());
             if inherited {
-                self.flags.fetch_or(INHERITED, Ordering::AcqRel);
+                self.state.fetch_or(INHERITED, Ordering::AcqRel);
             }
             if inner.stop_reason.is_none() {
                 inner.stop_reason = Some(reason.clone());
             }
-            self.flags.fetch_or(CANCELLED | STOPPING, Ordering::AcqRel);
+            self.state.fetch_or(CANCELLED | STOPPING, Ordering::AcqRel);
             (
                 inner.waker.take(),
                 inner.take_stop_wakers(),
@@ -385,7 +455,7 @@ impl Node {
         if !children.is_empty() {
             let inherited = reason.for_child(self.name.clone(), !inherited);
             for child in children {
-                match child.kind {
+                match child.kind() {
                     NodeKind::Task | NodeKind::Scope => child.cancel(inherited.clone(), true),
                     NodeKind::Shield | NodeKind::Cleanup | NodeKind::Supervisor => {
                         child.stop(inherited.clone())
@@ -402,6 +472,10 @@ impl Node {
     /// A supervisor is only told: it stops its children itself, in phases
     /// (see [`crate::Supervisor`]).
     pub(crate) fn stop(&self, reason: CancelReason) -> bool {
+        if self.has(DONE) {
+            // Ended, and waiting in its parent's registry to be removed.
+            return false;
+        }
         let (stop_wakers, children) = {
             let mut inner = lock(&self.inner);
             if inner.stop_reason.is_some() {
@@ -411,12 +485,12 @@ impl Node {
             // A supervisor asked to stop has begun its shutdown: from this
             // moment, not from when its shutdown task first runs, it takes
             // no new children, so that none escapes the shutdown's report.
-            let seal = if self.kind == NodeKind::Supervisor {
+            let seal = if self.kind() == NodeKind::Supervisor {
                 SEALED
             } else {
                 0
             };
-            self.flags.fetch_or(STOPPING | seal, Ordering::AcqRel);
+            self.state.fetch_or(STOPPING | seal, Ordering::AcqRel);
             (inner.take_stop_wakers(), inner.children())
         };
         tracing::debug!(
@@ -427,7 +501,7 @@ impl Node {
             "stop requested",
         );
         wake_all(None, stop_wakers);
-        if self.kind != NodeKind::Supervisor {
+        if self.kind() != NodeKind::Supervisor {
             for child in children {
                 child.stop(reason.clone());
             }
@@ -439,7 +513,7 @@ impl Node {
     /// supervisor that started shutting down takes no new work.
     pub(crate) fn refuse_children(&self) {
         let _inner = lock(&self.inner);
-        self.flags.fetch_or(SEALED, Ordering::AcqRel);
+        self.state.fetch_or(SEALED, Ordering::AcqRel);
     }
 
     /// Whether this node has left its parent's registry.
@@ -452,7 +526,10 @@ impl Node {
     pub(crate) fn poll_watch_children(&self, waker: &Waker) -> bool {
         let mut inner = lock(&self.inner);
         store_waker(&mut inner.family().watcher, waker);
-        inner.has_children()
+        // Before reading the count: an ending child counts itself, then
+        // reads this flag, so one of the two sees the other.
+        self.state.fetch_or(WATCHED, Ordering::SeqCst);
+        inner.live_children(ended_in(self.state.load(Ordering::SeqCst))) > 0
     }
 
     /// Wakes the future registered by [`Node::poll_watch_children`].
@@ -504,11 +581,14 @@ impl Node {
     /// the registry is sealed only once it is seen empty, under the lock.
     pub(crate) fn poll_children_done(&self, waker: &Waker) -> bool {
         let mut inner = lock(&self.inner);
-        if !self.has(JOINING) {
-            self.flags.fetch_or(JOINING, Ordering::AcqRel);
-        }
-        if !inner.has_children() {
-            self.flags.fetch_or(SEALED, Ordering::AcqRel);
+        // Before reading the count, as in `poll_watch_children`.
+        self.state.fetch_or(JOINING, Ordering::SeqCst);
+        if inner.live_children(ended_in(self.state.load(Ordering::SeqCst))) == 0 {
+            self.state.fetch_or(SEALED, Ordering::AcqRel);
+            // Every child has ended and counted it: let them go now.
+            if let Some(family) = inner.family.as_mut() {
+                self.sweep(family);
+            }
             return true;
         }
         store_waker(&mut inner.waker, waker);
@@ -521,17 +601,16 @@ impl Node {
         self.has(SEALED) || inner.reason.is_some()
     }
 
-    /// Live children, for introspection.
+    /// Live children, for introspection: those that have not ended.
     pub(crate) fn children(&self) -> Vec<Arc<Node>> {
-        lock(&self.inner).children()
+        let mut children = lock(&self.inner).children();
+        children.retain(|child| !child.is_done());
+        children
     }
 
     /// How many children are alive, without copying the registry.
     pub(crate) fn child_count(&self) -> usize {
-        lock(&self.inner)
-            .family
-            .as_ref()
-            .map_or(0, |family| family.children.len())
+        lock(&self.inner).live_children(ended_in(self.state.load(Ordering::Acquire)))
     }
 
     /// Whether a child was ever registered under this node.
@@ -544,7 +623,7 @@ impl Node {
     /// [`SiblingFailed`](CancelKind::SiblingFailed) reason naming the failed
     /// child. A supervisor is never cancelled by its children's failures.
     pub(crate) fn record_failure(&self, failure: TaskFailure, cancel: bool) {
-        let cancel = cancel && self.kind != NodeKind::Supervisor;
+        let cancel = cancel && self.kind() != NodeKind::Supervisor;
         let reason = cancel.then(|| {
             CancelReason::raised_by(
                 CancelKind::SiblingFailed,
@@ -577,7 +656,7 @@ impl Node {
     pub(crate) fn enclosing_scope(node: &Arc<Node>) -> Option<Arc<Node>> {
         let mut node = Some(node);
         while let Some(current) = node {
-            if matches!(current.kind, NodeKind::Scope | NodeKind::Supervisor) {
+            if matches!(current.kind(), NodeKind::Scope | NodeKind::Supervisor) {
                 return Some(current.clone());
             }
             node = current.parent.as_ref();
@@ -585,13 +664,31 @@ impl Node {
         None
     }
 
-    /// Removes this node from its parent's registry, waking the parent when
-    /// it was the last child the parent was waiting for. Idempotent.
+    /// Ends this node: from now on its parent does not count it, and the
+    /// parent is woken when it was the last child the parent waited for.
+    /// Idempotent.
+    ///
+    /// The node is not removed from its parent's registry here but by the
+    /// parent's next registration (every [`SWEEP_AFTER`] ended children) or
+    /// when the parent finishes joining. A child usually ends on another
+    /// worker than the one that spawned it: ending this way touches only the
+    /// parent's `ended` count, not the parent's lock and registry, which the
+    /// spawning worker would then have to take back. The removed nodes are
+    /// also dropped on the spawning worker, which allocated them.
     pub(crate) fn finish(&self) {
-        if self.flags.fetch_or(DONE, Ordering::AcqRel) & DONE != 0 {
+        // `SeqCst`, as the parent's read of it in `sweep`: see below.
+        if self.state.fetch_or(DONE, Ordering::SeqCst) & DONE != 0 {
             return;
         }
-        let slot = self.slot.load(Ordering::Relaxed);
+        if self.has(HAD_CHILDREN) {
+            // Ended children still registered hold this node as their
+            // parent: let them go, or the two would keep each other alive.
+            let mut inner = lock(&self.inner);
+            if let Some(family) = inner.family.as_mut() {
+                self.sweep(family);
+            }
+        }
+        let slot = slot_in(self.state.load(Ordering::Relaxed));
         match &self.parent {
             None => {
                 if slot != NO_SLOT {
@@ -599,12 +696,43 @@ impl Node {
                 }
             }
             Some(parent) => {
+                // While the parent runs, the end is only counted. Counted,
+                // then the parent's flags read: a parent setting `JOINING`
+                // or `WATCHED` sets it, then reads the count (all `SeqCst`),
+                // so either it sees this end or this sees its flag. Likewise
+                // a parent that has finished sets `DONE`, then sweeps
+                // reading its children's `DONE`: either it removed this
+                // node, or this sees its `DONE`.
+                //
+                // A parent that is closing (joining, watched, finished or
+                // cancelled: about to join many children ending at once) is
+                // seen first, and then this node leaves its registry under
+                // its lock, on whichever worker it ends, uncounted.
+                let closing = JOINING | WATCHED | DONE | CANCELLED;
+                let mut counted = false;
+                if parent.state.load(Ordering::SeqCst) & closing == 0 {
+                    // Counts this end and reads the flags in one step.
+                    let before = parent.state.fetch_add(ENDED_ONE, Ordering::SeqCst);
+                    counted = true;
+                    if before & closing == 0 {
+                        if ended_in(before) + 1 >= ENDED_LIMIT {
+                            let mut inner = lock(&parent.inner);
+                            parent.sweep(inner.family());
+                        }
+                        return;
+                    }
+                }
                 let (waker, watcher) = {
                     let mut inner = lock(&parent.inner);
-                    if slot != NO_SLOT {
-                        inner.family().children.try_remove(slot as usize);
+                    let flags = parent.state.load(Ordering::SeqCst);
+                    let family = inner.family();
+                    self.leave(parent, family, slot, counted);
+                    if flags & DONE != 0 {
+                        // Nothing else will remove the ended children.
+                        parent.sweep(family);
                     }
-                    let waker = if parent.has(JOINING) && !inner.has_children() {
+                    let live = inner.live_children(ended_in(parent.state.load(Ordering::SeqCst)));
+                    let waker = if flags & JOINING != 0 && live == 0 {
                         inner.waker.take()
                     } else {
                         None
@@ -619,6 +747,47 @@ impl Node {
                     waker.wake();
                 }
             }
+        }
+    }
+
+    /// Removes this node from `parent`'s registry (`family`, under the
+    /// parent's lock) and settles its part of the parent's `ended` count:
+    /// every ended child is, in the end, counted once for each time it was
+    /// removed. When a sweep removed it first (its key may hold another
+    /// child by now), the sweep uncounted it: an uncounted node makes up for
+    /// that.
+    fn leave(&self, parent: &Node, family: &mut Family, slot: u32, counted: bool) {
+        let registered = family
+            .children
+            .get(slot as usize)
+            .is_some_and(|child| std::ptr::eq(&**child, self));
+        match (registered, counted) {
+            (true, true) => {
+                family.children.remove(slot as usize);
+                parent.state.fetch_sub(ENDED_ONE, Ordering::SeqCst);
+            }
+            (true, false) => {
+                family.children.remove(slot as usize);
+            }
+            (false, true) => {}
+            (false, false) => {
+                parent.state.fetch_add(ENDED_ONE, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Removes the ended children from this node's registry (`family` is
+    /// this node's, under its lock).
+    fn sweep(&self, family: &mut Family) {
+        let before = family.children.len();
+        family
+            .children
+            .retain(|_, child| child.state.load(Ordering::SeqCst) & DONE == 0);
+        let removed = before - family.children.len();
+        if removed > 0 {
+            // Wrapping, as the count is read: exact while it stays in range.
+            let removed = (removed as u64) << ENDED_SHIFT;
+            self.state.fetch_sub(removed, Ordering::SeqCst);
         }
     }
 }
@@ -659,8 +828,15 @@ fn snapshot(children: &Slab<Arc<Node>>) -> Vec<Arc<Node>> {
 /// A registry key as stored in [`Node::slot`]. A registry holds live
 /// children, each an allocation of its own: four billion of them do not fit
 /// in memory, so the key always fits.
+fn slot_bits(key: usize) -> u64 {
+    u64::from(slot_of(key).wrapping_add(1)) << SLOT_SHIFT
+}
+
 fn slot_of(key: usize) -> u32 {
-    u32::try_from(key).unwrap_or_else(|_| unreachable!("over 2^32 live children under one node"))
+    u32::try_from(key)
+        .ok()
+        .filter(|&key| key != NO_SLOT)
+        .unwrap_or_else(|| unreachable!("over 2^32 live children under one node"))
 }
 
 /// The instant node ages are counted from, as a `std` instant: tokio's
@@ -717,10 +893,10 @@ fn lock_std<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node")
-            .field("kind", &self.kind)
+            .field("kind", &self.kind())
             .field("name", &self.name)
             .field("location", &format_args!("{}", self.location))
-            .field("flags", &self.flags.load(Ordering::Relaxed))
+            .field("state", &self.state.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
@@ -749,4 +925,39 @@ pub(crate) fn enter<R>(node: &mut Option<Arc<Node>>, f: impl FnOnce() -> R) -> R
     let result = f();
     *node = CURRENT.with(|cell| cell.replace(previous));
     result
+}
+
+#[cfg(all(test, not(tethered_loom), target_pointer_width = "64"))]
+mod tests {
+    use super::*;
+
+    /// A node is allocated for every task: 104 bytes (120 with the `Arc`'s
+    /// counts) keeps it in glibc's fastbin sizes, which a worker frees into
+    /// without taking the allocator's lock. At 112 bytes, a fan-out of
+    /// 100,000 cancelled tasks took a quarter longer.
+    #[test]
+    fn a_node_stays_at_104_bytes() {
+        assert_eq!(std::mem::size_of::<Node>(), 104);
+    }
+
+    #[test]
+    fn the_state_word_keeps_its_fields_apart() {
+        let node = Node::alloc(
+            NodeKind::Shield,
+            None,
+            Location::caller(),
+            Instant::now(),
+            None,
+        );
+        node.state
+            .fetch_or(slot_bits(7) | CANCELLED, Ordering::Relaxed);
+        node.state.fetch_sub(3 * ENDED_ONE, Ordering::Relaxed);
+        let state = node.state.load(Ordering::Relaxed);
+        assert_eq!((slot_in(state), ended_in(state)), (7, -3));
+        node.state.fetch_add(5 * ENDED_ONE, Ordering::Relaxed);
+        let state = node.state.load(Ordering::Relaxed);
+        assert_eq!((slot_in(state), ended_in(state)), (7, 2));
+        assert_eq!(node.kind(), NodeKind::Shield);
+        assert!(node.is_cancelled() && !node.is_done());
+    }
 }

@@ -5,13 +5,13 @@
 #[cfg(not(tethered_loom))]
 pub(crate) use std::sync::{
     Arc, Mutex, MutexGuard,
-    atomic::{AtomicU16, AtomicU32, Ordering},
+    atomic::{AtomicU64, Ordering},
 };
 
 #[cfg(tethered_loom)]
 pub(crate) use loom::sync::{
     Arc, Mutex, MutexGuard,
-    atomic::{AtomicU16, AtomicU32, Ordering},
+    atomic::{AtomicU64, Ordering},
 };
 
 /// Locks `mutex`, ignoring poisoning: every critical section in the node tree
