@@ -6,14 +6,22 @@
 //! * **cancellation**: cancelling a node records its reason (the first one
 //!   wins), wakes it, and walks its children, giving each the reason it
 //!   inherits ([`CancelReason::for_child`]); shields are told to stop instead;
-//! * **joining**: a node completes only once its registry is empty, so a scope
-//!   (or a task holding an orphaned nested scope) waits for every descendant;
+//! * **joining**: a node completes only once every registered child has
+//!   ended, so a scope (or a task holding an orphaned nested scope) waits for
+//!   every descendant;
 //! * **failure collection**: a failing child records its failure on its scope
 //!   node, and the first failure cancels the scope;
 //! * **introspection**: [`crate::tree()`] walks the same registries.
 //!
 //! Walking our own registry (which introspection needs anyway) instead of a
 //! `CancellationToken` per task keeps a task to one allocation of bookkeeping.
+//!
+//! A child that ends while its parent runs does not take the parent's lock:
+//! it counts its end in the parent's state word, and stays registered (and
+//! ignored) until the parent's next registrations remove the ended children
+//! in a batch. Spawning and ending happen on different workers more often
+//! than not, and this keeps the parent's lock and registry on the spawning
+//! one (see [`Node::finish`]).
 
 mod guarded;
 #[cfg(all(test, tethered_loom))]
@@ -184,8 +192,9 @@ impl Inner {
     }
 
     /// How many registered children have not ended, given the node's
-    /// `ended` count. Never more than the truth, and never 0 while a child
-    /// has not ended or not counted its end yet.
+    /// `ended` count. Never less than the truth: a child that has ended but
+    /// not yet counted it (or was removed before counting it) still counts
+    /// as live, so this is never 0 while a child can still wake the node.
     fn live_children(&self, ended: i32) -> usize {
         let registered = self
             .family
