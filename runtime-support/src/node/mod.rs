@@ -90,14 +90,14 @@ const WATCHED: u64 = 1 << 10;
 /// (1 in the loom models, so that they explore the sweeps.)
 const SWEEP_AFTER: i32 = if cfg!(tethered_loom) { 1 } else { 32 };
 /// How many before an ending child removes them itself: a parent that
-/// registers no more children must not keep them all.
-const ENDED_LIMIT: i32 = 8_192;
+/// registers no more children keeps no more than this many ended ones.
+const ENDED_LIMIT: i32 = 64;
 
 // A node's `state` packs, in one word that every task reads and writes:
 // the flags above (bits 0 to 10), the node's kind (12 to 14), its key in its
 // parent's registry plus one (16 to 47; 0 before it is registered) and its
 // count of ended children not yet removed from its registry (48 to 63, a
-// wrapping `i16`: it stays within a few thousand of 0, see `ENDED_LIMIT`).
+// wrapping `i16`: it stays within a few hundred of 0, see `ENDED_LIMIT`).
 // One word keeps the node at 104 bytes, in the allocator's cheapest size
 // class, and lets an ending child count itself and read its parent's flags
 // in one read-modify-write.
