@@ -535,10 +535,11 @@ impl Node {
     pub(crate) fn poll_watch_children(&self, waker: &Waker) -> bool {
         let mut inner = lock(&self.inner);
         store_waker(&mut inner.family().watcher, waker);
-        // Before reading the count: an ending child counts itself, then
-        // reads this flag, so one of the two sees the other.
-        self.state.fetch_or(WATCHED, Ordering::SeqCst);
-        inner.live_children(ended_in(self.state.load(Ordering::SeqCst))) > 0
+        // The flag set and the count read in one step: an ending child
+        // counts itself and reads the flags in one step too, so one of the
+        // two sees the other.
+        let state = self.state.fetch_or(WATCHED, Ordering::SeqCst);
+        inner.live_children(ended_in(state)) > 0
     }
 
     /// Wakes the future registered by [`Node::poll_watch_children`].
@@ -590,9 +591,10 @@ impl Node {
     /// the registry is sealed only once it is seen empty, under the lock.
     pub(crate) fn poll_children_done(&self, waker: &Waker) -> bool {
         let mut inner = lock(&self.inner);
-        // Before reading the count, as in `poll_watch_children`.
-        self.state.fetch_or(JOINING, Ordering::SeqCst);
-        if inner.live_children(ended_in(self.state.load(Ordering::SeqCst))) == 0 {
+        // The flag set and the count read in one step, as in
+        // `poll_watch_children`.
+        let state = self.state.fetch_or(JOINING, Ordering::SeqCst);
+        if inner.live_children(ended_in(state)) == 0 {
             self.state.fetch_or(SEALED, Ordering::AcqRel);
             // Every child has ended and counted it: let them go now.
             if let Some(family) = inner.family.as_mut() {
@@ -677,9 +679,11 @@ impl Node {
     /// parent is woken when it was the last child the parent waited for.
     /// Idempotent.
     ///
-    /// The node is not removed from its parent's registry here but by the
-    /// parent's next registration (every [`SWEEP_AFTER`] ended children) or
-    /// when the parent finishes joining. A child usually ends on another
+    /// While the parent runs, the node is not removed from its parent's
+    /// registry here but by the parent's next registration (once
+    /// [`SWEEP_AFTER`] children have ended), by a later ending child (past
+    /// [`ENDED_LIMIT`]) or when the parent finishes joining; a closing
+    /// parent's children leave it themselves. A child usually ends on another
     /// worker than the one that spawned it: ending this way touches only the
     /// parent's `ended` count, not the parent's lock and registry, which the
     /// spawning worker would then have to take back. The removed nodes are
@@ -834,13 +838,15 @@ fn snapshot(children: &Slab<Arc<Node>>) -> Vec<Arc<Node>> {
     children.iter().map(|(_, child)| child.clone()).collect()
 }
 
-/// A registry key as stored in [`Node::slot`]. A registry holds live
-/// children, each an allocation of its own: four billion of them do not fit
-/// in memory, so the key always fits.
+/// A registry key as stored in a node's `state`: plus one, so that 0 means
+/// "not registered".
 fn slot_bits(key: usize) -> u64 {
     u64::from(slot_of(key).wrapping_add(1)) << SLOT_SHIFT
 }
 
+/// A registry key as a `u32`. A registry holds live children, each an
+/// allocation of its own: four billion of them do not fit in memory, so the
+/// key always fits.
 fn slot_of(key: usize) -> u32 {
     u32::try_from(key)
         .ok()
