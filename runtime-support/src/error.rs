@@ -230,8 +230,15 @@ pub enum FailureKind {
 
 /// One failure inside a scope: which task (or cleanup), where it was spawned
 /// (or registered), and what went wrong.
-#[derive(Debug, Clone)]
-pub struct TaskFailure {
+///
+/// Cloning is cheap (a reference count): the failure is shared, not copied.
+#[derive(Clone)]
+pub struct TaskFailure(Arc<FailureInner>);
+
+// Behind an `Arc`, a failure is one word wherever it travels: a supervised
+// child's exit, and the tokio task holding it, stay small on the common path
+// where nothing failed.
+struct FailureInner {
     task: Option<Cow<'static, str>>,
     location: &'static Location<'static>,
     kind: FailureKind,
@@ -243,31 +250,31 @@ impl TaskFailure {
         location: &'static Location<'static>,
         kind: FailureKind,
     ) -> Self {
-        TaskFailure {
+        TaskFailure(Arc::new(FailureInner {
             task: task.map(|name| Cow::Owned(name.to_owned())),
             location,
             kind,
-        }
+        }))
     }
 
     /// The failed task's name, if it had one.
     pub fn task(&self) -> Option<&str> {
-        self.task.as_deref()
+        self.0.task.as_deref()
     }
 
     /// Where the task was spawned (or the cleanup registered).
     pub fn location(&self) -> &'static Location<'static> {
-        self.location
+        self.0.location
     }
 
     /// What went wrong.
     pub fn kind(&self) -> &FailureKind {
-        &self.kind
+        &self.0.kind
     }
 
     /// The error, if the task or cleanup returned one.
     pub fn error(&self) -> Option<&TaskError> {
-        match &self.kind {
+        match &self.0.kind {
             FailureKind::Error(error) | FailureKind::CleanupError(error) => Some(error),
             _ => None,
         }
@@ -275,7 +282,7 @@ impl TaskFailure {
 
     /// The panic, if the task or cleanup panicked.
     pub fn panic(&self) -> Option<&PanicPayload> {
-        match &self.kind {
+        match &self.0.kind {
             FailureKind::Panic(payload) | FailureKind::CleanupPanic(payload) => Some(payload),
             _ => None,
         }
@@ -284,7 +291,7 @@ impl TaskFailure {
     /// Whether this failure came from a `defer` cleanup.
     pub fn is_cleanup(&self) -> bool {
         matches!(
-            self.kind,
+            self.0.kind,
             FailureKind::CleanupError(_)
                 | FailureKind::CleanupPanic(_)
                 | FailureKind::CleanupTimedOut(_)
@@ -293,12 +300,12 @@ impl TaskFailure {
 
     /// One line: who, what.
     pub(crate) fn summary(&self) -> String {
-        let who = match (&self.task, self.is_cleanup()) {
+        let who = match (&self.0.task, self.is_cleanup()) {
             (_, true) => "cleanup".to_owned(),
             (Some(name), false) => format!("task `{name}`"),
             (None, false) => "unnamed task".to_owned(),
         };
-        match &self.kind {
+        match &self.0.kind {
             FailureKind::Error(error) | FailureKind::CleanupError(error) => {
                 format!("{who} failed: {error}")
             }
@@ -312,7 +319,17 @@ impl TaskFailure {
 
 impl fmt::Display for TaskFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (spawned at {})", self.summary(), self.location)
+        write!(f, "{} (spawned at {})", self.summary(), self.0.location)
+    }
+}
+
+impl fmt::Debug for TaskFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskFailure")
+            .field("task", &self.0.task)
+            .field("location", &self.0.location)
+            .field("kind", &self.0.kind)
+            .finish()
     }
 }
 

@@ -380,3 +380,54 @@ fn tree_is_empty_after_scopes_end_however_they_end() {
         assert!(tethered::tree().is_empty(), "{}", tethered::tree());
     });
 }
+
+/// A scope hands an ended child's bookkeeping to a later child: nothing of
+/// the old one (its name, age, or cancellation) may show through.
+#[test]
+fn children_spawned_after_many_ended_ones_carry_nothing_of_them() {
+    alone(async {
+        Scope::builder()
+            .name("churn")
+            .run(async |scope| {
+                // 100 ended children, half of them cancelled.
+                let old: Vec<_> = (0..100)
+                    .map(|i| scope.spawn_named(format!("old-{i}"), pending::<()>()))
+                    .collect();
+                sleep(secs(1)).await;
+                for (i, handle) in old.into_iter().enumerate() {
+                    if i % 2 == 0 {
+                        handle.cancel("old and cancelled");
+                        assert!(handle.join().await.is_cancelled());
+                    } else {
+                        assert!(handle.cancel_and_wait("old").await.is_cancelled());
+                    }
+                }
+                sleep(secs(5)).await;
+                let new: Vec<_> = (0..100)
+                    .map(|i| {
+                        scope.spawn_named(format!("new-{i}"), async move {
+                            sleep(secs(1)).await;
+                            i
+                        })
+                    })
+                    .collect();
+                let tree = tethered::tree();
+                let churn = find(&tree, "churn");
+                let names: Vec<_> = child_names(churn).into_iter().flatten().collect();
+                assert_eq!(names.len(), 100, "{tree}");
+                assert!(names.iter().all(|name| name.starts_with("new-")), "{tree}");
+                for entry in churn.children() {
+                    assert!(matches!(entry.state(), EntryState::Running), "{tree}");
+                    assert_eq!(entry.age(), secs(0), "{tree}");
+                }
+                for (i, handle) in new.into_iter().enumerate() {
+                    assert!(handle.cancel_reason().is_none());
+                    assert_eq!(handle.join().await.completed(), Some(i));
+                }
+                let tree = tethered::tree();
+                assert!(find(&tree, "churn").children().is_empty(), "{tree}");
+            })
+            .await
+            .unwrap();
+    });
+}

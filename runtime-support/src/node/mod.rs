@@ -21,7 +21,10 @@
 //! ignored) until the parent's next registrations remove the ended children
 //! in a batch. Spawning and ending happen on different workers more often
 //! than not, and this keeps the parent's lock and registry on the spawning
-//! one (see [`Node::finish`]).
+//! one (see [`Node::finish`]). The removed nodes that nothing else holds are
+//! then registered again as the parent's next children (up to [`SPARES`] of
+//! them wait): a steady stream of short children allocates no nodes, and no
+//! node is freed on a worker other than the one that allocated it.
 
 mod guarded;
 #[cfg(all(test, tethered_loom))]
@@ -85,19 +88,38 @@ const INHERITED: u64 = 1 << 9;
 /// ending child takes the node's lock to wake it. Set under the lock.
 const WATCHED: u64 = 1 << 10;
 
-/// How many ended children a registry keeps before the next registration
-/// removes them (see [`Node::finish`]).
+/// How many ended children a registry keeps, at least, before the parent's
+/// next registration removes them (see [`Node::finish`]).
 /// (1 in the loom models, so that they explore the sweeps.)
 const SWEEP_AFTER: i32 = if cfg!(tethered_loom) { 1 } else { 32 };
-/// How many before an ending child removes them itself: a parent that
-/// registers no more children keeps no more than this many ended ones.
+/// How many before an ending child removes them itself, and again each time
+/// the count doubles (see [`sweep_due`]): a parent that registers no more
+/// children still has its ended ones removed.
 const ENDED_LIMIT: i32 = 64;
+/// How many ended children a registry keeps at most, however many live ones
+/// it holds: the count stays far within its `i16` (see `KIND_SHIFT`).
+const ENDED_MAX: i32 = 8192;
+
+/// How many ended children a node keeps to register again (see
+/// [`Node::register`]).
+const SPARES: usize = 64;
+
+/// Whether a registry of `registered` children, `ended` of which have ended,
+/// is worth a sweep. A sweep reads every registered child's flags: sweeping
+/// once a quarter of the registry has ended keeps that to four reads per
+/// removed child, however many live children a parent holds (a spawning
+/// loop can run far ahead of its children). Past [`ENDED_MAX`] the registry
+/// is swept anyway.
+fn sweep_due(ended: i32, registered: usize) -> bool {
+    ended >= SWEEP_AFTER
+        && (ended >= ENDED_MAX || usize::try_from(ended).is_ok_and(|ended| ended * 4 >= registered))
+}
 
 // A node's `state` packs, in one word that every task reads and writes:
 // the flags above (bits 0 to 10), the node's kind (12 to 14), its key in its
 // parent's registry plus one (16 to 47; 0 before it is registered) and its
 // count of ended children not yet removed from its registry (48 to 63, a
-// wrapping `i16`: it stays within a few hundred of 0, see `ENDED_LIMIT`).
+// wrapping `i16`: it stays within a few thousand of 0, see `ENDED_MAX`).
 // One word keeps the node at 104 bytes, in the allocator's cheapest size
 // class, and lets an ending child count itself and read its parent's flags
 // in one read-modify-write.
@@ -176,6 +198,10 @@ struct Inner {
 #[derive(Default)]
 struct Family {
     children: Slab<Arc<Node>>,
+    /// Ended children a sweep removed, kept for the next registrations to
+    /// use again (see [`Node::register`]). Emptied when the node finishes:
+    /// each holds this node as its parent.
+    spares: Vec<Arc<Node>>,
     /// Failures of this scope's children and cleanups, in order.
     failures: Vec<TaskFailure>,
     /// Futures waiting in `stop_requested()`.
@@ -246,7 +272,7 @@ impl Node {
     ) -> Arc<Node> {
         match parent {
             None => {
-                let node = Node::alloc(kind, name, location, started, None);
+                let node = Node::alloc(kind.bits(), name, location, started, None);
                 let key = lock_std(roots()).insert(node.clone());
                 node.state.fetch_or(slot_bits(key), Ordering::Relaxed);
                 node
@@ -268,8 +294,10 @@ impl Node {
         Node::register(kind, name, location, started, parent, true)
     }
 
+    /// A new node whose `state` word starts as given (its kind, and its
+    /// registry key once known).
     fn alloc(
-        kind: NodeKind,
+        state: u64,
         name: Option<Cow<'static, str>>,
         location: &'static Location<'static>,
         started: Instant,
@@ -280,9 +308,25 @@ impl Node {
             location,
             started: since_epoch(started),
             parent,
-            state: AtomicU64::new(kind.bits()),
+            state: AtomicU64::new(state),
             inner: Mutex::new(Inner::default()),
         })
+    }
+
+    /// Makes an ended child, which nothing else holds any more, new again
+    /// as another child of the same parent: nothing of the old one stays.
+    fn renew(
+        &mut self,
+        state: u64,
+        name: Option<Cow<'static, str>>,
+        location: &'static Location<'static>,
+        started: Instant,
+    ) {
+        self.name = name;
+        self.location = location;
+        self.started = since_epoch(started);
+        self.state = AtomicU64::new(state);
+        self.inner = Mutex::new(Inner::default());
     }
 
     fn register(
@@ -293,17 +337,31 @@ impl Node {
         parent: &Arc<Node>,
         refuse_when_closed: bool,
     ) -> Option<Arc<Node>> {
-        let node = Node::alloc(kind, name, location, started, Some(parent.clone()));
-        let (inherit_cancel, inherit_stop) = {
+        let (node, inherit_cancel, inherit_stop) = {
             let mut inner = lock(&parent.inner);
             if refuse_when_closed && (parent.has(SEALED) || inner.reason.is_some()) {
                 return None;
             }
-            if ended_in(parent.state.load(Ordering::Relaxed)) >= SWEEP_AFTER {
-                parent.sweep(inner.family());
+            let family = inner.family();
+            if sweep_due(
+                ended_in(parent.state.load(Ordering::Relaxed)),
+                family.children.len(),
+            ) {
+                parent.sweep(family);
             }
-            let key = inner.family().children.insert(node.clone());
-            node.state.fetch_or(slot_bits(key), Ordering::Relaxed);
+            let entry = family.children.vacant_entry();
+            // The node is new to everyone: its key goes in with its kind.
+            let state = kind.bits() | slot_bits(entry.key());
+            let node = match take_spare(&mut family.spares) {
+                Some(mut spare) => {
+                    if let Some(reused) = Arc::get_mut(&mut spare) {
+                        reused.renew(state, name, location, started);
+                    }
+                    spare
+                }
+                None => Node::alloc(state, name, location, started, Some(parent.clone())),
+            };
+            entry.insert(node.clone());
             if !parent.has(HAD_CHILDREN) {
                 parent.state.fetch_or(HAD_CHILDREN, Ordering::Release);
             }
@@ -311,7 +369,7 @@ impl Node {
                 .reason
                 .as_ref()
                 .map(|reason| reason.for_child(parent.name.clone(), !parent.has(INHERITED)));
-            (inherit, inner.stop_reason.clone())
+            (node, inherit, inner.stop_reason.clone())
         };
         // A cancellation walk takes a snapshot of the children, so a node
         // registered after the snapshot takes the parent's state itself;
@@ -680,9 +738,9 @@ impl Node {
     /// Idempotent.
     ///
     /// While the parent runs, the node is not removed from its parent's
-    /// registry here but by the parent's next registration (once
-    /// [`SWEEP_AFTER`] children have ended), by a later ending child (past
-    /// [`ENDED_LIMIT`]) or when the parent finishes joining; a closing
+    /// registry here but, in batches (see [`sweep_due`]), by the parent's
+    /// next registrations, by a later ending child (from [`ENDED_LIMIT`]
+    /// ended ones) or when the parent finishes joining; a closing
     /// parent's children leave it themselves. A child usually ends on another
     /// worker than the one that spawned it: ending this way touches only the
     /// parent's `ended` count, not the parent's lock and registry, which the
@@ -699,6 +757,7 @@ impl Node {
             let mut inner = lock(&self.inner);
             if let Some(family) = inner.family.as_mut() {
                 self.sweep(family);
+                family.spares = Vec::new();
             }
         }
         let slot = slot_in(self.state.load(Ordering::Relaxed));
@@ -728,9 +787,19 @@ impl Node {
                     let before = parent.state.fetch_add(ENDED_ONE, Ordering::SeqCst);
                     counted = true;
                     if before & closing == 0 {
-                        if ended_in(before) + 1 >= ENDED_LIMIT {
+                        // Checked at 64, 128, 256... (then every
+                        // `ENDED_MAX`), not at every end: the lock is
+                        // the spawning worker's.
+                        let ended = ended_in(before) + 1;
+                        if ended >= ENDED_LIMIT
+                            && (ended.count_ones() == 1 || ended % ENDED_MAX == 0)
+                        {
                             let mut inner = lock(&parent.inner);
-                            parent.sweep(inner.family());
+                            let family = inner.family();
+                            let ended = ended_in(parent.state.load(Ordering::SeqCst));
+                            if sweep_due(ended, family.children.len()) {
+                                parent.sweep(family);
+                            }
                         }
                         return;
                     }
@@ -790,12 +859,22 @@ impl Node {
     }
 
     /// Removes the ended children from this node's registry (`family` is
-    /// this node's, under its lock).
+    /// this node's, under its lock), keeping some as spares while the node
+    /// runs.
     fn sweep(&self, family: &mut Family) {
+        // A finished node keeps none: they would keep it alive.
+        let keep = self.state.load(Ordering::SeqCst) & DONE == 0;
         let before = family.children.len();
-        family
-            .children
-            .retain(|_, child| child.state.load(Ordering::SeqCst) & DONE == 0);
+        let spares = &mut family.spares;
+        family.children.retain(|_, child| {
+            if child.state.load(Ordering::SeqCst) & DONE == 0 {
+                return true;
+            }
+            if keep && spares.len() < SPARES {
+                spares.push(child.clone());
+            }
+            false
+        });
         let removed = before - family.children.len();
         if removed > 0 {
             // Wrapping, as the count is read: exact while it stays in range.
@@ -803,6 +882,18 @@ impl Node {
             self.state.fetch_sub(removed, Ordering::SeqCst);
         }
     }
+}
+
+/// A spare node that nothing else holds any more, to register
+/// again. Spares still held (by a handle, or by their task finishing on
+/// another worker) are let go.
+fn take_spare(spares: &mut Vec<Arc<Node>>) -> Option<Arc<Node>> {
+    while let Some(mut spare) = spares.pop() {
+        if Arc::get_mut(&mut spare).is_some() {
+            return Some(spare);
+        }
+    }
+    None
 }
 
 /// Finishes its node when dropped, however the future holding it ends, even
@@ -956,9 +1047,23 @@ mod tests {
     }
 
     #[test]
+    fn a_registry_is_swept_once_a_quarter_of_it_has_ended() {
+        // A few ended children are left for a later, larger batch.
+        assert!(!sweep_due(SWEEP_AFTER - 1, 0));
+        assert!(sweep_due(SWEEP_AFTER, 100));
+        // With many live children, a sweep waits for a quarter of them.
+        assert!(!sweep_due(999, 4000));
+        assert!(sweep_due(1000, 4000));
+        // However many there are, no more than `ENDED_MAX` ended ones wait.
+        assert!(sweep_due(ENDED_MAX, 1 << 30));
+        // The count can dip below 0 (a sweep may come before a count).
+        assert!(!sweep_due(-3, 0));
+    }
+
+    #[test]
     fn the_state_word_keeps_its_fields_apart() {
         let node = Node::alloc(
-            NodeKind::Shield,
+            NodeKind::Shield.bits(),
             None,
             Location::caller(),
             Instant::now(),

@@ -5,7 +5,11 @@ use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::panic::Location;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
 
 use super::Shared;
 use super::stats::Counters;
@@ -171,17 +175,12 @@ where
 {
     // Counted before the task exists, so that its end cannot come first.
     Counters::add(&shared.counters.starts.started);
-    let mut end = EndGuard {
-        shared: shared.clone(),
-        role,
-        counted: false,
-    };
-    let child = async move {
-        let failure = match CatchUnwind::new(future).await {
-            Ok(output) => output.into_cleanup_result().err().map(FailureKind::Error),
-            Err(payload) => Some(FailureKind::Panic(payload)),
-        };
-        end.ended(failure)
+    let child = Supervised {
+        future: CatchUnwind::new(future),
+        end: EndGuard {
+            shared: shared.clone(),
+            role: Some(role),
+        },
     };
     spawn_child(
         &shared.node,
@@ -199,12 +198,43 @@ where
     .ok_or_else(|| SpawnError::closed(shared.node.name()))
 }
 
+pin_project! {
+    /// A supervised child's future: the user's, then the count, log and
+    /// report of how it ended.
+    ///
+    /// Written by hand rather than as an `async` block, which would keep the
+    /// user's future twice (once as captured, once as awaited): every byte
+    /// here is paid in every child's task.
+    struct Supervised<F> {
+        #[pin]
+        future: CatchUnwind<F>,
+        end: EndGuard,
+    }
+}
+
+impl<F> Future for Supervised<F>
+where
+    F: Future,
+    F::Output: CleanupOutput,
+{
+    type Output = ChildExit;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<ChildExit> {
+        let this = self.project();
+        let failure = match ready!(this.future.poll(cx)) {
+            Ok(output) => output.into_cleanup_result().err().map(FailureKind::Error),
+            Err(payload) => Some(FailureKind::Panic(payload)),
+        };
+        Poll::Ready(this.end.ended(failure))
+    }
+}
+
 /// Counts, logs and reports the end of a child, whichever way it ends: when
 /// its future returns, or, when it is cancelled, as the future is dropped.
 struct EndGuard {
     shared: Arc<Shared>,
-    role: Role,
-    counted: bool,
+    /// `None` once the end is counted.
+    role: Option<Role>,
 }
 
 impl EndGuard {
@@ -216,17 +246,18 @@ impl EndGuard {
                 ChildExit::Failed(TaskFailure::new(name.as_deref(), location, kind))
             }
         };
-        self.counted = true;
-        self.shared.child_ended(self.role, &exit);
+        if let Some(role) = self.role.take() {
+            self.shared.child_ended(role, &exit);
+        }
         exit
     }
 }
 
 impl Drop for EndGuard {
     fn drop(&mut self) {
-        if self.counted {
+        let Some(role) = self.role.take() else {
             return;
-        }
+        };
         // Dropped before its future returned: the child was cancelled (or
         // refused), and only this destructor can say so.
         let current = crate::node::current();
@@ -243,8 +274,7 @@ impl Drop for EndGuard {
                 CancelReason::at(CancelKind::Shutdown, location)
                     .with_message("the supervisor refused or dropped the child")
             });
-        self.shared
-            .child_ended(self.role, &ChildExit::Cancelled(reason));
+        self.shared.child_ended(role, &ChildExit::Cancelled(reason));
     }
 }
 
