@@ -70,7 +70,7 @@ use crate::reason::{CancelKind, CancelReason, IntoCancelReason};
 /// # }
 /// ```
 pub struct TaskHandle<'scope, T, E = Infallible> {
-    node: Arc<Node>,
+    node: HandleNode,
     join: JoinHandle<Outcome<T, E>>,
     _scope: PhantomData<&'scope ()>,
 }
@@ -294,10 +294,12 @@ where
         // Out of line, and only when a subscriber wants it: the task's
         // future stays small, and every byte of it is paid per task.
         span: (!span.is_disabled()).then(|| Box::new(span)),
+        spawned_on: this_thread(),
+        waited: false,
         guard: FinishOnDrop(node.clone()),
     });
     Some(TaskHandle {
-        node,
+        node: HandleNode(node),
         join,
         _scope: PhantomData,
     })
@@ -320,6 +322,11 @@ pin_project! {
         // boxed so that it costs no room in every task).
         draining: Option<Box<Outcome<T, E>>>,
         span: Option<Box<tracing::Span>>,
+        // The thread that spawned the task (see `this_thread`).
+        spawned_on: usize,
+        // Whether the user's future returned `Pending` before: its node
+        // then holds the task's waker already.
+        waited: bool,
         guard: FinishOnDrop,
     }
 }
@@ -339,9 +346,18 @@ where
             Some(outcome) => *outcome,
             None => {
                 let Poll::Ready(settled) = this.guarded.poll(cx) else {
+                    *this.waited = true;
                     return Poll::Pending;
                 };
-                node.set_settled();
+                // Detached, and ending on another worker than the one that
+                // spawned it, a task leaves its memory to its node to free
+                // (see `Node::settle_task`). One that waited left its waker
+                // there already.
+                if !*this.waited && *this.spawned_on != this_thread() && node.is_detached() {
+                    node.settle_task(cx.waker());
+                } else {
+                    node.set_settled();
+                }
                 classify(node, settled, this.split.take())
             }
         };
@@ -351,6 +367,34 @@ where
         }
         Poll::Ready(outcome)
     }
+}
+
+/// A handle's reference to its task's node, which tells the node when the
+/// handle is dropped (see `Node::settle_task`). A field of its own rather
+/// than a `Drop` on the handle, which would make the borrow checker hold the
+/// scope's borrow until every handle is dropped.
+struct HandleNode(Arc<Node>);
+
+impl std::ops::Deref for HandleNode {
+    type Target = Arc<Node>;
+
+    fn deref(&self) -> &Arc<Node> {
+        &self.0
+    }
+}
+
+impl Drop for HandleNode {
+    fn drop(&mut self) {
+        self.0.detach();
+    }
+}
+
+/// Which thread this is, cheaply: the address of a thread-local.
+fn this_thread() -> usize {
+    thread_local! {
+        static HERE: u8 = const { 0 };
+    }
+    HERE.with(|here| std::ptr::from_ref(here) as usize)
 }
 
 /// Turns how the user's future ended into its outcome, reporting a failure

@@ -22,9 +22,12 @@
 //! in a batch. Spawning and ending happen on different workers more often
 //! than not, and this keeps the parent's lock and registry on the spawning
 //! one (see [`Node::finish`]). The removed nodes that nothing else holds are
-//! then registered again as the parent's next children (up to [`SPARES`] of
-//! them wait): a steady stream of short children allocates no nodes, and no
-//! node is freed on a worker other than the one that allocated it.
+//! then registered again as the parent's next children (see [`SPARES`]): a
+//! steady stream of short children allocates no nodes. A detached task's
+//! node also holds on to the task's memory until then (see
+//! [`Node::settle_task`]), so that what the spawning worker allocated, the
+//! spawning worker frees: freeing it on another worker contends for the
+//! allocator's lock.
 
 mod guarded;
 #[cfg(all(test, tethered_loom))]
@@ -33,6 +36,7 @@ pub(crate) mod sync;
 
 use std::borrow::Cow;
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::panic::Location;
 use std::task::Waker;
 
@@ -87,6 +91,9 @@ const INHERITED: u64 = 1 << 9;
 /// A future waits in [`Node::poll_watch_children`] for any child's end: an
 /// ending child takes the node's lock to wake it. Set under the lock.
 const WATCHED: u64 = 1 << 10;
+/// The task's handle was dropped: nothing but this node will free the
+/// task's memory on the worker that spawned it (see [`Node::settle_task`]).
+const DETACHED: u64 = 1 << 11;
 
 /// How many ended children a registry keeps, at least, before the parent's
 /// next registration removes them (see [`Node::finish`]).
@@ -101,7 +108,8 @@ const ENDED_LIMIT: i32 = 64;
 const ENDED_MAX: i32 = 8192;
 
 /// How many ended children a node keeps to register again (see
-/// [`Node::register`]).
+/// [`Node::register`]), or as many as it has live children when that is
+/// more: about as many as will end before the next sweep.
 const SPARES: usize = 64;
 
 /// Whether a registry of `registered` children, `ended` of which have ended,
@@ -116,7 +124,7 @@ fn sweep_due(ended: i32, registered: usize) -> bool {
 }
 
 // A node's `state` packs, in one word that every task reads and writes:
-// the flags above (bits 0 to 10), the node's kind (12 to 14), its key in its
+// the flags above (bits 0 to 11), the node's kind (12 to 14), its key in its
 // parent's registry plus one (16 to 47; 0 before it is registered) and its
 // count of ended children not yet removed from its registry (48 to 63, a
 // wrapping `i16`: it stays within a few thousand of 0, see `ENDED_MAX`).
@@ -201,7 +209,7 @@ struct Family {
     /// Ended children a sweep removed, kept for the next registrations to
     /// use again (see [`Node::register`]). Emptied when the node finishes:
     /// each holds this node as its parent.
-    spares: Vec<Arc<Node>>,
+    spares: VecDeque<Arc<Node>>,
     /// Failures of this scope's children and cleanups, in order.
     failures: Vec<TaskFailure>,
     /// Futures waiting in `stop_requested()`.
@@ -311,6 +319,14 @@ impl Node {
             state: AtomicU64::new(state),
             inner: Mutex::new(Inner::default()),
         })
+    }
+
+    /// Lets go of what an ended child, which nothing else holds any more,
+    /// still holds: its name, reasons and wakers (its task's among them,
+    /// see [`Node::settle_task`]), freed here, on the parent's worker.
+    fn retire(&mut self) {
+        self.name = None;
+        self.inner = Mutex::new(Inner::default());
     }
 
     /// Makes an ended child, which nothing else holds any more, new again
@@ -437,9 +453,36 @@ impl Node {
         self.has(SETTLED | JOINING)
     }
 
+    /// Notes that the task's handle was dropped (see [`DETACHED`]); only
+    /// read while its future runs.
+    pub(crate) fn detach(&self) {
+        if self.state.load(Ordering::Relaxed) & SETTLED == 0 {
+            self.state.fetch_or(DETACHED, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the task's handle was dropped (see [`DETACHED`]).
+    pub(crate) fn is_detached(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & DETACHED != 0
+    }
+
     /// Marks the node's own future as ended; later cancellations are no-ops.
     pub(crate) fn set_settled(&self) {
         self.state.fetch_or(SETTLED, Ordering::AcqRel);
+    }
+
+    /// Marks a task's future as ended, and keeps `waker`, its task's, for a
+    /// task that ended on another worker than the one that spawned it, with
+    /// nobody holding its handle. The tokio task's memory then goes back to
+    /// the allocator when this node is released: when its parent sweeps it,
+    /// on the spawning worker (see [`Node::finish`]), rather than at once on
+    /// the worker that ran it. Freed there, it would take the spawning
+    /// worker's allocator lock, which that worker takes for every new task:
+    /// a stream of short detached tasks kept two workers contending for it.
+    pub(crate) fn settle_task(&self, waker: &Waker) {
+        let mut inner = lock(&self.inner);
+        self.state.fetch_or(SETTLED, Ordering::AcqRel);
+        store_waker(&mut inner.waker, waker);
     }
 
     pub(crate) fn set_in_cleanup(&self) {
@@ -757,7 +800,7 @@ impl Node {
             let mut inner = lock(&self.inner);
             if let Some(family) = inner.family.as_mut() {
                 self.sweep(family);
-                family.spares = Vec::new();
+                family.spares = VecDeque::new();
             }
         }
         let slot = slot_in(self.state.load(Ordering::Relaxed));
@@ -870,12 +913,19 @@ impl Node {
             if child.state.load(Ordering::SeqCst) & DONE == 0 {
                 return true;
             }
-            if keep && spares.len() < SPARES {
-                spares.push(child.clone());
+            if keep {
+                if let Some(ended) = Arc::get_mut(child) {
+                    ended.retire();
+                }
+                spares.push_back(child.clone());
             }
             false
         });
-        let removed = before - family.children.len();
+        // As many as there are live children: as many as the ends to come
+        // before the next sweep, at most.
+        let live = family.children.len();
+        family.spares.truncate(live.max(SPARES));
+        let removed = before - live;
         if removed > 0 {
             // Wrapping, as the count is read: exact while it stays in range.
             let removed = (removed as u64) << ENDED_SHIFT;
@@ -887,8 +937,8 @@ impl Node {
 /// A spare node that nothing else holds any more, to register
 /// again. Spares still held (by a handle, or by their task finishing on
 /// another worker) are let go.
-fn take_spare(spares: &mut Vec<Arc<Node>>) -> Option<Arc<Node>> {
-    while let Some(mut spare) = spares.pop() {
+fn take_spare(spares: &mut VecDeque<Arc<Node>>) -> Option<Arc<Node>> {
+    while let Some(mut spare) = spares.pop_front() {
         if Arc::get_mut(&mut spare).is_some() {
             return Some(spare);
         }
