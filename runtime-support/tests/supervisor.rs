@@ -2465,3 +2465,66 @@ async fn a_stop_from_above_refuses_new_children_at_once() {
     assert_eq!(supervised.report.children().len(), 1);
     assert!(supervised.report.child("early").is_some());
 }
+
+// ---------------------------------------------------------------------------
+// Many short dynamic children on two workers
+// ---------------------------------------------------------------------------
+
+/// Detached children ending on the other worker leave their ends to be
+/// swept, and their entries to be reused, by the spawning one: on two
+/// workers, every child still runs as itself (its own name, not cancelled),
+/// and is counted once, whichever way it ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_short_children_on_two_workers_each_run_as_themselves() {
+    const CHILDREN: usize = 20_000;
+    let mismatched = Arc::new(AtomicU32::new(0));
+    let ended = Arc::new(AtomicU32::new(0));
+    let all_ended = Arc::new(tokio::sync::Notify::new());
+    let stats = Supervisor::builder()
+        .name("short-lived")
+        .run(async |sv| {
+            for i in 0..CHILDREN {
+                let name = format!("job-{i}");
+                let (mismatched, ended, all_ended) =
+                    (mismatched.clone(), ended.clone(), all_ended.clone());
+                let child = async move {
+                    let current = tethered::current();
+                    if current.name() != Some(format!("job-{i}").as_str()) || current.is_cancelled()
+                    {
+                        mismatched.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if i % 3 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                    let outcome = if i % 5 == 0 {
+                        Err("odd one out")
+                    } else {
+                        Ok(())
+                    };
+                    if ended.fetch_add(1, Ordering::SeqCst) + 1 == CHILDREN as u32 {
+                        all_ended.notify_one();
+                    }
+                    outcome
+                };
+                let _ = sv.spawn(name, child).expect("the supervisor runs");
+                if i % 1000 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            all_ended.notified().await;
+            // Counted once each: wait for the last ends to be counted.
+            while sv.stats().live > 0 {
+                tokio::task::yield_now().await;
+            }
+            sv.stats()
+        })
+        .await
+        .unwrap()
+        .value
+        .expect("the body returned");
+    assert_eq!(mismatched.load(Ordering::SeqCst), 0);
+    assert_eq!(stats.started, CHILDREN as u64);
+    assert_eq!(stats.failed, (CHILDREN as u64).div_ceil(5));
+    assert_eq!(stats.completed + stats.failed, CHILDREN as u64);
+    assert_eq!((stats.live, stats.panicked, stats.cancelled), (0, 0, 0));
+}
