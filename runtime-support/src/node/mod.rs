@@ -368,14 +368,17 @@ impl Node {
             let entry = family.children.vacant_entry();
             // The node is new to everyone: its key goes in with its kind.
             let state = kind.bits() | slot_bits(entry.key());
-            let node = match take_spare(&mut family.spares) {
-                Some(mut spare) => {
-                    if let Some(reused) = Arc::get_mut(&mut spare) {
-                        reused.renew(state, name, location, started);
-                    }
-                    spare
+            // A spare if one is free, a new node otherwise.
+            let node = loop {
+                let Some(mut spare) = family.spares.pop_front() else {
+                    break Node::alloc(state, name, location, started, Some(parent.clone()));
+                };
+                if let Some(reused) = Arc::get_mut(&mut spare) {
+                    reused.renew(state, name, location, started);
+                    break spare;
                 }
-                None => Node::alloc(state, name, location, started, Some(parent.clone())),
+                // Still held (by a handle, or by its task finishing on
+                // another worker): let it go.
             };
             entry.insert(node.clone());
             if !parent.has(HAD_CHILDREN) {
@@ -932,18 +935,6 @@ impl Node {
             self.state.fetch_sub(removed, Ordering::SeqCst);
         }
     }
-}
-
-/// A spare node that nothing else holds any more, to register
-/// again. Spares still held (by a handle, or by their task finishing on
-/// another worker) are let go.
-fn take_spare(spares: &mut VecDeque<Arc<Node>>) -> Option<Arc<Node>> {
-    while let Some(mut spare) = spares.pop_front() {
-        if Arc::get_mut(&mut spare).is_some() {
-            return Some(spare);
-        }
-    }
-    None
 }
 
 /// Finishes its node when dropped, however the future holding it ends, even
