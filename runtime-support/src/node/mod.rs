@@ -338,11 +338,12 @@ impl Node {
         location: &'static Location<'static>,
         started: Instant,
     ) {
+        // A spare still held when it was swept was not retired then.
+        self.retire();
         self.name = name;
         self.location = location;
         self.started = since_epoch(started);
         self.state = AtomicU64::new(state);
-        self.inner = Mutex::new(Inner::default());
     }
 
     fn register(
@@ -484,7 +485,7 @@ impl Node {
     /// a stream of short detached tasks kept two workers contending for it.
     pub(crate) fn settle_task(&self, waker: &Waker) {
         let mut inner = lock(&self.inner);
-        self.state.fetch_or(SETTLED, Ordering::AcqRel);
+        self.set_settled();
         store_waker(&mut inner.waker, waker);
     }
 
@@ -803,7 +804,6 @@ impl Node {
             let mut inner = lock(&self.inner);
             if let Some(family) = inner.family.as_mut() {
                 self.sweep(family);
-                family.spares = VecDeque::new();
             }
         }
         let slot = slot_in(self.state.load(Ordering::Relaxed));
@@ -925,9 +925,11 @@ impl Node {
             false
         });
         // As many as there are live children: as many as the ends to come
-        // before the next sweep, at most.
+        // before the next sweep, at most. None once the node has finished.
         let live = family.children.len();
-        family.spares.truncate(live.max(SPARES));
+        family
+            .spares
+            .truncate(if keep { live.max(SPARES) } else { 0 });
         let removed = before - live;
         if removed > 0 {
             // Wrapping, as the count is read: exact while it stays in range.
