@@ -18,10 +18,11 @@ pub trait MainOutput {
     /// The process's exit code.
     fn into_exit_code(self) -> ExitCode;
 
-    /// Whether the body failed, which cancels the tasks still running
-    /// (as a `#[scoped]` fn's body returning `Err` does).
-    fn is_failure(&self) -> bool {
-        false
+    /// What went wrong, when the body failed: that cancels the tasks still
+    /// running, with this as the reason's message (as a `#[scoped]` fn's
+    /// body returning `Err` does).
+    fn failure(&self) -> Option<String> {
+        None
     }
 }
 
@@ -38,8 +39,8 @@ impl MainOutput for ExitCode {
 }
 
 impl<E: fmt::Debug> MainOutput for Result<(), E> {
-    fn is_failure(&self) -> bool {
-        self.is_err()
+    fn failure(&self) -> Option<String> {
+        describe_error(self)
     }
 
     fn into_exit_code(self) -> ExitCode {
@@ -87,7 +88,7 @@ where
                     let _ = handle_tx.send(scope.handle());
                     body(scope).await
                 },
-                R::is_failure,
+                R::failure,
             )
             .await;
         watcher.abort();
@@ -103,7 +104,7 @@ where
             Ended::Failed {
                 value: Some(output),
                 ..
-            } if output.is_failure() => output.into_exit_code(),
+            } if output.failure().is_some() => output.into_exit_code(),
             Ended::Failed { error, .. } => {
                 eprintln!("tethered: {error}");
                 ExitCode::FAILURE
@@ -115,20 +116,27 @@ where
 /// What a `#[tethered::test]` may return: `()` or a `Result` (an `Err`
 /// cancels the tasks still running, then fails the test as usual).
 pub trait TestOutput {
-    /// Whether the body failed.
-    fn is_failure(&self) -> bool;
+    /// What went wrong, when the body failed.
+    fn failure(&self) -> Option<String>;
 }
 
 impl TestOutput for () {
-    fn is_failure(&self) -> bool {
-        false
+    fn failure(&self) -> Option<String> {
+        None
     }
 }
 
-impl<T, E> TestOutput for Result<T, E> {
-    fn is_failure(&self) -> bool {
-        self.is_err()
+impl<T, E: fmt::Debug> TestOutput for Result<T, E> {
+    fn failure(&self) -> Option<String> {
+        describe_error(self)
     }
+}
+
+/// The reason's message for a body that returned `Err`: its `Debug`, which
+/// is what `main` and the test harness print for it too.
+fn describe_error<T, E: fmt::Debug>(result: &Result<T, E>) -> Option<String> {
+    let error = result.as_ref().err()?;
+    Some(format!("the body returned an error: {error:?}"))
 }
 
 /// Runs `body` as the root scope of a test on `runtime`. A failure of the
@@ -143,14 +151,14 @@ where
     runtime.block_on(async move {
         match ScopeBuilder::new()
             .name("test")
-            .run_at(location, body, R::is_failure)
+            .run_at(location, body, R::failure)
             .await
         {
             Ended::Clean(value) => value,
             // The body's own error fails the test, as the harness shows it.
             Ended::Failed {
                 value: Some(value), ..
-            } if value.is_failure() => value,
+            } if value.failure().is_some() => value,
             Ended::Failed { error, .. } => panic!("the test's scope failed: {error}"),
         }
     })

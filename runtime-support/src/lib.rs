@@ -57,6 +57,7 @@ mod periodic;
 mod random;
 mod reason;
 mod scope;
+mod scoped_fn;
 mod shield;
 mod supervisor;
 mod task;
@@ -77,15 +78,22 @@ mod macros;
 ///
 /// How a failure reaches the caller depends on the return type:
 ///
-/// * `Result<T, E>` (any type whose last path segment is `Result`): a child's
-///   failure arrives as `Err(E::from(ScopeError))`, so `E` must implement
-///   `From<ScopeError>`. A body that returns `Err` cancels the children
-///   still running, and its own error is returned.
-/// * `()` or nothing: a child's failure panics with the [`ScopeError`] as
-///   payload (the enclosing scope captures it as a failure); a scope that
-///   cancelled itself just returns.
+/// * `Result<T, E>`, or any alias of it (`io::Result<T>`, `type Reply<T> =
+///   Result<T, MyError>`: the type checker decides, not the spelling): a
+///   child's failure arrives as `Err(E::from(ScopeError))`, so `E` must
+///   implement `From<ScopeError>`. A body that returns `Err` cancels the
+///   children still running, with a reason that shows the error (through
+///   `Display`, else `Debug`), and its own error is returned.
+/// * `()` or nothing: a child's failure is raised as a panic at the fn
+///   (see below); a scope that cancelled itself just returns.
 /// * anything else: a failure, or a cancellation that leaves no value to
-///   return, panics with the [`ScopeError`].
+///   return, is raised as a panic at the fn.
+///
+/// A raised failure, inside a tethered task or scope, is a panic whose
+/// payload is the [`ScopeError`]: the enclosing scope catches it and records
+/// it as a failure, nothing lost. Anywhere else (straight from
+/// `#[tokio::main]`, say) it is an ordinary panic, located at the fn, whose
+/// message is the whole error.
 ///
 /// # Examples
 ///

@@ -430,7 +430,7 @@ impl Periodic {
                     async move |scope: &Scope| {
                         Ticker::new(self, name, location, scope).run(body).await
                     },
-                    |_| false,
+                    |_| None,
                 )
                 .await;
             match ended.into_result() {

@@ -6,16 +6,19 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
-use std::panic::Location;
 
 pub use tokio;
 
-use crate::error::{ScopeError, TaskError};
+use crate::error::TaskError;
 use crate::node::NodeKind;
-use crate::scope::{Ended, Scope, ScopeBuilder};
+use crate::scope::{Scope, ScopeBuilder};
 use crate::task::TaskHandle;
 
 pub use crate::entry::{MainOutput, TestOutput, main, test};
+pub use crate::scoped_fn::{
+    FromScopeError, ResultDebug, ResultDisplay, ResultKind, ResultOpaque, ResultRun, ScopeFailure,
+    Scoped, Unit, UnitKind, Value, ValueKind,
+};
 
 /// Which kind of child `spawn!` / `shield!` start.
 #[derive(Debug, Clone, Copy)]
@@ -159,83 +162,6 @@ where
 fn already_spawned() -> ! {
     // The expansion calls `spawn_task` exactly once per `Spawn`.
     unreachable!("a `spawn!` expansion spawned twice")
-}
-
-/// Whether a `#[scoped]` body's value is a failure: only an `Err` is.
-pub trait BodyOutput {
-    /// `true` for `Err`.
-    fn is_failure(&self) -> bool;
-}
-
-impl<T, E> BodyOutput for Result<T, E> {
-    fn is_failure(&self) -> bool {
-        self.is_err()
-    }
-}
-
-/// The body of a `#[scoped]` fn returning `Result<T, E>`: children's
-/// failures reach the caller through `E: From<ScopeError>`; a body that
-/// returns `Err` first cancels the remaining children, and its own error is
-/// the one returned (failures of children it interrupted are logged).
-#[track_caller]
-pub fn scoped_result<F, T, E>(builder: ScopeBuilder, body: F) -> impl Future<Output = Result<T, E>>
-where
-    F: AsyncFnOnce(&Scope) -> Result<T, E>,
-    E: From<ScopeError>,
-{
-    let ended = builder.run_at(Location::caller(), body, Result::is_err);
-    async move {
-        match ended.await {
-            Ended::Clean(value) => value,
-            Ended::Failed {
-                value: Some(Err(error)),
-                error: scope_error,
-            } => {
-                tracing::warn!(
-                    target: "tethered::scope",
-                    error = %scope_error,
-                    "failures while the scope unwound from its body's error",
-                );
-                Err(error)
-            }
-            Ended::Failed { error, .. } => Err(E::from(error)),
-        }
-    }
-}
-
-/// The body of a `#[scoped]` fn returning `()`: a child's failure is
-/// re-raised as a panic carrying the [`ScopeError`] (which the parent scope
-/// captures as a failure); a scope cancelled by its own `cancel` returns.
-#[track_caller]
-pub fn scoped_unit<F>(builder: ScopeBuilder, body: F) -> impl Future<Output = ()>
-where
-    F: AsyncFnOnce(&Scope),
-{
-    let ended = builder.run_at(Location::caller(), body, |_| false);
-    async move {
-        match ended.await {
-            Ended::Clean(()) => {}
-            Ended::Failed { error, .. } if error.is_cancelled() => {}
-            Ended::Failed { error, .. } => std::panic::panic_any(error),
-        }
-    }
-}
-
-/// The body of a `#[scoped]` fn returning anything else: a child's failure,
-/// or a cancellation that leaves no value to return, is re-raised as a
-/// panic carrying the [`ScopeError`].
-#[track_caller]
-pub fn scoped_value<F, T>(builder: ScopeBuilder, body: F) -> impl Future<Output = T>
-where
-    F: AsyncFnOnce(&Scope) -> T,
-{
-    let ended = builder.run_at(Location::caller(), body, |_| false);
-    async move {
-        match ended.await {
-            Ended::Clean(value) => value,
-            Ended::Failed { error, .. } => std::panic::panic_any(error),
-        }
-    }
 }
 
 /// Stands in for a `spawn!` the macro rejected (with a compile error), so

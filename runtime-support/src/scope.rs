@@ -176,20 +176,22 @@ impl ScopeBuilder {
     where
         F: AsyncFnOnce(&Scope) -> T,
     {
-        let ended = self.run_at(Location::caller(), body, |_| false);
+        let ended = self.run_at(Location::caller(), body, |_| None);
         async move { ended.await.into_result() }
     }
 
     /// Runs `body` in a new scope located at `location`, and returns both
     /// what the body produced (if it produced anything) and the scope's error
     /// (if any): the adapters behind `#[scoped]` need to see both. A body
-    /// value for which `body_failed` is true cancels the remaining children
-    /// (a `#[scoped]` fn whose body returned `Err`).
+    /// value that `body_failure` describes as a failure (a `#[scoped]` fn
+    /// whose body returned `Err`) cancels the remaining children, with the
+    /// description as the reason's message, so that they (and their
+    /// cleanups) can see what went wrong.
     pub(crate) async fn run_at<F, T>(
         self,
         location: &'static Location<'static>,
         body: F,
-        body_failed: fn(&T) -> bool,
+        body_failure: impl FnOnce(&T) -> Option<String>,
     ) -> Ended<T>
     where
         F: AsyncFnOnce(&Scope) -> T,
@@ -208,7 +210,7 @@ impl ScopeBuilder {
             finished: false,
         };
         scope
-            .drive(body, self.on_exit, self.timeout, body_failed)
+            .drive(body, self.on_exit, self.timeout, body_failure)
             .await
     }
 }
@@ -278,7 +280,7 @@ impl Scope {
         body: F,
         on_exit: OnExit,
         timeout: Option<Duration>,
-        body_failed: fn(&T) -> bool,
+        body_failure: impl FnOnce(&T) -> Option<String>,
     ) -> Ended<T>
     where
         F: AsyncFnOnce(&Scope) -> T,
@@ -311,17 +313,18 @@ impl Scope {
                 None
             }
         };
-        match &value {
-            Some(value) if body_failed(value) => self.node.cancel(
-                raised_by(&self.node, CancelKind::ScopeExit)
-                    .with_message("the body returned an error"),
-                false,
-            ),
-            Some(_) if on_exit == OnExit::Cancel => self
-                .node
-                .cancel(raised_by(&self.node, CancelKind::ScopeExit), false),
-            _ => false,
-        };
+        if let Some(value) = &value {
+            match body_failure(value) {
+                Some(failure) => self.node.cancel(
+                    raised_by(&self.node, CancelKind::ScopeExit).with_message(failure),
+                    false,
+                ),
+                None if on_exit == OnExit::Cancel => self
+                    .node
+                    .cancel(raised_by(&self.node, CancelKind::ScopeExit), false),
+                None => false,
+            };
+        }
         self.wait_children(deadline.as_mut()).await;
         let cleanups = self.take_cleanups();
         if !cleanups.is_empty() {

@@ -296,7 +296,13 @@ impl<'a> SupervisorBuilder<'a> {
                 }
                 if let Poll::Ready(settled) = body.as_mut().poll(cx) {
                     body_done = true;
-                    let panicked = matches!(settled, Settled::Panicked(_));
+                    // What the children (and their cleanups) are told.
+                    let message = match &settled {
+                        Settled::Panicked(payload) => {
+                            format!("the supervisor's body panicked: {payload}")
+                        }
+                        _ => "the supervisor's body returned".to_owned(),
+                    };
                     settle(settled, &mut failure);
                     shared.body_ended();
                     // A body that returned because it was asked to stop
@@ -306,11 +312,7 @@ impl<'a> SupervisorBuilder<'a> {
                     }
                     let reason =
                         CancelReason::raised_by(CancelKind::ScopeExit, location, node.name_cow());
-                    return Poll::Ready(reason.with_message(if panicked {
-                        "the supervisor's body panicked"
-                    } else {
-                        "the supervisor's body returned"
-                    }));
+                    return Poll::Ready(reason.with_message(message));
                 }
                 if let Some(reason) = shared.poll_requested(cx.waker()) {
                     return Poll::Ready(reason);

@@ -420,3 +420,148 @@ mod hygiene {
 async fn expansions_survive_shadowed_names() {
     assert_eq!(hygiene::shadowed().await.unwrap(), 2);
 }
+
+/// An alias of `Result` is a `Result`: the type checker, not the spelling,
+/// decides how failures reach the caller.
+type Reply<T> = Result<T, ScopeError>;
+
+#[scoped]
+async fn aliased_result() -> Reply<u32> {
+    spawn!("bad", async { Err::<(), _>("disk full") });
+    std::future::pending::<()>().await;
+    Ok(1)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_result_alias_receives_failures_as_err() {
+    let error = aliased_result().await.unwrap_err();
+    assert_eq!(error.failures()[0].task(), Some("bad"));
+    assert_eq!(
+        error.failures()[0].error().unwrap().to_string(),
+        "disk full"
+    );
+}
+
+type AppResult<T> = Result<T, AppError>;
+
+/// Records the reason its task was cancelled, as the task's `Drop` sees it.
+struct RecordReason(Arc<Mutex<Option<tethered::CancelReason>>>);
+
+impl Drop for RecordReason {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap() = tethered::current().cancel_reason();
+    }
+}
+
+#[scoped]
+async fn body_error_through_an_alias(
+    seen: Arc<Mutex<Option<tethered::CancelReason>>>,
+) -> AppResult<()> {
+    spawn!("uploader", async move {
+        let _record = RecordReason(seen);
+        std::future::pending::<()>().await
+    });
+    tokio::task::yield_now().await;
+    Err(AppError::Refused("no bucket"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn children_cancelled_by_the_bodys_error_see_the_error() {
+    let seen = Arc::new(Mutex::new(None));
+    let error = body_error_through_an_alias(seen.clone()).await.unwrap_err();
+    assert!(matches!(error, AppError::Refused("no bucket")), "{error:?}");
+    let reason = seen
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the child was cancelled");
+    assert_eq!(reason.kind(), CancelKind::ScopeExit);
+    assert_eq!(
+        reason.message(),
+        Some("the body returned an error: Refused(\"no bucket\")"),
+    );
+}
+
+#[derive(Debug)]
+struct OnlyDebug;
+
+impl From<ScopeError> for OnlyDebug {
+    fn from(_: ScopeError) -> Self {
+        OnlyDebug
+    }
+}
+
+#[scoped]
+async fn body_error_without_display(
+    seen: Arc<Mutex<Option<tethered::CancelReason>>>,
+) -> Result<(), OnlyDebug> {
+    spawn!(async move {
+        let _record = RecordReason(seen);
+        std::future::pending::<()>().await
+    });
+    tokio::task::yield_now().await;
+    Err(OnlyDebug)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_error_with_only_debug_is_shown_through_debug_in_the_reason() {
+    let seen = Arc::new(Mutex::new(None));
+    assert!(body_error_without_display(seen.clone()).await.is_err());
+    let reason = seen.lock().unwrap().clone().unwrap();
+    assert_eq!(
+        reason.message(),
+        Some("the body returned an error: OnlyDebug")
+    );
+}
+
+/// The line of `unit_fn_with_a_failing_child`'s name, where its panic is
+/// located.
+fn unit_fn_line() -> u32 {
+    let at = include_str!("macros_scoped.rs")
+        .lines()
+        .position(|line| line.starts_with("async fn unit_fn_with_a_failing_child"))
+        .unwrap();
+    u32::try_from(at).unwrap() + 1
+}
+
+#[test]
+fn a_failing_unit_fn_outside_any_scope_panics_with_its_error_at_the_fn() {
+    // Only this thread's panics are recorded; the others go to the hook
+    // that was there before.
+    let this = std::thread::current().id();
+    let seen = Arc::new(Mutex::new(None));
+    let record = seen.clone();
+    let previous = Arc::new(std::panic::take_hook());
+    let forward = previous.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() == this {
+            let location = info.location().map(|at| (at.file().to_owned(), at.line()));
+            *record.lock().unwrap() = location;
+        } else {
+            forward(info);
+        }
+    }));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let panicked = std::panic::catch_unwind(|| {
+        runtime.block_on(unit_fn_with_a_failing_child());
+    });
+    let _ = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| previous(info)));
+
+    let payload = panicked.unwrap_err();
+    let message = payload
+        .downcast::<String>()
+        .expect("a message, not an opaque payload");
+    assert!(message.contains("broken pipe"), "{message}");
+    assert!(
+        message.contains("unit_fn_with_a_failing_child"),
+        "{message}"
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        Some((file!().to_owned(), unit_fn_line()))
+    );
+}

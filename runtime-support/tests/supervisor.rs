@@ -1793,9 +1793,12 @@ async fn the_body_panicking_fails_the_supervisor_after_shutting_its_children_dow
     );
     let report = error.report();
     assert_eq!(report.reason().kind(), CancelKind::ScopeExit);
+    // The children are told what the panic said.
     assert_eq!(
         report.reason().message(),
-        Some("the supervisor's body panicked")
+        Some(&*format!(
+            "the supervisor's body panicked: {EXPECTED}: body gave up"
+        ))
     );
     // `deaf` used up the grace: `db` is cancelled with it.
     assert_eq!(
@@ -2527,4 +2530,42 @@ async fn thousands_of_short_children_on_two_workers_each_run_as_themselves() {
     assert_eq!(stats.failed, (CHILDREN as u64).div_ceil(5));
     assert_eq!(stats.completed + stats.failed, CHILDREN as u64);
     assert_eq!((stats.live, stats.panicked, stats.cancelled), (0, 0, 0));
+}
+
+// ---------------------------------------------------------------------------
+// Reasons carry what happened
+// ---------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn siblings_stopped_for_a_restart_are_told_what_ended_it() {
+    let seen: Arc<Mutex<Option<CancelReason>>> = Arc::default();
+    let record = seen.clone();
+    let starts = Arc::new(AtomicU32::new(0));
+    Supervisor::builder()
+        .strategy(Strategy::OneForAll)
+        .child(ChildSpec::new("cache", move || {
+            let record = record.clone();
+            async move {
+                let reason = tethered::stop_requested().await;
+                record.lock().unwrap().get_or_insert(reason);
+            }
+        }))
+        .child(ChildSpec::new("db", move || {
+            let first = starts.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                if first {
+                    return Err("connection reset");
+                }
+                tethered::stop_requested().await;
+                Ok(())
+            }
+        }))
+        .run(async |_| sleep(secs(1)).await)
+        .await
+        .unwrap();
+    let reason = seen.lock().unwrap().clone().expect("cache was stopped");
+    assert_eq!(reason.kind(), CancelKind::SiblingFailed);
+    let message = reason.message().unwrap();
+    assert!(message.contains("restarting with `db`"), "{message}");
+    assert!(message.contains("connection reset"), "{message}");
 }

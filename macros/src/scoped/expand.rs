@@ -3,6 +3,7 @@
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
+use syn::visit_mut::{self, VisitMut};
 use syn::{ItemFn, Type};
 
 use super::model::{Output, ScopedFn};
@@ -16,13 +17,25 @@ use crate::common::{body, duration};
 // Output:
 //
 //     async fn fetch(url: String) -> Result<Page, Error> {
-//         ::tethered::__private::scoped_result(
-//             ::tethered::__private::builder().name("fetch").timeout(const { … }),
-//             async move |__tethered_scope: &::tethered::Scope| -> Result<Page, Error> {
-//                 …__tethered_scope.spawn(get(url))…
-//             },
-//         )
-//         .await
+//         // How failures reach the caller, picked by the type checker from
+//         // the return type (aliases of `Result` included).
+//         let __tethered_kind = {
+//             use ::tethered::__private::{ResultDisplay as _, …, Value as _};
+//             (&&&&&::tethered::__private::Scoped::<Result<Page, Error>>::new()).kind()
+//         };
+//         match __tethered_kind.checked()
+//             .run(
+//                 ::tethered::__private::builder().name("fetch").timeout(const { … }),
+//                 async move |__tethered_scope: &::tethered::Scope| -> Result<Page, Error> {
+//                     …__tethered_scope.spawn(get(url))…
+//                 },
+//             )
+//             .await
+//         {
+//             ::core::result::Result::Ok(value) => value,
+//             // A failure with no `Err` to go in: a panic located at `fetch`.
+//             ::core::result::Result::Err(failure) => failure.raise(),
+//         }
 //     }
 pub(crate) fn expand(model: ScopedFn) -> TokenStream {
     let ItemFn {
@@ -34,29 +47,60 @@ pub(crate) fn expand(model: ScopedFn) -> TokenStream {
     let scope = body::scope_ident();
     let span = sig.ident.span();
     let builder = builder(&model);
-    let (adapter, annotation) = match &model.output {
-        Output::Unit => (quote_spanned!(span=> scoped_unit), TokenStream::new()),
-        Output::Result(ty) => (quote_spanned!(span=> scoped_result), annotation(ty)),
-        Output::Value(ty) => (quote_spanned!(span=> scoped_value), annotation(ty)),
+    let private = quote!(::tethered::__private);
+    let (kind, annotation) = match &model.output {
+        Output::Unit => (
+            quote!((&&&&&#private::Scoped::<()>::new()).kind()),
+            TokenStream::new(),
+        ),
+        // An `impl Trait` cannot be named outside the signature; it is no
+        // `Result` or `()` anyway.
+        Output::Opaque => (quote!(#private::ValueKind::new()), TokenStream::new()),
+        Output::Type(ty) => {
+            // `impl Trait` inside the type (`Result<impl Display, E>`) is
+            // left to inference.
+            let mut named = (**ty).clone();
+            InferOpaque.visit_type_mut(&mut named);
+            (
+                quote!((&&&&&#private::Scoped::<#named>::new()).kind()),
+                quote_spanned!(ty.span()=> -> #named),
+            )
+        }
     };
+    let run = quote_spanned! {span=>
+        __tethered_kind.checked().run(#builder, async move |#scope: &::tethered::Scope| #annotation #block)
+    };
+    let raise = quote_spanned!(span=> __tethered_failure.raise());
     quote! {
         #(#attrs)*
         #vis #sig {
-            ::tethered::__private::#adapter(
-                #builder,
-                async move |#scope: &::tethered::Scope| #annotation #block,
-            )
-            .await
+            let __tethered_kind = {
+                #[allow(unused_imports)]
+                use #private::{
+                    ResultDebug as _, ResultDisplay as _, ResultOpaque as _, Unit as _, Value as _,
+                };
+                #kind
+            };
+            match #run.await {
+                ::core::result::Result::Ok(__tethered_value) => __tethered_value,
+                ::core::result::Result::Err(__tethered_failure) => #raise,
+            }
         }
     }
 }
 
-/// The closure's return type, so that `?` in the body converts as it would
-/// in the fn. `impl Trait` cannot be named there; it is left to inference.
-fn annotation(ty: &Type) -> TokenStream {
-    match ty {
-        Type::ImplTrait(_) => TokenStream::new(),
-        ty => quote_spanned!(ty.span()=> -> #ty),
+/// Replaces every `impl Trait` in a type with `_`.
+struct InferOpaque;
+
+impl VisitMut for InferOpaque {
+    fn visit_type_mut(&mut self, ty: &mut Type) {
+        if let Type::ImplTrait(opaque) = ty {
+            *ty = Type::Infer(syn::TypeInfer {
+                underscore_token: syn::Token![_](opaque.impl_token.span),
+            });
+            return;
+        }
+        visit_mut::visit_type_mut(self, ty);
     }
 }
 

@@ -10,15 +10,16 @@ use crate::common::{Errors, body, check_async_fn};
 
 const KEYS: &[&str] = &["name", "on_exit", "timeout", "cleanup_timeout"];
 
-/// What the fn returns decides how a failed scope reaches the caller.
+/// The fn's return type. How a failed scope reaches the caller is decided
+/// from it by the type checker (see `tethered::__private::Scoped`), so that
+/// aliases of `Result` are recognised too.
 pub(crate) enum Output {
-    /// No return type: failures panic, a self-cancelled scope returns.
+    /// No return type, or `()`.
     Unit,
-    /// A type named `Result` (`Result<T, E>`, `io::Result<T>`…): failures
-    /// arrive through `E: From<ScopeError>`.
-    Result(Type),
-    /// Anything else: failures (and cancellations) panic.
-    Value(Type),
+    /// `impl Trait`, which cannot be named in the body: a value.
+    Opaque,
+    /// Any other type.
+    Type(Box<Type>),
 }
 
 pub(crate) struct ScopedFn {
@@ -119,24 +120,13 @@ fn mentions_task_handle(ty: &Type) -> Option<&syn::PathSegment> {
     find(ty)
 }
 
-/// How the return type tells failures apart, read from its syntax: the last
-/// path segment `Result` means a `Result` (aliases like `io::Result<T>` and
-/// `anyhow::Result<T>` included).
 fn output_of(output: &ReturnType) -> Output {
     match output {
         ReturnType::Default => Output::Unit,
         ReturnType::Type(_, ty) => match &**ty {
             Type::Tuple(tuple) if tuple.elems.is_empty() => Output::Unit,
-            Type::Path(path)
-                if path
-                    .path
-                    .segments
-                    .last()
-                    .is_some_and(|segment| segment.ident == "Result") =>
-            {
-                Output::Result((**ty).clone())
-            }
-            other => Output::Value(other.clone()),
+            Type::ImplTrait(_) => Output::Opaque,
+            other => Output::Type(Box::new(other.clone())),
         },
     }
 }

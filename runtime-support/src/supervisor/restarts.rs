@@ -311,8 +311,9 @@ impl<'a> Manager<'a> {
             self.children[index].spec.location,
             Some(self.children[index].spec.name.clone()),
         )
+        // The siblings (and their cleanups) see why they are stopped.
         .with_message(format!(
-            "restarting with `{}` ({:?})",
+            "restarting with `{}` ({:?}), which ended: {exit}",
             self.children[index].spec.name, self.strategy
         ));
         // Stopped last declared first, then restarted with the child that
