@@ -329,16 +329,24 @@ impl<'a> SupervisorBuilder<'a> {
         shared.begin_shutdown(reason);
 
         // Shutting down: the body may still be finishing; the report comes
-        // from the shutdown task.
-        let mut report = pin!(shared.report.wait());
+        // from the shutdown task. Each of the two is polled until it is
+        // ready, never after: a body that awaited the report goes on
+        // running (and awaiting) after the report is in.
+        let mut waiting = pin!(shared.report.wait());
+        let mut report = None;
         let report = poll_fn(|cx| {
             if !body_done && let Poll::Ready(settled) = body.as_mut().poll(cx) {
                 body_done = true;
                 settle(settled, &mut failure);
                 shared.body_ended();
             }
-            match report.as_mut().poll(cx) {
-                Poll::Ready(report) if body_done => Poll::Ready(report.clone()),
+            if report.is_none()
+                && let Poll::Ready(ready) = waiting.as_mut().poll(cx)
+            {
+                report = Some(ready.clone());
+            }
+            match &report {
+                Some(report) if body_done => Poll::Ready(report.clone()),
                 _ => Poll::Pending,
             }
         })
@@ -449,12 +457,15 @@ impl Supervisor {
         self.shared.request(reason);
         let shared = self.shared.clone();
         let caller = crate::node::current().and_then(|node| shared.own_branch(&node));
-        ShutdownFuture(Box::pin(async move {
-            // Registered while this future is polled, and only then: a
-            // caller that drops it is waited for again.
-            let _waiting = caller.map(|id| Waiting::register(&shared, id));
-            shared.report.wait().await.clone()
-        }))
+        ShutdownFuture {
+            waiting: Box::pin(async move {
+                // Registered while this future is polled, and only then: a
+                // caller that drops it is waited for again.
+                let _waiting = caller.map(|id| Waiting::register(&shared, id));
+                shared.report.wait().await.clone()
+            }),
+            report: None,
+        }
     }
 
     /// Whether the supervisor has started shutting down.
@@ -688,15 +699,26 @@ impl Shared {
 }
 
 /// The future returned by [`Supervisor::shutdown`]: resolves to the
-/// [`ShutdownReport`] once the shutdown is done.
+/// [`ShutdownReport`] once the shutdown is done. Polled again after that
+/// (by `select!` in a loop, say), it gives the same report again.
 #[must_use = "the shutdown is already requested; await this to get the report"]
-pub struct ShutdownFuture(Pin<Box<dyn Future<Output = ShutdownReport> + Send>>);
+pub struct ShutdownFuture {
+    waiting: Pin<Box<dyn Future<Output = ShutdownReport> + Send>>,
+    /// The report, once `waiting` has given it: `waiting` is not polled
+    /// again.
+    report: Option<ShutdownReport>,
+}
 
 impl Future for ShutdownFuture {
     type Output = ShutdownReport;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<ShutdownReport> {
-        self.0.as_mut().poll(cx)
+        if let Some(report) = &self.report {
+            return Poll::Ready(report.clone());
+        }
+        let report = std::task::ready!(self.waiting.as_mut().poll(cx));
+        self.report = Some(report.clone());
+        Poll::Ready(report)
     }
 }
 

@@ -2358,6 +2358,62 @@ async fn a_body_awaiting_its_own_shutdown_gets_the_report_and_returns_its_value(
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_body_goes_on_awaiting_after_its_own_shutdown_returned() {
+    // The body awaits the report, then flushes, logs and sleeps: each
+    // further `.await` polls the run future again after the report is in.
+    let timeline = Timeline::new();
+    let supervised = Supervisor::builder()
+        .child(spec(&timeline, "db", |_| Act::UntilStop))
+        .run(async |sv| {
+            let report = sv.shutdown("close").await;
+            tokio::task::yield_now().await;
+            sleep(ms(300)).await;
+            tokio::task::yield_now().await;
+            report.reason().message().map(str::to_owned)
+        })
+        .await
+        .unwrap();
+    assert_eq!(supervised.value, Some(Some("close".to_owned())));
+    assert_eq!(timeline.now(), ms(300));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_supervise_body_goes_on_awaiting_after_its_own_shutdown_returned() {
+    let supervised = tethered::supervise! {
+        child "idle" => async { tethered::stop_requested().await; },
+        body |sv| {
+            let report = sv.shutdown("close").await;
+            tokio::task::yield_now().await;
+            report.stragglers().count()
+        },
+    }
+    .unwrap();
+    assert_eq!(supervised.value, Some(0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shutdown_future_polled_again_after_it_returned_gives_the_report_again() {
+    let supervised = Supervisor::builder()
+        .run(async |sv| {
+            let mut shutdown = sv.shutdown("close");
+            let first = (&mut shutdown).await;
+            // As `select!` in a loop would.
+            let again = std::future::poll_fn(|cx| std::pin::Pin::new(&mut shutdown).poll(cx)).await;
+            (
+                first.took(),
+                again.took(),
+                again.reason().message().map(str::to_owned),
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        supervised.value,
+        Some((Duration::ZERO, Duration::ZERO, Some("close".to_owned())))
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_body_that_starts_a_shutdown_and_drops_the_future_is_still_waited_for() {
     // Only a caller polling the shutdown's future is exempt from the wait.
     let timeline = Timeline::new();
