@@ -8,12 +8,14 @@
 //! reported in the scope's [`ScopeError`](crate::ScopeError).
 
 use std::fmt;
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::panic::Location;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc as StdArc;
+use std::task::Poll;
 use std::time::Duration;
 
+use crate::deadline;
 use crate::error::{FailureKind, TaskError, TaskFailure};
 use crate::node::sync::Arc;
 use crate::node::{FinishOnDrop, Guarded, Node, NodeKind, Settled, children_done};
@@ -99,6 +101,18 @@ impl Scope {
 /// registered under `scope`, so the scope's join waits for it. Failures are
 /// recorded on `scope`.
 pub(crate) fn run_cleanups(scope: &Arc<Node>, mut cleanups: Vec<Cleanup>, limit: Duration) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        // Nothing can run them: each is a failure of the scope, never a
+        // cleanup silently skipped.
+        for cleanup in cleanups.into_iter().rev() {
+            let error = TaskError::new(StdArc::new(
+                "not run: the scope was polled outside a tokio runtime, where cleanups run; \
+                 poll it inside one (`#[tokio::main]`, `Runtime::block_on`)",
+            ));
+            report(scope, cleanup.location, FailureKind::CleanupError(error));
+        }
+        return;
+    };
     scope.set_in_cleanup();
     let phase = Node::new(
         NodeKind::Cleanup,
@@ -111,24 +125,17 @@ pub(crate) fn run_cleanups(scope: &Arc<Node>, mut cleanups: Vec<Cleanup>, limit:
     let phase_done = FinishOnDrop(phase.clone());
     let runner = async move {
         while let Some(cleanup) = cleanups.pop() {
-            let ran = tokio::time::timeout(limit, Guarded::new(phase.clone(), cleanup.future));
+            let ran = bounded(limit, Guarded::new(phase.clone(), cleanup.future));
             let failure = match ran.await {
-                Ok(Settled::Completed(Ok(()))) => None,
-                Ok(Settled::Completed(Err(error))) => Some(FailureKind::CleanupError(error)),
-                Ok(Settled::Panicked(payload)) => Some(FailureKind::CleanupPanic(payload)),
+                Some(Settled::Completed(Ok(()))) => None,
+                Some(Settled::Completed(Err(error))) => Some(FailureKind::CleanupError(error)),
+                Some(Settled::Panicked(payload)) => Some(FailureKind::CleanupPanic(payload)),
                 // Cleanup nodes are never hard-cancelled; nothing to report.
-                Ok(Settled::Cancelled) => None,
-                Err(_elapsed) => Some(FailureKind::CleanupTimedOut(limit)),
+                Some(Settled::Cancelled) => None,
+                None => Some(FailureKind::CleanupTimedOut(limit)),
             };
             if let Some(kind) = failure {
-                let failure = TaskFailure::new(scope.name(), cleanup.location, kind);
-                tracing::warn!(
-                    target: "tethered::cleanup",
-                    scope = scope.name(),
-                    failure = %failure,
-                    "cleanup failed",
-                );
-                scope.record_failure(failure, false);
+                report(&scope, cleanup.location, kind);
             }
         }
         // A cleanup that timed out, or dropped a scope of its own, may have
@@ -137,11 +144,45 @@ pub(crate) fn run_cleanups(scope: &Arc<Node>, mut cleanups: Vec<Cleanup>, limit:
         children_done(&phase).await;
         drop(phase_done);
     };
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => drop(runtime.spawn(runner)),
-        Err(_) => tracing::error!(
-            target: "tethered::cleanup",
-            "cleanups cannot run outside a tokio runtime",
-        ),
-    }
+    drop(runtime.spawn(runner));
+}
+
+/// Records a cleanup's failure on its scope (which it fails, not cancels).
+fn report(scope: &Node, location: &'static Location<'static>, kind: FailureKind) {
+    let failure = TaskFailure::new(scope.name(), location, kind);
+    tracing::warn!(
+        target: "tethered::cleanup",
+        scope = scope.name(),
+        failure = %failure,
+        "cleanup failed",
+    );
+    scope.record_failure(failure, false);
+}
+
+/// Runs `cleanup` for at most `limit`: `None` when its time was up first.
+///
+/// Unlike `tokio::time::timeout`, a cleanup is not polled again once its
+/// time is up, even when it was woken in the same instant: a zero limit
+/// gives it exactly one poll (it runs up to its first `.await` that has to
+/// wait, and is dropped there), and a tie with the deadline is always the
+/// deadline's.
+async fn bounded<F: Future>(limit: Duration, cleanup: F) -> Option<F::Output> {
+    let deadline = deadline::after(tokio::time::Instant::now(), limit);
+    let mut timer = pin!(tokio::time::sleep_until(deadline));
+    let mut cleanup = pin!(cleanup);
+    let mut polled = false;
+    poll_fn(|cx| {
+        if polled && tokio::time::Instant::now() >= deadline {
+            return Poll::Ready(None);
+        }
+        polled = true;
+        if let Poll::Ready(output) = cleanup.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        if limit.is_zero() || timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await
 }

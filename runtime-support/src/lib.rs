@@ -49,6 +49,7 @@
 mod blocking;
 mod cleanup;
 mod current;
+mod deadline;
 mod entry;
 mod error;
 mod node;
@@ -384,8 +385,8 @@ pub use error::{
 pub use outcome::Outcome;
 #[doc(inline)]
 pub use periodic::{
-    Missed, OnError, OnStop, Overlap, Periodic, PeriodicError, PeriodicRun, PeriodicStats,
-    PeriodicStatsHandle, PeriodicTask, RunFailure,
+    MIN_PERIOD, Missed, OnError, OnStop, Overlap, Periodic, PeriodicError, PeriodicRun,
+    PeriodicStats, PeriodicStatsHandle, PeriodicTask, RunFailure,
 };
 #[doc(inline)]
 pub use reason::{CancelKind, CancelReason, IntoCancelReason};

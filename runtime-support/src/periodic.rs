@@ -29,6 +29,7 @@ use tokio::sync::Notify;
 use tokio::time::{Instant, sleep_until};
 
 use crate::cleanup::CleanupOutput;
+use crate::deadline;
 use crate::error::{PanicPayload, ScopeError, TaskError};
 use crate::node::NodeKind;
 use crate::reason::{CancelKind, CancelReason};
@@ -188,6 +189,10 @@ impl PeriodicStatsHandle {
     }
 }
 
+/// The shortest period a schedule ticks at: tokio's timer resolution.
+/// Shorter periods are taken as this; see [`Periodic::every`].
+pub const MIN_PERIOD: Duration = Duration::from_millis(1);
+
 /// Why a schedule ended without being cancelled.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -204,6 +209,10 @@ pub enum PeriodicError {
     /// The schedule's own scope failed (the closure that makes each run's
     /// future panicked, for one).
     Scope(ScopeError),
+    /// The schedule's period is zero (from a value computed at run time:
+    /// the `#[periodic]` macro rejects a zero literal). It ended at once,
+    /// with no tick.
+    ZeroPeriod,
 }
 
 /// How a run failed.
@@ -231,6 +240,9 @@ impl fmt::Display for PeriodicError {
                 write!(f, "the run of tick {tick} {failure}; the schedule stopped")
             }
             PeriodicError::Scope(error) => write!(f, "{error}"),
+            PeriodicError::ZeroPeriod => f.write_str(
+                "the schedule's period is zero, so it never ran; a period is at least 1 ms",
+            ),
         }
     }
 }
@@ -294,12 +306,14 @@ impl Periodic {
     /// [`Overlap::Skip`], missed ticks [`Missed::Skip`], failures
     /// [`OnError::Continue`], no jitter, no per-run timeout.
     ///
-    /// A zero period is treated as one nanosecond (tokio's timer resolution
-    /// is a millisecond anyway); the `#[periodic]` macro rejects it at
-    /// compile time.
+    /// A period under [`MIN_PERIOD`] (1 ms) is taken as 1 ms: tokio's timer
+    /// fires at most once a millisecond, and ticks due faster than that
+    /// would keep a worker busy without end. A zero period is a mistake:
+    /// the schedule ends at once with [`PeriodicError::ZeroPeriod`] (the
+    /// `#[periodic]` macro rejects both at compile time).
     pub fn every(period: Duration) -> Self {
         Periodic {
-            every: period.max(Duration::from_nanos(1)),
+            every: period,
             overlap: Overlap::Skip,
             missed: Missed::Skip,
             first_after: false,
@@ -340,7 +354,8 @@ impl Periodic {
     }
 
     /// Cancels a run (reason [`CancelKind::Timeout`]) that takes longer than
-    /// `limit`.
+    /// `limit`. A limit too long to add to an instant (`Duration::MAX`)
+    /// never passes.
     pub fn timeout(mut self, limit: Duration) -> Self {
         self.timeout = Some(limit);
         self
@@ -422,6 +437,9 @@ impl Periodic {
         let name = self.name.clone().unwrap_or(Cow::Borrowed("periodic"));
         let stats = self.stats.clone();
         let schedule = async move {
+            if self.every.is_zero() {
+                return Err(PeriodicError::ZeroPeriod);
+            }
             let stats = self.stats.clone();
             let ended = ScopeBuilder::new()
                 .name(name.clone())
@@ -603,7 +621,7 @@ impl<'s> Ticker<'s> {
         let jitter = self.config.jitter.map(|(max, seed)| Jitter::new(max, seed));
         let mut schedule = Schedule::new(
             Instant::now(),
-            self.config.every,
+            self.config.every.max(MIN_PERIOD),
             self.config.first_after,
             jitter,
             self.config.missed,
@@ -765,7 +783,7 @@ impl<'s> Ticker<'s> {
             self.location,
             now,
         );
-        let deadline = self.config.timeout.map(|limit| now + limit);
+        let deadline = self.config.timeout.map(|limit| deadline::after(now, limit));
         self.active.push(Active {
             tick,
             handle,

@@ -43,6 +43,7 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 use crate::cleanup::{Cleanup, run_cleanups};
+use crate::deadline;
 use crate::error::{FailureKind, ScopeError, TaskError, TaskFailure};
 use crate::node::sync::Arc;
 use crate::node::{FinishOnDrop, Guarded, Node, NodeKind, Settled, children_done};
@@ -156,7 +157,8 @@ impl ScopeBuilder {
     ///
     /// A zero timeout has already passed when the scope starts: the body is
     /// never polled and the scope fails with a timeout, as
-    /// `tokio::time::timeout(Duration::ZERO, ..)` would.
+    /// `tokio::time::timeout(Duration::ZERO, ..)` would. A timeout too long
+    /// to add to an instant (`Duration::MAX`) never passes.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -164,7 +166,12 @@ impl ScopeBuilder {
 
     /// How long each deferred cleanup may run before it is dropped and
     /// reported as [`CleanupTimedOut`](crate::FailureKind::CleanupTimedOut).
-    /// A zero cleanup timeout drops every cleanup at its first `.await`.
+    ///
+    /// Once a cleanup's time is up it is not polled again, even if it was
+    /// woken in that same instant. So a zero cleanup timeout gives each
+    /// cleanup exactly one poll: it runs up to its first `.await` that has
+    /// to wait (an `.await` on something already ready does not), and is
+    /// dropped there.
     pub fn cleanup_timeout(mut self, timeout: Duration) -> Self {
         self.cleanup_timeout = Some(timeout);
         self
@@ -705,7 +712,12 @@ struct Deadline {
 impl Deadline {
     fn new(timeout: Option<Duration>) -> Self {
         Deadline {
-            sleep: timeout.map(|limit| Box::pin(tokio::time::sleep_until(Instant::now() + limit))),
+            sleep: timeout.map(|limit| {
+                Box::pin(tokio::time::sleep_until(deadline::after(
+                    Instant::now(),
+                    limit,
+                )))
+            }),
             limit: timeout.unwrap_or_default(),
             expired: false,
         }

@@ -177,13 +177,14 @@ impl<'a> SupervisorBuilder<'a> {
     }
 
     /// How long shutdown lets children finish after asking them to stop.
+    /// `Duration::MAX` waits as long as it takes.
     pub fn grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
         self
     }
 
     /// How long shutdown waits for cancelled children before reporting them
-    /// as stragglers.
+    /// as stragglers. `Duration::MAX` waits as long as it takes.
     pub fn cancel_timeout(mut self, timeout: Duration) -> Self {
         self.cancel_timeout = timeout;
         self
@@ -233,6 +234,15 @@ impl<'a> SupervisorBuilder<'a> {
     where
         F: AsyncFnOnce(&Supervisor) -> T,
     {
+        // Said here, at once, rather than by whichever of tokio's functions
+        // is called first, or by a shutdown that could not start.
+        if tokio::runtime::Handle::try_current().is_err() {
+            panic!(
+                "supervisor `{}` polled outside a tokio runtime: its children are tokio tasks \
+                 and its shutdown is timed; poll it inside a tokio runtime with the time driver",
+                self.name
+            );
+        }
         let node = Node::new(
             NodeKind::Supervisor,
             Some(self.name.clone()),

@@ -455,3 +455,126 @@ async fn cancelling_the_enclosing_scope_cancels_the_schedule_and_its_run() {
     let stats = live.get();
     assert_eq!((stats.started, stats.cancelled), (1, 1), "{stats:?}");
 }
+
+// ---------------------------------------------------------------------------
+// Periods, deadlines and tick counts at their limits
+// ---------------------------------------------------------------------------
+
+/// Runs `periodic` (with instant runs) until `for_how_long` has passed, then
+/// stops it and returns its final counts.
+async fn run_for(periodic: Periodic, for_how_long: Duration) -> PeriodicStats {
+    Scope::run(async |scope| {
+        let schedule = scope.spawn(periodic.run(|| async {}));
+        sleep(for_how_long).await;
+        schedule.stop("enough");
+        schedule.join().await.unwrap()
+    })
+    .await
+    .unwrap()
+    .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_period_too_long_to_add_to_an_instant_ticks_once_then_never() {
+    let stats = run_for(Periodic::every(Duration::MAX), Duration::from_secs(3_600)).await;
+    assert_eq!((stats.ticks, stats.completed), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_largest_jitter_and_timeout_are_taken_as_never() {
+    let periodic = Periodic::every(Duration::MAX)
+        .jitter(Duration::MAX, 7)
+        .timeout(Duration::MAX)
+        .first_after();
+    let stats = run_for(periodic, Duration::from_secs(3_600)).await;
+    assert_eq!((stats.ticks, stats.timed_out), (0, 0));
+    let stats = run_for(
+        Periodic::every(PERIOD).timeout(Duration::MAX),
+        Duration::from_millis(2_500),
+    )
+    .await;
+    assert_eq!((stats.ticks, stats.completed, stats.timed_out), (3, 3, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_schedule_still_ticks_and_stops_after_more_than_u32_max_ticks() {
+    // 50 days of a 1 ms schedule: 4.32 billion ticks, past `u32::MAX`.
+    let period = Duration::from_millis(1);
+    let fifty_days = Duration::from_secs(50 * 86_400);
+    let ticks = Arc::new(Mutex::new(Vec::new()));
+    let seen = ticks.clone();
+    let stats = Scope::run(async |scope| {
+        let schedule = scope.spawn(Periodic::every(period).run(move || {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(Periodic::current_tick().unwrap());
+            }
+        }));
+        sleep(Duration::from_micros(1_500)).await; // ticks 0, 1 and 2
+        tokio::time::advance(fifty_days).await; // a late tick, the rest missed
+        sleep(Duration::from_millis(5)).await; // back on the grid
+        schedule.stop("enough");
+        schedule.join().await.unwrap()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let ticks = ticks.lock().unwrap();
+    assert_eq!(ticks[..3], [0, 1, 2]);
+    let after = &ticks[3..];
+    assert!(after.len() >= 3, "{after:?}");
+    assert!(
+        after.iter().all(|&tick| tick > u64::from(u32::MAX)),
+        "{after:?}"
+    );
+    assert!(after.windows(2).all(|pair| pair[0] < pair[1]), "{after:?}");
+    // Counted, not stepped through one by one.
+    assert!(stats.missed > 4_319_999_000, "{stats:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn missed_delay_after_a_long_stall_moves_the_grid() {
+    let ticks = Arc::new(Mutex::new(Vec::new()));
+    let seen = ticks.clone();
+    let started = Instant::now();
+    Scope::run(async |scope| {
+        let schedule = scope.spawn(
+            Periodic::every(Duration::from_secs(86_400 * 365))
+                .missed(Missed::Delay)
+                .run(move || {
+                    let seen = seen.clone();
+                    async move { seen.lock().unwrap().push(Instant::now()) }
+                }),
+        );
+        sleep(Duration::from_secs(1)).await;
+        schedule.stop("enough");
+    })
+    .await
+    .unwrap();
+    assert_eq!(*ticks.lock().unwrap(), [started]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_zero_period_is_an_error_not_a_spin() {
+    let ended = Scope::run(async |scope| {
+        scope
+            .spawn(Periodic::every(Duration::ZERO).run(|| async {}))
+            .join()
+            .await
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let error = ended.unwrap_err();
+    assert!(matches!(error, PeriodicError::ZeroPeriod), "{error:?}");
+    assert!(error.to_string().contains("zero"), "{error}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_period_under_a_millisecond_ticks_once_a_millisecond() {
+    let time = Duration::from_millis(20);
+    let shorter = run_for(Periodic::every(Duration::from_nanos(100)), time).await;
+    let one_ms = run_for(Periodic::every(Duration::from_millis(1)), time).await;
+    assert_eq!(shorter, one_ms);
+    assert!((20..=21).contains(&shorter.ticks), "{shorter:?}");
+}

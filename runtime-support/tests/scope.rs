@@ -5,6 +5,7 @@ mod common;
 
 use std::future::pending;
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::{EXPECTED, ExpectedPayload, Flag, Log, Probe, ms, quiet_expected_panics, secs};
 use tethered::{CancelKind, FailureKind, OnExit, Outcome, Scope, ScopeError, ScopeErrorKind};
@@ -927,4 +928,19 @@ async fn try_spawn_racing_the_scope_closing_never_leaves_a_task_behind() {
         }
     }
     println!("accepted {accepted}, refused {refused}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_too_long_to_add_to_an_instant_never_fires() {
+    let value = Scope::builder()
+        .timeout(Duration::MAX)
+        .cleanup_timeout(Duration::MAX)
+        .run(async |scope| {
+            scope.defer(async { tokio::time::sleep(Duration::from_secs(1)).await });
+            tokio::time::sleep(Duration::from_secs(86_400)).await;
+            7
+        })
+        .await
+        .unwrap();
+    assert_eq!(value, 7);
 }

@@ -488,6 +488,74 @@ async fn zero_cleanup_timeout_drops_each_cleanup_at_its_first_await() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn zero_cleanup_timeout_drops_a_cleanup_at_its_first_await_that_waits() {
+    let log = Log::new();
+    let error = Scope::builder()
+        .cleanup_timeout(secs(0))
+        .run(async |scope| {
+            let log = log.clone();
+            scope.defer(async move {
+                log.push("started");
+                // Ready at once: no wait, so the cleanup goes on.
+                std::future::ready(()).await;
+                log.push("ran on");
+                tokio::task::yield_now().await;
+                log.push("ended");
+            });
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(log.names(), ["started", "ran on"]);
+    assert!(matches!(
+        error.failures()[0].kind(),
+        FailureKind::CleanupTimedOut(limit) if limit.is_zero()
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cleanup_woken_after_its_deadline_is_not_polled_again() {
+    // The cleanup's wake-up and its deadline fall in the same instant: the
+    // deadline wins, whichever of the two the runtime sees first.
+    let log = Log::new();
+    let error = Scope::builder()
+        .cleanup_timeout(secs(2))
+        .run(async |scope| {
+            let log = log.clone();
+            scope.defer(async move {
+                sleep(secs(2)).await;
+                log.push("ended");
+            });
+        })
+        .await
+        .unwrap_err();
+    assert!(log.names().is_empty(), "{:?}", log.names());
+    assert!(matches!(
+        error.failures()[0].kind(),
+        FailureKind::CleanupTimedOut(limit) if *limit == secs(2)
+    ));
+}
+
+#[test]
+fn a_scope_polled_outside_a_tokio_runtime_fails_instead_of_skipping_its_cleanups() {
+    // A minimal executor that is not tokio: poll until ready.
+    let mut scope = std::pin::pin!(Scope::run(async |scope| {
+        scope.defer(async {});
+        5
+    }));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let ended = loop {
+        if let std::task::Poll::Ready(ended) = scope.as_mut().poll(&mut cx) {
+            break ended;
+        }
+    };
+    let error = ended.unwrap_err();
+    let failure = &error.failures()[0];
+    assert!(failure.is_cleanup(), "{failure:?}");
+    let message = failure.to_string();
+    assert!(message.contains("tokio runtime"), "{message}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn every_cleanup_failure_is_reported_in_the_order_the_cleanups_ran() {
     quiet_expected_panics();
     let error = Scope::builder()

@@ -2625,3 +2625,67 @@ async fn siblings_stopped_for_a_restart_are_told_what_ended_it() {
     assert!(message.contains("restarting with `db`"), "{message}");
     assert!(message.contains("connection reset"), "{message}");
 }
+
+// ---------------------------------------------------------------------------
+// Durations at their limits
+// ---------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn the_largest_grace_and_cancel_timeout_still_end_in_a_report() {
+    let supervised = Supervisor::builder()
+        .grace(Duration::MAX)
+        .cancel_timeout(Duration::MAX)
+        .child(ChildSpec::new("polite", || async {
+            tethered::stop_requested().await;
+        }))
+        .run(async |sv| {
+            sv.spawn("request", async {
+                tethered::stop_requested().await;
+            })
+            .unwrap();
+            sleep(secs(1)).await;
+        })
+        .await
+        .unwrap();
+    assert_eq!(supervised.report.took(), Duration::ZERO);
+    assert_eq!(supervised.report.children().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_largest_backoff_waits_for_ever_and_shuts_down_cleanly() {
+    let supervised = Supervisor::builder()
+        .strategy(Strategy::OneForAll)
+        .grace(Duration::MAX)
+        .cancel_timeout(Duration::MAX)
+        .child(ChildSpec::new("steady", || async {
+            tethered::stop_requested().await;
+        }))
+        .child(
+            ChildSpec::new("flaky", || async { Err::<(), _>("down") })
+                .backoff(Backoff::new(Duration::MAX, Duration::MAX).jitter(0.5)),
+        )
+        .run(async |sv| {
+            sleep(secs(3_600)).await;
+            sv.stats()
+        })
+        .await
+        .unwrap();
+    let stats = supervised.value.unwrap();
+    assert_eq!((stats.failed, stats.restarted), (1, 0));
+}
+
+#[test]
+fn a_supervisor_polled_outside_a_tokio_runtime_says_so() {
+    // A minimal executor that is not tokio. Nothing could run the
+    // children, or time the shutdown: the first poll says what is wrong
+    // rather than hang or drop the children.
+    let mut supervisor = std::pin::pin!(Supervisor::builder().name("bare").run(async |_| 5));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = supervisor.as_mut().poll(&mut cx);
+    }))
+    .unwrap_err();
+    let message = panicked.downcast::<String>().unwrap();
+    assert!(message.contains("supervisor `bare`"), "{message}");
+    assert!(message.contains("inside a tokio runtime"), "{message}");
+}

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::Missed;
+use crate::deadline;
 use crate::random::splitmix64;
 
 /// How overdue a tick must be to count as missed. Timers fire up to a
@@ -17,6 +18,10 @@ pub(super) const MISSED_TOLERANCE: Duration = Duration::from_millis(5);
 /// The tick sequence of one schedule. Pure arithmetic over instants, so it
 /// has no drift: tick `k` is due at `base + k·period (+ jitter)` whatever
 /// the runs take, until a `Missed::Delay` moves the base.
+///
+/// Tick indices are `u64` and the products are computed in 128-bit
+/// nanoseconds: a schedule goes on past any count of ticks, and a tick too
+/// far away to represent is never due (see [`deadline`]).
 #[derive(Debug)]
 pub(super) struct Schedule {
     base: Instant,
@@ -40,7 +45,8 @@ impl Schedule {
     ) -> Self {
         Schedule {
             base: start,
-            period,
+            // Never zero: the catch-up below divides by it.
+            period: period.max(Duration::from_nanos(1)),
             next: u64::from(first_after),
             number: 0,
             jitter,
@@ -50,11 +56,18 @@ impl Schedule {
 
     /// When the next tick is due.
     pub(super) fn due(&self) -> Instant {
-        let offset = self
+        deadline::after(self.base, self.offset(self.next))
+    }
+
+    /// How long after `base` tick `index` is due, jitter included
+    /// (saturating: far enough is never).
+    fn offset(&self, index: u64) -> Duration {
+        let number = self.number.saturating_add(index.saturating_sub(self.next));
+        let jitter = self
             .jitter
             .as_ref()
-            .map_or(Duration::ZERO, |jitter| jitter.at(self.number));
-        self.base + self.period.saturating_mul(saturate(self.next)) + offset
+            .map_or(Duration::ZERO, |jitter| jitter.at(number));
+        periods(self.period, index).saturating_add(jitter)
     }
 
     /// The number of the tick that is due (counting every tick, missed ones
@@ -73,11 +86,26 @@ impl Schedule {
             }
             Missed::Skip => {
                 self.step(1);
-                let mut missed = 0;
-                while self.due() + MISSED_TOLERANCE < now {
-                    self.step(1);
-                    missed += 1;
+                // Missed: the ticks due more than the tolerance before
+                // `now`, i.e. those whose offset is below `overdue`.
+                let Some(overdue) = now
+                    .saturating_duration_since(self.base)
+                    .checked_sub(MISSED_TOLERANCE)
+                else {
+                    return 0;
+                };
+                // Every tick before `overdue / period` is due before
+                // `overdue` even with its jitter (less than a period): the
+                // first tick kept is at most two further on. Computed, not
+                // stepped to: a stall of 50 days of a 1 ms schedule is over
+                // four billion ticks.
+                let whole = overdue.as_nanos() / self.period.as_nanos();
+                let mut kept = u64::try_from(whole).unwrap_or(u64::MAX).max(self.next);
+                while kept < u64::MAX && self.offset(kept) < overdue {
+                    kept += 1;
                 }
+                let missed = kept - self.next;
+                self.step(missed);
                 missed
             }
             Missed::Delay => {
@@ -86,7 +114,9 @@ impl Schedule {
                 let late = now.saturating_duration_since(self.due());
                 self.step(1);
                 if late > MISSED_TOLERANCE {
-                    self.base = now - self.period.saturating_mul(saturate(self.next - 1));
+                    // The tick that fired is tick 0 of the moved grid.
+                    self.base = now;
+                    self.next = 1;
                 }
                 0
             }
@@ -94,13 +124,22 @@ impl Schedule {
     }
 
     fn step(&mut self, ticks: u64) {
-        self.next += ticks;
-        self.number += ticks;
+        self.next = self.next.saturating_add(ticks);
+        self.number = self.number.saturating_add(ticks);
     }
 }
 
-fn saturate(ticks: u64) -> u32 {
-    u32::try_from(ticks).unwrap_or(u32::MAX)
+/// `period × ticks`, saturating at `Duration::MAX`.
+fn periods(period: Duration, ticks: u64) -> Duration {
+    let Some(nanos) = period.as_nanos().checked_mul(u128::from(ticks)) else {
+        return Duration::MAX;
+    };
+    const NANOS_PER_SEC: u128 = 1_000_000_000;
+    match u64::try_from(nanos / NANOS_PER_SEC) {
+        // The remainder is below a billion: it fits in a `u32`.
+        Ok(secs) => Duration::new(secs, (nanos % NANOS_PER_SEC) as u32),
+        Err(_) => Duration::MAX,
+    }
 }
 
 /// Uniform jitter in `[0, max]` per tick, from a seeded generator: the same
@@ -124,7 +163,8 @@ impl Jitter {
             return Duration::ZERO;
         }
         let random = splitmix64(self.seed ^ number.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        Duration::from_nanos(random % (nanos + 1))
+        // Uniform in `[0, nanos]`; every value when that is all of them.
+        Duration::from_nanos(nanos.checked_add(1).map_or(random, |span| random % span))
     }
 }
 
@@ -187,6 +227,40 @@ mod tests {
         let mut delay = Schedule::new(start, secs(5), false, None, Missed::Delay);
         assert_eq!(delay.advance(late), 0);
         assert_eq!(delay.due(), late + secs(5), "the grid moved with the delay");
+    }
+
+    #[test]
+    fn tick_indices_past_u32_max_and_periods_past_any_instant() {
+        let start = Instant::now();
+        let period = Duration::from_millis(1);
+        let mut schedule = Schedule::new(start, period, false, None, Missed::Skip);
+        // 50 days late: computed at once, past `u32::MAX` ticks.
+        let late = start + Duration::from_secs(50 * 86_400);
+        // Ticks 1 to 4,319,999,994 are missed; the one due exactly the
+        // tolerance (5 ms) before `late` is not.
+        let missed = schedule.advance(late);
+        assert_eq!(missed, 4_320_000_000 - 6);
+        assert_eq!(schedule.number(), 4_320_000_000 - 5);
+        assert_eq!(schedule.due(), late - MISSED_TOLERANCE);
+        // A period no instant can be that far from: the next tick is never.
+        let mut never = Schedule::new(start, Duration::MAX, false, None, Missed::Skip);
+        assert_eq!(never.due(), start);
+        assert_eq!(never.advance(start), 0);
+        assert_eq!(never.due(), deadline::never(start));
+        let mut delayed = Schedule::new(start, Duration::MAX, false, None, Missed::Delay);
+        delayed.advance(late);
+        assert_eq!(delayed.due(), deadline::never(late));
+    }
+
+    #[test]
+    fn the_largest_jitter_stays_within_its_bound() {
+        let jitter = Jitter::new(Duration::MAX, 3);
+        for number in 0..1_000 {
+            assert!(jitter.at(number) <= Duration::MAX);
+        }
+        let start = Instant::now();
+        let schedule = Schedule::new(start, Duration::MAX, true, Some(jitter), Missed::Burst);
+        assert_eq!(schedule.due(), deadline::never(start));
     }
 
     #[test]

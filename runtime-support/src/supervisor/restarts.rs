@@ -15,6 +15,7 @@ use super::child::{ChildExit, ChildHandle, Role, spawn_supervised};
 use super::error::SupervisorErrorKind;
 use super::spec::{ChildSpec, Restart, Strategy};
 use super::stats::Counters;
+use crate::deadline;
 use crate::error::TaskFailure;
 use crate::node::{Node, NodeKind};
 use crate::reason::{CancelKind, CancelReason};
@@ -288,7 +289,7 @@ impl<'a> Manager<'a> {
             child.consecutive = 0;
         }
         let seed = self.seed ^ (index as u64).rotate_left(32) ^ child.generation;
-        let due = now + child.spec.backoff.delay(child.consecutive, seed);
+        let due = deadline::after(now, child.spec.backoff.delay(child.consecutive, seed));
         child.consecutive = child.consecutive.saturating_add(1);
         tracing::info!(
             target: "tethered::supervisor",
@@ -348,7 +349,8 @@ impl<'a> Manager<'a> {
         self.shared.state().statics[index] = None;
         let (grace, cancel_timeout) = (self.shared.grace, self.shared.cancel_timeout);
         let name = child.spec.name.clone();
-        if tokio::time::timeout(grace + cancel_timeout, handle.stop_and_wait(reason, grace))
+        let waited = grace.saturating_add(cancel_timeout);
+        if tokio::time::timeout(waited, handle.stop_and_wait(reason, grace))
             .await
             .is_err()
         {
@@ -356,7 +358,7 @@ impl<'a> Manager<'a> {
                 target: "tethered::supervisor",
                 supervisor = self.shared.node.name(),
                 child = &*name,
-                waited = ?(grace + cancel_timeout),
+                ?waited,
                 "supervised child still running after it was told to stop; restarting without it",
             );
         }

@@ -16,6 +16,7 @@ use tokio::time::{Instant, sleep_until};
 use super::Shared;
 use super::child::{ChildExit, Role};
 use super::stats::SupervisorStats;
+use crate::deadline;
 use crate::error::TaskFailure;
 use crate::node::sync::Arc as NodeArc;
 use crate::node::{FinishOnDrop, Node, NodeKind};
@@ -41,7 +42,7 @@ pub(crate) async fn run(shared: Arc<Shared>, reason: CancelReason) {
     // 1. Stop: the body, the dynamic children and the shields first (they
     // use the static children), then the static children, last declared
     // first, each waited for in turn, all within the grace period.
-    let grace_over = began + shared.grace;
+    let grace_over = deadline::after(began, shared.grace);
     node.stop(reason.clone());
     for child in snapshot.iter().filter(|child| !is_static(child)) {
         child.stop(reason.clone());
@@ -87,7 +88,7 @@ pub(crate) async fn run(shared: Arc<Shared>, reason: CancelReason) {
         }
         wait_until(
             &node,
-            Instant::now() + shared.cancel_timeout,
+            deadline::after(Instant::now(), shared.cancel_timeout),
             everything_ended,
         )
         .await;
@@ -110,7 +111,10 @@ pub(crate) async fn run(shared: Arc<Shared>, reason: CancelReason) {
     }
     // Set once: this task is the only one that sets it.
     let _ = shared.report.set(report);
-    wait_until(&node, far_future(), || node.child_count() == 0).await;
+    wait_until(&node, deadline::never(Instant::now()), || {
+        node.child_count() == 0
+    })
+    .await;
     drop(finish);
 }
 
@@ -128,10 +132,6 @@ async fn wait_until(node: &Node, deadline: Instant, mut done: impl FnMut() -> bo
         }
     })
     .await;
-}
-
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86_400 * 365 * 30)
 }
 
 /// How a child ended while its supervisor shut down, recorded by the child.

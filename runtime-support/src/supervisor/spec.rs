@@ -132,15 +132,17 @@ impl Backoff {
     /// series), with the jitter drawn from `seed`.
     pub fn delay(&self, attempt: u32, seed: u64) -> Duration {
         let grown = self.initial.as_secs_f64() * self.factor.powf(f64::from(attempt));
-        let delay = if grown.is_finite() && grown < self.max.as_secs_f64() {
-            Duration::from_secs_f64(grown)
-        } else {
-            self.max
+        // `try_from`: a value just under `max` in `f64` may still round to
+        // more than a `Duration` holds.
+        let delay = match Duration::try_from_secs_f64(grown) {
+            Ok(grown) if grown < self.max => grown,
+            _ => self.max,
         };
         if self.jitter == 0.0 {
             return delay;
         }
-        delay.mul_f64(1.0 - self.jitter * random::unit(seed))
+        let scaled = delay.as_secs_f64() * (1.0 - self.jitter * random::unit(seed));
+        Duration::try_from_secs_f64(scaled).map_or(delay, |scaled| scaled.min(delay))
     }
 }
 
@@ -233,5 +235,21 @@ impl fmt::Debug for ChildSpec<'_> {
             .field("restart", &self.restart)
             .field("backoff", &self.backoff)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_saturate_at_their_max_however_large() {
+        let huge = Backoff::new(Duration::MAX, Duration::MAX).jitter(0.5);
+        for attempt in [0, 1, 7, u32::MAX] {
+            assert!(huge.delay(attempt, 99) <= Duration::MAX);
+        }
+        let steep = Backoff::new(Duration::from_millis(1), Duration::MAX).factor(1e300);
+        assert_eq!(steep.delay(1_000, 0), Duration::MAX);
+        assert_eq!(steep.delay(0, 0), Duration::from_millis(1));
     }
 }

@@ -80,7 +80,12 @@ impl Counters {
         let cancelled = self.ends.cancelled.load(Ordering::Acquire);
         let started = self.starts.started.load(Ordering::Acquire);
         SupervisorStats {
-            live: started.saturating_sub(completed + failed + panicked + cancelled),
+            live: started.saturating_sub(
+                completed
+                    .saturating_add(failed)
+                    .saturating_add(panicked)
+                    .saturating_add(cancelled),
+            ),
             started,
             completed,
             failed,
