@@ -350,7 +350,13 @@ pub enum ScopeErrorKind {
 /// order they happened, plus the reason the scope was cancelled, if it was.
 ///
 /// Nothing is flattened: a nested scope's `ScopeError` appears here as one
-/// failure whose [`TaskError`] downcasts to that `ScopeError`.
+/// failure whose [`TaskError`] downcasts to that `ScopeError` (or, for a
+/// `#[scoped]` fn that raised it, whose panic payload does).
+///
+/// Errors can nest as deep as scopes do, deeper than a thread's stack:
+/// `Display` and `Debug` show the outermost eight levels and say that more
+/// are nested (walk [`failures`](Self::failures), or `Error::source`, for
+/// the rest), and dropping an error does not recurse.
 ///
 /// # Examples
 ///
@@ -373,7 +379,7 @@ pub enum ScopeErrorKind {
 /// assert_eq!(error.reason().unwrap().origin(), Some("parser"));
 /// # }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ScopeError {
     scope: Option<Cow<'static, str>>,
     location: &'static Location<'static>,
@@ -458,6 +464,9 @@ impl fmt::Display for ScopeError {
             Some(name) => write!(f, "scope `{name}`")?,
             None => write!(f, "scope at {}", self.location)?,
         }
+        let Some(_level) = nesting::enter() else {
+            return f.write_str(" failed (and more nested scope errors, not shown)");
+        };
         match self.kind {
             ScopeErrorKind::Failed => {
                 let count = self.failures.len();
@@ -475,6 +484,84 @@ impl fmt::Display for ScopeError {
                 Some(reason) => write!(f, " ended early: {reason}"),
                 None => f.write_str(" ended early"),
             },
+        }
+    }
+}
+
+impl fmt::Debug for ScopeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(_level) = nesting::enter() else {
+            return f
+                .debug_struct("ScopeError")
+                .field("scope", &self.scope)
+                .finish_non_exhaustive();
+        };
+        f.debug_struct("ScopeError")
+            .field("scope", &self.scope)
+            .field("location", &self.location)
+            .field("kind", &self.kind)
+            .field("reason", &self.reason)
+            .field("failures", &self.failures)
+            .finish()
+    }
+}
+
+impl Drop for ScopeError {
+    fn drop(&mut self) {
+        // The failures of nested errors that nothing else holds are moved
+        // onto one list and dropped from there, rather than each error
+        // dropping the ones inside it: no recursion, however deep.
+        let mut failures = std::mem::take(&mut self.failures);
+        while let Some(failure) = failures.pop() {
+            let Ok(inner) = Arc::try_unwrap(failure.0) else {
+                continue;
+            };
+            let nested = match inner.kind {
+                FailureKind::Error(error) | FailureKind::CleanupError(error) => {
+                    let mut value = error.value;
+                    Arc::get_mut(&mut value)
+                        .and_then(|value| value.downcast_mut::<ScopeError>())
+                        .map(|nested| std::mem::take(&mut nested.failures))
+                }
+                FailureKind::Panic(payload) | FailureKind::CleanupPanic(payload) => {
+                    Arc::try_unwrap(payload.0)
+                        .ok()
+                        .and_then(|inner| inner.payload.into_inner().ok().flatten())
+                        .and_then(|payload| payload.downcast::<ScopeError>().ok())
+                        .map(|mut nested| std::mem::take(&mut nested.failures))
+                }
+                FailureKind::CleanupTimedOut(_) => None,
+            };
+            failures.extend(nested.into_iter().flatten());
+        }
+    }
+}
+
+/// How many scope errors nested in one another `Display` and `Debug` show.
+mod nesting {
+    use std::cell::Cell;
+
+    const SHOWN: usize = 8;
+
+    thread_local! {
+        static DEPTH: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// One more level being shown, or `None` when enough are.
+    pub(super) fn enter() -> Option<Level> {
+        let depth = DEPTH.get();
+        if depth >= SHOWN {
+            return None;
+        }
+        DEPTH.set(depth + 1);
+        Some(Level)
+    }
+
+    pub(super) struct Level;
+
+    impl Drop for Level {
+        fn drop(&mut self) {
+            DEPTH.set(DEPTH.get() - 1);
         }
     }
 }

@@ -98,6 +98,22 @@ struct ReasonInner {
     location: &'static Location<'static>,
     origin: Option<Cow<'static, str>>,
     cause: Option<CancelReason>,
+    /// How many reasons the chain holds from this one, this one included,
+    /// and its last one (when it is not this one): kept with each link, so
+    /// that neither needs a walk down a chain that may be very long.
+    length: usize,
+    root: Option<CancelReason>,
+}
+
+impl ReasonInner {
+    /// Records `cause` as the cause, and the chain it brings.
+    fn set_cause(&mut self, cause: Option<CancelReason>) {
+        self.length = cause
+            .as_ref()
+            .map_or(1, |cause| cause.0.length.saturating_add(1));
+        self.root = cause.as_ref().map(|cause| cause.root().clone());
+        self.cause = cause;
+    }
 }
 
 impl CancelReason {
@@ -136,6 +152,8 @@ impl CancelReason {
             location,
             origin,
             cause: None,
+            length: 1,
+            root: None,
         }))
     }
 
@@ -146,7 +164,7 @@ impl CancelReason {
 
     /// The same reason, recorded as caused by `cause`.
     pub fn caused_by(self, cause: CancelReason) -> Self {
-        self.map(|inner| inner.cause = Some(cause))
+        self.map(|inner| inner.set_cause(Some(cause)))
     }
 
     /// The same reason, recorded as asked for by the task named `origin`.
@@ -163,6 +181,8 @@ impl CancelReason {
                 location: shared.location,
                 origin: shared.origin.clone(),
                 cause: shared.cause.clone(),
+                length: shared.length,
+                root: shared.root.clone(),
             },
         };
         edit(&mut inner);
@@ -203,7 +223,7 @@ impl CancelReason {
 
     /// The innermost cause: the event that started the chain.
     pub fn root(&self) -> &CancelReason {
-        self.chain().last().unwrap_or(self)
+        self.0.root.as_ref().unwrap_or(self)
     }
 
     /// Whether `self` and `other` are the same recorded reason (not merely
@@ -229,13 +249,19 @@ impl CancelReason {
             {
                 self.clone()
             }
-            _ => CancelReason(Arc::new(ReasonInner {
-                kind: CancelKind::ParentCancelled,
-                message: None,
-                location: self.location(),
-                origin: parent_name,
-                cause: Some(self.clone()),
-            })),
+            _ => {
+                let mut inner = ReasonInner {
+                    kind: CancelKind::ParentCancelled,
+                    message: None,
+                    location: self.location(),
+                    origin: parent_name,
+                    cause: None,
+                    length: 1,
+                    root: None,
+                };
+                inner.set_cause(Some(self.clone()));
+                CancelReason(Arc::new(inner))
+            }
         }
     }
 
@@ -252,27 +278,83 @@ impl CancelReason {
     }
 }
 
+/// How many links of a chain `Display` shows in full from its start; past
+/// them, the root cause is shown and the links between are counted. A
+/// chain is as long as the tree it came down is deep: shown whole (or even
+/// walked whole), a tree of such reasons would print in time and text
+/// quadratic in its depth.
+const SHOWN_FROM_START: usize = 5;
+
 impl fmt::Display for CancelReason {
+    /// The chain, outermost first: `kind: message (at location, by
+    /// \`origin\`); caused by: …`. In a chain longer than six links, the
+    /// first five and the root cause are shown, and the others counted
+    /// (`… 9,994 more causes …`); [`chain`](Self::chain) has them all.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (depth, reason) in self.chain().enumerate() {
+        let hidden = self.0.length.saturating_sub(SHOWN_FROM_START + 1);
+        let shown = if hidden == 0 {
+            self.0.length
+        } else {
+            SHOWN_FROM_START
+        };
+        for (depth, reason) in self.chain().take(shown).enumerate() {
             if depth > 0 {
                 f.write_str("; caused by: ")?;
             }
             reason.fmt_one(f)?;
+        }
+        if hidden > 0 {
+            let causes = if hidden == 1 { "cause" } else { "causes" };
+            write!(f, "; … {hidden} more {causes} …; caused by: ")?;
+            self.root().fmt_one(f)?;
         }
         Ok(())
     }
 }
 
 impl fmt::Debug for CancelReason {
+    /// Every link of the chain, as a list rather than nested: a chain can
+    /// be longer than a thread's stack is deep.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CancelReason")
-            .field("kind", &self.kind())
-            .field("message", &self.message())
-            .field("location", &format_args!("{}", self.location()))
-            .field("origin", &self.origin())
-            .field("cause", &self.cause())
-            .finish()
+        struct Link<'a>(&'a CancelReason);
+        impl fmt::Debug for Link<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct("CancelReason")
+                    .field("kind", &self.0.kind())
+                    .field("message", &self.0.message())
+                    .field("location", &format_args!("{}", self.0.location()))
+                    .field("origin", &self.0.origin())
+                    .finish()
+            }
+        }
+        let mut links = self.chain().map(Link);
+        let first = links
+            .next()
+            .unwrap_or_else(|| unreachable!("a chain starts with itself"));
+        let mut debug = f.debug_struct("CancelReason");
+        debug
+            .field("kind", &first.0.kind())
+            .field("message", &first.0.message())
+            .field("location", &format_args!("{}", first.0.location()))
+            .field("origin", &first.0.origin());
+        let causes: Vec<Link<'_>> = links.collect();
+        if !causes.is_empty() {
+            debug.field("causes", &causes);
+        }
+        debug.finish()
+    }
+}
+
+impl Drop for ReasonInner {
+    fn drop(&mut self) {
+        // Each cause held only by this chain is unlinked before it is
+        // dropped: a long chain would otherwise be dropped recursively.
+        let mut cause = self.cause.take();
+        while let Some(reason) = cause {
+            cause = Arc::try_unwrap(reason.0)
+                .ok()
+                .and_then(|mut inner| inner.cause.take());
+        }
     }
 }
 
@@ -327,6 +409,60 @@ mod tests {
         let reason = CancelReason::explicit("x");
         assert_eq!(reason.location().file(), file!());
         assert_eq!(reason.location().line(), line!() - 2);
+    }
+
+    /// A chain of `length` links, each caused by the next.
+    fn chain_of(length: usize) -> CancelReason {
+        let mut reason = CancelReason::new(CancelKind::Timeout).with_message("root");
+        for _ in 1..length {
+            reason = CancelReason::new(CancelKind::ParentCancelled).caused_by(reason);
+        }
+        reason
+    }
+
+    /// Runs `check` on a small stack (64 KiB): it must not recurse once
+    /// per link.
+    fn on_a_small_stack(check: impl FnOnce() + Send + 'static) {
+        std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(check)
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn a_chain_of_a_hundred_thousand_links_is_shown_debugged_and_dropped() {
+        on_a_small_stack(|| {
+            let reason = chain_of(100_000);
+            let shown = reason.to_string();
+            assert!(
+                shown.contains("; … 99994 more causes …; caused by: "),
+                "{shown}"
+            );
+            assert!(shown.ends_with(&format!(
+                "timed out: root (at {})",
+                reason.root().location()
+            )));
+            assert_eq!(shown.matches("caused by").count(), 5);
+            assert_eq!(reason.root().message(), Some("root"));
+            let debugged = format!("{reason:?}");
+            assert_eq!(debugged.matches("CancelReason").count(), 100_000);
+            assert_eq!(reason.chain().count(), 100_000);
+            drop(reason);
+        });
+    }
+
+    #[test]
+    fn a_chain_of_six_links_is_shown_whole() {
+        let shown = chain_of(6).to_string();
+        assert_eq!(shown.matches("caused by").count(), 5);
+        assert!(!shown.contains("more causes"));
+        assert!(
+            chain_of(7)
+                .to_string()
+                .contains("; … 1 more cause …; caused by: ")
+        );
     }
 
     #[test]

@@ -39,16 +39,59 @@ use crate::reason::CancelReason;
 /// ```
 pub fn tree() -> TaskTree {
     let now = Instant::now();
+    // Depth first, with a stack of our own: a tree may be deeper than this
+    // thread's stack (each level of task → scope nesting is a task).
+    let mut flat = Vec::new();
+    let mut walk: Vec<(Arc<Node>, Option<usize>)> = node::root_nodes()
+        .into_iter()
+        .rev()
+        .map(|root| (root, None))
+        .collect();
+    while let Some((node, parent)) = walk.pop() {
+        let index = flat.len();
+        flat.push((TreeEntry::capture(&node, now), parent));
+        walk.extend(
+            node.children()
+                .into_iter()
+                .rev()
+                .map(|child| (child, Some(index))),
+        );
+    }
     TaskTree {
-        roots: node::root_nodes()
-            .iter()
-            .map(|root| TreeEntry::capture(root, now))
-            .collect(),
+        roots: assemble(flat),
     }
 }
 
+/// Nests entries listed depth first, each with the index of its parent in
+/// the list, without recursion: every entry comes after its parent, so
+/// taking them from the last one moves each entry into its parent after
+/// all of its own children have been moved into it.
+fn assemble(flat: Vec<(TreeEntry, Option<usize>)>) -> Vec<TreeEntry> {
+    let parents: Vec<Option<usize>> = flat.iter().map(|(_, parent)| *parent).collect();
+    let mut entries: Vec<Option<TreeEntry>> =
+        flat.into_iter().map(|(entry, _)| Some(entry)).collect();
+    let mut roots = Vec::new();
+    for index in (0..entries.len()).rev() {
+        let Some(mut entry) = entries[index].take() else {
+            continue;
+        };
+        // Pushed last child first.
+        entry.children.reverse();
+        match parents[index].and_then(|parent| entries[parent].as_mut()) {
+            Some(parent) => parent.children.push(entry),
+            None => roots.push(entry),
+        }
+    }
+    roots.reverse();
+    roots
+}
+
 /// A snapshot of the live task tree; see [`tree()`].
-#[derive(Debug, Clone)]
+///
+/// However deep the tree, nothing done with the snapshot recurses
+/// (capturing, printing, cloning or dropping it): a tree can be deeper than
+/// a thread's stack.
+#[derive(Clone)]
 pub struct TaskTree {
     roots: Vec<TreeEntry>,
 }
@@ -61,12 +104,7 @@ impl TaskTree {
 
     /// Every entry, depth first.
     pub fn iter(&self) -> impl Iterator<Item = &TreeEntry> {
-        let mut stack: Vec<&TreeEntry> = self.roots.iter().rev().collect();
-        std::iter::from_fn(move || {
-            let entry = stack.pop()?;
-            stack.extend(entry.children.iter().rev());
-            Some(entry)
-        })
+        depth_first(&self.roots).map(|(_, entry)| entry)
     }
 
     /// Number of entries in the snapshot.
@@ -142,8 +180,25 @@ impl fmt::Display for EntryState {
     }
 }
 
+/// Every entry under `roots` with its depth (0 for a root), depth first.
+fn depth_first(roots: &[TreeEntry]) -> impl Iterator<Item = (usize, &TreeEntry)> {
+    let mut stack: Vec<(usize, &TreeEntry)> = roots.iter().rev().map(|root| (0, root)).collect();
+    std::iter::from_fn(move || {
+        let (depth, entry) = stack.pop()?;
+        stack.extend(entry.children.iter().rev().map(|child| (depth + 1, child)));
+        Some((depth, entry))
+    })
+}
+
+/// How deep the printed tree indents; deeper entries are printed at this
+/// indentation with their depth written out, so that the text stays linear
+/// in the size of the tree.
+const MAX_INDENT: usize = 32;
+
 /// One scope or task in a [`TaskTree`].
-#[derive(Debug, Clone)]
+///
+/// `Debug` shows the entry itself and how many children it has;
+/// [`TaskTree`]'s `Debug` and `Display` show the whole tree.
 pub struct TreeEntry {
     kind: EntryKind,
     name: Option<String>,
@@ -154,7 +209,8 @@ pub struct TreeEntry {
 }
 
 impl TreeEntry {
-    fn capture(node: &Arc<Node>, now: Instant) -> Self {
+    /// The entry for `node`, without its children.
+    fn capture(node: &Node, now: Instant) -> Self {
         let kind = match node.kind() {
             NodeKind::Scope => EntryKind::Scope,
             NodeKind::Task => EntryKind::Task,
@@ -169,11 +225,19 @@ impl TreeEntry {
             location: node.location(),
             state,
             age: now.saturating_duration_since(node.started()),
-            children: node
-                .children()
-                .iter()
-                .map(|child| TreeEntry::capture(child, now))
-                .collect(),
+            children: Vec::new(),
+        }
+    }
+
+    /// A copy of this entry without its children.
+    fn shallow_copy(&self) -> Self {
+        TreeEntry {
+            kind: self.kind,
+            name: self.name.clone(),
+            location: self.location,
+            state: self.state.clone(),
+            age: self.age,
+            children: Vec::new(),
         }
     }
 
@@ -207,7 +271,9 @@ impl TreeEntry {
         &self.children
     }
 
-    fn fmt_indented(&self, f: &mut fmt::Formatter<'_>, depth: usize) -> fmt::Result {
+    /// One line: indented two spaces per level up to [`MAX_INDENT`]
+    /// levels, and past that with its depth written out instead.
+    fn fmt_line(&self, f: &mut fmt::Formatter<'_>, depth: usize) -> fmt::Result {
         let kind = match self.kind {
             EntryKind::Scope => "scope",
             EntryKind::Task => "task",
@@ -215,25 +281,36 @@ impl TreeEntry {
             EntryKind::Cleanup => "cleanup",
             EntryKind::Supervisor => "supervisor",
         };
-        write!(f, "{:indent$}{kind}", "", indent = depth * 2)?;
+        write!(f, "{:indent$}", "", indent = depth.min(MAX_INDENT) * 2)?;
+        if depth > MAX_INDENT {
+            write!(f, "(depth {depth}) ")?;
+        }
+        f.write_str(kind)?;
         if let Some(name) = &self.name {
             write!(f, " `{name}`")?;
         }
         write!(f, " at {} [", self.location)?;
+        // The state's reason shows a bounded part of its chain (see
+        // `CancelReason`'s `Display`): a line's length does not grow with
+        // the depth of the tree.
         write!(f, "{}", self.state)?;
         // Millisecond precision: nanoseconds are noise in a tree dump.
         let age = Duration::from_millis(self.age.as_millis().try_into().unwrap_or(u64::MAX));
-        writeln!(f, ", age {age:?}]")?;
-        for child in &self.children {
-            child.fmt_indented(f, depth + 1)?;
-        }
-        Ok(())
+        writeln!(f, ", age {age:?}]")
     }
+}
+
+/// Prints `roots` and everything under them, one line per entry.
+fn fmt_tree(roots: &[TreeEntry], f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    for (depth, entry) in depth_first(roots) {
+        entry.fmt_line(f, depth)?;
+    }
+    Ok(())
 }
 
 impl fmt::Display for TreeEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.fmt_indented(f, 0)
+        fmt_tree(std::slice::from_ref(self), f)
     }
 }
 
@@ -242,9 +319,53 @@ impl fmt::Display for TaskTree {
         if self.roots.is_empty() {
             return f.write_str("(no live tasks)\n");
         }
-        for root in &self.roots {
-            root.fmt_indented(f, 0)?;
+        fmt_tree(&self.roots, f)
+    }
+}
+
+impl fmt::Debug for TreeEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TreeEntry")
+            .field("kind", &self.kind)
+            .field("name", &self.name)
+            .field("location", &format_args!("{}", self.location))
+            .field("state", &self.state)
+            .field("age", &self.age)
+            .field("children", &self.children.len())
+            .finish()
+    }
+}
+
+impl fmt::Debug for TaskTree {
+    /// Every entry, depth first, each with its depth.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(depth_first(&self.roots)).finish()
+    }
+}
+
+impl Clone for TreeEntry {
+    fn clone(&self) -> Self {
+        let mut flat: Vec<(TreeEntry, Option<usize>)> = Vec::new();
+        // The index of each entry's parent in `flat`, depth first.
+        let mut parents: Vec<usize> = Vec::new();
+        for (depth, entry) in depth_first(std::slice::from_ref(self)) {
+            parents.truncate(depth);
+            flat.push((entry.shallow_copy(), parents.last().copied()));
+            parents.push(flat.len() - 1);
         }
-        Ok(())
+        assemble(flat)
+            .pop()
+            .unwrap_or_else(|| unreachable!("one root in, one root out"))
+    }
+}
+
+impl Drop for TreeEntry {
+    fn drop(&mut self) {
+        // Children moved onto a list and dropped from there, rather than
+        // each dropping its own children: no recursion, however deep.
+        let mut rest = std::mem::take(&mut self.children);
+        while let Some(mut entry) = rest.pop() {
+            rest.append(&mut entry.children);
+        }
     }
 }

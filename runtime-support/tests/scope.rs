@@ -944,3 +944,51 @@ async fn a_timeout_too_long_to_add_to_an_instant_never_fires() {
         .unwrap();
     assert_eq!(value, 7);
 }
+
+/// A task whose scope holds the next level's task, down to a leaf that
+/// fails: each level's `ScopeError` holds the one below it.
+fn failing_level(
+    depth: usize,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ScopeError>> + Send>> {
+    Box::pin(async move {
+        if depth == 0 {
+            return Scope::run(async |scope| {
+                scope.spawn_fallible_named("leaf", async { Err::<(), _>("disk on fire") });
+            })
+            .await;
+        }
+        Scope::builder()
+            .name(format!("level-{depth}"))
+            .run(async |scope| {
+                scope.spawn_fallible_named(format!("task-{depth}"), failing_level(depth - 1));
+            })
+            .await
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_error_nested_ten_thousand_scopes_deep_is_shown_debugged_and_dropped() {
+    let error = failing_level(10_000).await.unwrap_err();
+    let shown = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let shown = error.to_string();
+            let debugged = format!("{error:?}");
+            drop(error);
+            (shown, debugged)
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    let (shown, debugged) = shown;
+    // The outer levels are shown; the rest is elided, not recursed into.
+    assert!(
+        shown.starts_with(
+            "scope `level-10000` failed (1 failure); task `task-10000` failed: scope `level-9999`"
+        ),
+        "{shown}"
+    );
+    assert!(shown.contains("nested"), "{shown}");
+    assert!(shown.len() < 10_000, "{} bytes", shown.len());
+    assert!(debugged.len() < 50_000, "{} bytes", debugged.len());
+}

@@ -431,3 +431,112 @@ fn children_spawned_after_many_ended_ones_carry_nothing_of_them() {
             .unwrap();
     });
 }
+
+// ---------------------------------------------------------------------------
+// Deep trees: every walk is iterative, every text linear in the tree's size
+// ---------------------------------------------------------------------------
+
+/// How deep the deep trees go: task → scope → task → …, 10,000 levels (20,000
+/// nodes). Each level is a task of its own, so building it needs no stack;
+/// every walk over it must not need one either.
+const DEPTH: usize = 10_000;
+
+/// A task that runs a scope holding the next level, down to a leaf that
+/// waits for ever; the leaf signals when the whole chain is built.
+fn level(depth: usize, built: std::sync::Arc<tokio::sync::Notify>) -> futures_box::Boxed {
+    Box::pin(async move {
+        if depth == 0 {
+            built.notify_one();
+            return pending::<()>().await;
+        }
+        let _ = Scope::builder()
+            .name(format!("level-{depth}"))
+            .run(async |scope| {
+                scope.spawn_named(format!("task-{depth}"), level(depth - 1, built));
+            })
+            .await;
+    })
+}
+
+mod futures_box {
+    pub(super) type Boxed = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+}
+
+/// Runs `check` on a thread with a small stack (256 KiB, an eighth of a
+/// tokio worker's): whatever it does must not recurse once per level.
+fn on_a_small_stack<T: Send + 'static>(check: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(check)
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+#[test]
+fn a_tree_ten_thousand_levels_deep_is_captured_printed_cancelled_and_dropped() {
+    alone(async {
+        let built = std::sync::Arc::new(tokio::sync::Notify::new());
+        let ended = Scope::builder()
+            .name("root")
+            .run(async |scope| {
+                // A `'static` handle, to cancel it from another thread.
+                let chain = scope
+                    .handle()
+                    .try_spawn_named("chain", level(DEPTH, built.clone()))
+                    .unwrap();
+                built.notified().await;
+
+                let (entries, deepest, text) = on_a_small_stack(|| {
+                    let tree = tethered::tree();
+                    let deepest = tree
+                        .iter()
+                        .filter(|entry| entry.children().is_empty())
+                        .count();
+                    let text = tree.to_string();
+                    let copy = tree.clone();
+                    drop(tree);
+                    (copy.len(), deepest, text)
+                });
+                // root, chain, then a scope and a task per level.
+                assert_eq!(entries, 2 + 2 * DEPTH);
+                assert_eq!(deepest, 1);
+                assert_eq!(text.lines().count(), entries);
+                let longest = text.lines().map(str::len).max().unwrap();
+                assert!(longest < 400, "indentation is capped: {longest} bytes");
+
+                // The cancel walk reaches the leaf, twenty thousand nodes down.
+                let node = chain;
+                on_a_small_stack(move || node.cancel("tear down"));
+                let text = on_a_small_stack(|| tethered::tree().to_string());
+                // Every line shows its reason, in a bounded form: linear.
+                assert!(text.len() < 2_000 * DEPTH, "{} bytes", text.len());
+                assert!(text.contains("tear down"));
+            })
+            .await;
+        assert!(ended.is_ok(), "{ended:?}");
+        assert!(tethered::tree().is_empty());
+    });
+}
+
+#[test]
+fn a_stop_walks_a_tree_ten_thousand_levels_deep() {
+    alone(async {
+        let built = std::sync::Arc::new(tokio::sync::Notify::new());
+        Scope::run(async |scope| {
+            let chain = scope
+                .handle()
+                .try_spawn_named("chain", level(DEPTH, built.clone()))
+                .unwrap();
+            built.notified().await;
+            on_a_small_stack(move || {
+                chain.stop("drain");
+                chain
+            })
+            .cancel("done");
+        })
+        .await
+        .unwrap();
+        assert!(tethered::tree().is_empty());
+    });
+}

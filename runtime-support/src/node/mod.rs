@@ -514,12 +514,43 @@ impl Node {
     /// `inherited` cancellations (reaching a node because an ancestor was
     /// cancelled) are traced at debug level; the one that started the walk
     /// at info level, so "who cancelled what" is visible by default.
+    ///
+    /// The walk keeps its own stack, depth first in registry order: a tree
+    /// can be deeper than any thread's stack (each level of task → scope
+    /// nesting runs in a task of its own).
     pub(crate) fn cancel(&self, reason: CancelReason, inherited: bool) -> bool {
+        let Some(children) = self.cancel_one(&reason, inherited) else {
+            return false;
+        };
+        let mut walk = Vec::new();
+        push_children(&mut walk, children, || {
+            reason.for_child(self.name.clone(), !inherited)
+        });
+        while let Some((child, reason)) = walk.pop() {
+            match child.kind() {
+                NodeKind::Task | NodeKind::Scope => {
+                    if let Some(children) = child.cancel_one(&reason, true) {
+                        push_children(&mut walk, children, || {
+                            reason.for_child(child.name.clone(), false)
+                        });
+                    }
+                }
+                NodeKind::Shield | NodeKind::Cleanup | NodeKind::Supervisor => {
+                    child.stop(reason);
+                }
+            }
+        }
+        true
+    }
+
+    /// Cancels this node alone, and returns its children for the walk to
+    /// go on with; `None` when it was cancelled (or ended) already.
+    fn cancel_one(&self, reason: &CancelReason, inherited: bool) -> Option<Vec<Arc<Node>>> {
         if self.has(SETTLED | DONE) {
             // Its outcome is decided (a failed task, for one, is still
             // registered while its failure cancels its siblings), or it has
             // ended and waits in its parent's registry to be removed.
-            return false;
+            return None;
         }
         let (waker, stop_wakers, children) = {
             let mut inner = lock(&self.inner);
@@ -532,7 +563,7 @@ impl Node {
                     ignored = %reason,
                     "cancellation ignored: already cancelled",
                 );
-                return false;
+                return None;
             }
             if inherited {
                 tracing::debug!(
@@ -566,46 +597,55 @@ impl Node {
             )
         };
         wake_all(waker, stop_wakers);
-        if !children.is_empty() {
-            let inherited = reason.for_child(self.name.clone(), !inherited);
-            for child in children {
-                match child.kind() {
-                    NodeKind::Task | NodeKind::Scope => child.cancel(inherited.clone(), true),
-                    NodeKind::Shield | NodeKind::Cleanup | NodeKind::Supervisor => {
-                        child.stop(inherited.clone())
-                    }
-                };
-            }
-        }
-        true
+        Some(children)
     }
 
     /// Asks this node and everything under it (shields included) to stop.
     /// Returns `false` when it was already stopping.
     ///
     /// A supervisor is only told: it stops its children itself, in phases
-    /// (see [`crate::Supervisor`]).
+    /// (see [`crate::Supervisor`]). Walked with a stack of its own, as
+    /// [`Node::cancel`] is.
     pub(crate) fn stop(&self, reason: CancelReason) -> bool {
+        let Some(children) = self.stop_one(&reason) else {
+            return false;
+        };
+        let mut walk = Vec::new();
+        push_children(&mut walk, children, || reason.clone());
+        while let Some((child, reason)) = walk.pop() {
+            if let Some(children) = child.stop_one(&reason) {
+                push_children(&mut walk, children, || reason.clone());
+            }
+        }
+        true
+    }
+
+    /// Asks this node alone to stop, and returns the children the stop
+    /// goes on to (none for a supervisor); `None` when it was stopping (or
+    /// ended) already.
+    fn stop_one(&self, reason: &CancelReason) -> Option<Vec<Arc<Node>>> {
         if self.has(DONE) {
             // Ended, and waiting in its parent's registry to be removed.
-            return false;
+            return None;
         }
+        let supervisor = self.kind() == NodeKind::Supervisor;
         let (stop_wakers, children) = {
             let mut inner = lock(&self.inner);
             if inner.stop_reason.is_some() {
-                return false;
+                return None;
             }
             inner.stop_reason = Some(reason.clone());
             // A supervisor asked to stop has begun its shutdown: from this
             // moment, not from when its shutdown task first runs, it takes
             // no new children, so that none escapes the shutdown's report.
-            let seal = if self.kind() == NodeKind::Supervisor {
-                SEALED
-            } else {
-                0
-            };
+            let seal = if supervisor { SEALED } else { 0 };
             self.state.fetch_or(STOPPING | seal, Ordering::AcqRel);
-            (inner.take_stop_wakers(), inner.children())
+            let children = if supervisor {
+                Vec::new()
+            } else {
+                inner.children()
+            };
+            (inner.take_stop_wakers(), children)
         };
         tracing::debug!(
             target: "tethered::cancel",
@@ -615,12 +655,7 @@ impl Node {
             "stop requested",
         );
         wake_all(None, stop_wakers);
-        if self.kind() != NodeKind::Supervisor {
-            for child in children {
-                child.stop(reason.clone());
-            }
-        }
-        true
+        Some(children)
     }
 
     /// Refuses new children through [`Node::try_new`] from now on: a
@@ -935,6 +970,40 @@ impl Node {
             // Wrapping, as the count is read: exact while it stays in range.
             let removed = (removed as u64) << ENDED_SHIFT;
             self.state.fetch_sub(removed, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Pushes `children` on a walk's stack, each with the reason it gets
+/// (made only when there are children), so that they are popped in
+/// registry order.
+fn push_children(
+    walk: &mut Vec<(Arc<Node>, CancelReason)>,
+    children: Vec<Arc<Node>>,
+    reason: impl FnOnce() -> CancelReason,
+) {
+    if children.is_empty() {
+        return;
+    }
+    let reason = reason();
+    walk.extend(
+        children
+            .into_iter()
+            .rev()
+            .map(|child| (child, reason.clone())),
+    );
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // A chain of nodes each held only by the one below would otherwise
+        // be dropped recursively, a stack frame per level: let go of the
+        // parents one at a time.
+        let mut parent = self.parent.take();
+        while let Some(node) = parent {
+            parent = Arc::try_unwrap(node)
+                .ok()
+                .and_then(|mut node| node.parent.take());
         }
     }
 }
