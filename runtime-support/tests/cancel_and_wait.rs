@@ -354,3 +354,140 @@ async fn stop_and_wait_cancels_with_the_same_reason_once_the_grace_is_over() {
     assert!(state.stopping && state.cancelled);
     assert_eq!(state.dropped_at.unwrap() - started, secs(5));
 }
+
+// ---------------------------------------------------------------------------
+// An error wins over a cancellation that arrives after it
+// ---------------------------------------------------------------------------
+
+/// A task's work: a scope whose child fails at once, and whose cleanup then
+/// takes a second, so that the scope is still unwinding from its failure
+/// when the task is cancelled.
+async fn work_that_fails(log: Log) -> Result<(), tethered::ScopeError> {
+    Scope::builder()
+        .name("work")
+        .run(async |scope| {
+            let log = log.clone();
+            scope.defer(async move {
+                sleep(secs(1)).await;
+                log.push("cleanup done");
+            });
+            scope.spawn_fallible_named("parser", async { Err::<(), _>("bad header") });
+            pending::<()>().await
+        })
+        .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_before_the_cancel_reaches_whoever_cancels_and_waits() {
+    let log = Log::new();
+    let started = Instant::now();
+    let outcome = Scope::run(async |scope| {
+        let task = scope.spawn_named("worker", work_that_fails(log.clone()));
+        // The parser has failed; the work scope is running its cleanup.
+        tokio::task::yield_now().await;
+        task.cancel_and_wait("deploy").await
+    })
+    .await
+    .unwrap();
+    // The caller sees the failure, not a cancellation…
+    let Outcome::Completed(Err(error)) = outcome else {
+        panic!("the failure was lost: {outcome:?}")
+    };
+    assert_eq!(error.scope(), Some("work"));
+    assert_eq!(error.failures()[0].task(), Some("parser"));
+    // …after the failed scope finished unwinding, cleanup included.
+    assert_eq!(log.names(), ["cleanup done"]);
+    assert_eq!(started.elapsed(), secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fallible_task_whose_scope_failed_before_its_cancel_fails_its_own_scope() {
+    let log = Log::new();
+    let error = Scope::run(async |scope| {
+        scope.spawn_fallible_named("worker", work_that_fails(log.clone()));
+        tokio::task::yield_now().await;
+        scope.cancel("deploy");
+        pending::<()>().await
+    })
+    .await
+    .unwrap_err();
+    // The worker's own failure, its scope's error inside: not a cancelled
+    // worker and a failure of nobody's.
+    let failure = &error.failures()[0];
+    assert_eq!(failure.task(), Some("worker"));
+    let inner = failure
+        .error()
+        .unwrap()
+        .downcast_ref::<tethered::ScopeError>()
+        .unwrap();
+    assert_eq!(inner.failures()[0].task(), Some("parser"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_supervised_child_whose_scope_failed_before_its_cancel_ends_failed() {
+    let log = Log::new();
+    let supervised = tethered::Supervisor::builder()
+        .run(async |sv| {
+            let worker = sv.spawn("worker", work_that_fails(log.clone())).unwrap();
+            tokio::task::yield_now().await;
+            worker.cancel_and_wait("deploy").await
+        })
+        .await
+        .unwrap();
+    let exit = supervised.value.unwrap();
+    assert!(exit.is_failure(), "{exit:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_cancel_stays_pending_and_takes_effect_at_the_next_await() {
+    let log = Log::new();
+    let reached = Flag::new();
+    let outcome = Scope::run(async |scope| {
+        let (log, after) = (log.clone(), reached.clone());
+        let task = scope.spawn(async move {
+            let failed = work_that_fails(log).await;
+            // The task saw its error, then awaits again: the cancel that
+            // waited for the failed scope ends it here.
+            sleep(secs(5)).await;
+            after.set();
+            failed
+        });
+        tokio::task::yield_now().await;
+        task.cancel_and_wait("deploy").await
+    })
+    .await
+    .unwrap();
+    assert!(outcome.is_cancelled(), "{outcome:?}");
+    assert!(!reached.get());
+    assert_eq!(log.names(), ["cleanup done"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scope_dropped_by_the_task_does_not_hold_back_its_cancel() {
+    // The failed scope is orphaned (the task dropped it in a `select!`):
+    // the task is not awaiting it, so a cancel ends the task at once.
+    let log = Log::new();
+    let started = Instant::now();
+    let outer = Scope::run(async |scope| {
+        let log = log.clone();
+        let task = scope.spawn(async move {
+            tokio::select! {
+                biased;
+                _ = work_that_fails(log) => {}
+                () = tokio::task::yield_now() => {}
+            }
+            pending::<()>().await
+        });
+        tokio::task::yield_now().await;
+        task.cancel_and_wait("deploy").await.is_cancelled()
+    })
+    .await;
+    // The orphan's failure still reaches the scope above.
+    let error = outer.unwrap_err();
+    assert_eq!(error.failures()[0].task(), Some("work"));
+    assert_eq!(
+        started.elapsed(),
+        secs(1),
+        "the orphan's cleanup was waited for"
+    );
+}

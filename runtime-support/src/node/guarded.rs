@@ -28,6 +28,13 @@ pin_project! {
     /// cancelled before its first poll never runs; when the flag is set it
     /// drops the future in place, as the current node, so that `Drop` impls
     /// and nested scopes see who they belong to.
+    ///
+    /// An error wins over a cancellation that comes after it: while the
+    /// future awaits a nested scope that has already failed (and is
+    /// finishing: cancelling its children, running its cleanups), it is
+    /// polled on as if not cancelled, so that the scope's error reaches the
+    /// future, which can return it. The cancellation stays pending: it
+    /// takes effect at the first `.await` that is not inside such a scope.
     pub(crate) struct Guarded<F> {
         // `None` only while the node is entered (moved into the thread-local).
         node: Option<Arc<Node>>,
@@ -72,7 +79,7 @@ impl<F: Future> Future for Guarded<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let cancelled = match this.node.as_ref() {
-            Some(node) => node.is_cancelled(),
+            Some(node) => node.is_cancelled() && !node.awaits_failed_scope(),
             // Polled again after it settled: nothing left to run.
             None => return Poll::Pending,
         };
@@ -91,10 +98,9 @@ impl<F: Future> Future for Guarded<F> {
                 Poll::Ready(drop_future(this.node, this.fut, Settled::Completed(value)))
             }
             Ok(Poll::Pending) => {
-                let cancelled = this
-                    .node
-                    .as_ref()
-                    .is_some_and(|node| node.register_waker(cx.waker()));
+                let cancelled = this.node.as_ref().is_some_and(|node| {
+                    node.register_waker(cx.waker()) && !node.awaits_failed_scope()
+                });
                 if cancelled {
                     Poll::Ready(drop_future(this.node, this.fut, Settled::Cancelled))
                 } else {

@@ -94,6 +94,9 @@ const WATCHED: u64 = 1 << 10;
 /// The task's handle was dropped: nothing but this node will free the
 /// task's memory on the worker that spawned it (see [`Node::settle_task`]).
 const DETACHED: u64 = 1 << 11;
+/// A scope that recorded a failure (see [`Node::awaits_failed_scope`]).
+/// Bit 15: the kind takes bits 12 to 14.
+const FAILED: u64 = 1 << 15;
 
 /// How many ended children a registry keeps, at least, before the parent's
 /// next registration removes them (see [`Node::finish`]).
@@ -124,7 +127,7 @@ fn sweep_due(ended: i32, registered: usize) -> bool {
 }
 
 // A node's `state` packs, in one word that every task reads and writes:
-// the flags above (bits 0 to 11), the node's kind (12 to 14), its key in its
+// the flags above (bits 0 to 11, and 15), the node's kind (12 to 14), its key in its
 // parent's registry plus one (16 to 47; 0 before it is registered) and its
 // count of ended children not yet removed from its registry (48 to 63, a
 // wrapping `i16`: it stays within a few thousand of 0, see `ENDED_MAX`).
@@ -670,6 +673,30 @@ impl Node {
         self.has(DONE)
     }
 
+    /// Whether the code this node runs is awaiting a scope that has failed
+    /// and is still unwinding (its children being cancelled, its cleanups
+    /// running): a scope nested inline in it, through scopes only, not
+    /// orphaned. A cancellation of this node then waits, so that the
+    /// failure reaches the code awaiting the scope, which can pass it on,
+    /// rather than being lost with it (see [`Guarded`]).
+    ///
+    /// Only asked of a node already cancelled: the walk is not on any
+    /// fast path.
+    pub(crate) fn awaits_failed_scope(&self) -> bool {
+        let mut walk = lock(&self.inner).children();
+        while let Some(child) = walk.pop() {
+            let state = child.state.load(Ordering::Acquire);
+            if NodeKind::from_state(state) != NodeKind::Scope || state & (DONE | ORPHANED) != 0 {
+                continue;
+            }
+            if state & FAILED != 0 {
+                return true;
+            }
+            walk.extend(lock(&child.inner).children());
+        }
+        false
+    }
+
     /// Registers `waker` to be woken whenever one of this node's children
     /// ends (not only the last), and reports whether any child is left.
     pub(crate) fn poll_watch_children(&self, waker: &Waker) -> bool {
@@ -789,6 +816,9 @@ impl Node {
             failures.push(failure);
             failures.len() == 1
         };
+        if first && self.kind() == NodeKind::Scope {
+            self.state.fetch_or(FAILED, Ordering::AcqRel);
+        }
         if let (true, Some(reason)) = (first, reason) {
             self.cancel(reason, false);
         }
