@@ -183,3 +183,26 @@ fn tasks_still_running_after_the_cancel_timeout_are_reported_and_exit_1() {
         ended.after
     );
 }
+
+#[test]
+fn a_task_blocking_the_only_thread_does_not_hold_up_the_signal_or_the_exit() {
+    let run = start("blocked");
+    // The task blocks the current-thread runtime 50 ms after it started.
+    std::thread::sleep(Duration::from_millis(200));
+    signal(&run, "TERM");
+    let ended = wait(run);
+    assert_eq!(ended.code, Some(1), "{}", ended.stderr);
+    for said in [
+        "received SIGTERM; stopping",
+        "grace period over; cancelling",
+        "still running 300ms after cancellation",
+        "task `blocked`",
+    ] {
+        assert!(ended.stderr.contains(said), "`{said}` in: {}", ended.stderr);
+    }
+    assert!(
+        ended.after < Duration::from_secs(5),
+        "grace + cancel timeout, not the 60 s the task blocks: {:?}",
+        ended.after
+    );
+}

@@ -61,6 +61,10 @@ impl<E: fmt::Debug> MainOutput for Result<(), E> {
 /// the cancellation, the task tree is printed and the process exits with 1
 /// rather than hang.
 ///
+/// The signals and the deadlines are watched from a thread of its own (see
+/// [`Watchdog`]): a task that blocks the runtime's threads cannot hold them
+/// up.
+///
 /// Exit code 0 when the scope ended cleanly or was cleanly cancelled by a
 /// signal; otherwise 1, with the scope's error on stderr.
 #[track_caller]
@@ -70,47 +74,108 @@ where
     R: MainOutput,
 {
     let location = Location::caller();
-    runtime.block_on(async move {
-        let signals = match Signals::new() {
-            Ok(signals) => signals,
-            Err(error) => {
-                eprintln!("tethered: cannot listen for signals: {error}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let (handle_tx, handle_rx) = tokio::sync::oneshot::channel();
-        let watcher = tokio::spawn(watch(signals, handle_rx, location, grace, cancel_timeout));
-        let ended = ScopeBuilder::new()
-            .name("main")
-            .run_at(
-                location,
-                async move |scope: &Scope| {
-                    let _ = handle_tx.send(scope.handle());
-                    body(scope).await
-                },
-                R::failure,
-            )
-            .await;
-        watcher.abort();
-        match ended {
-            Ended::Clean(output) => output.into_exit_code(),
-            Ended::Failed { value, error } if error.is_cancelled() => {
-                if let Some(reason) = error.reason() {
-                    eprintln!("tethered: stopped: {reason}");
-                }
-                value.map_or(ExitCode::SUCCESS, MainOutput::into_exit_code)
-            }
-            // The body's own error is what `main` reports.
-            Ended::Failed {
-                value: Some(output),
-                ..
-            } if output.failure().is_some() => output.into_exit_code(),
-            Ended::Failed { error, .. } => {
-                eprintln!("tethered: {error}");
-                ExitCode::FAILURE
-            }
+    let (watchdog, scope_tx) = match Watchdog::start(location, grace, cancel_timeout) {
+        Ok(started) => started,
+        Err(error) => {
+            eprintln!("tethered: cannot listen for signals: {error}");
+            return ExitCode::FAILURE;
         }
-    })
+    };
+    let ended = runtime.block_on(ScopeBuilder::new().name("main").run_at(
+        location,
+        async move |scope: &Scope| {
+            let _ = scope_tx.send(scope.handle());
+            body(scope).await
+        },
+        R::failure,
+    ));
+    watchdog.stop();
+    match ended {
+        Ended::Clean(output) => output.into_exit_code(),
+        Ended::Failed { value, error } if error.is_cancelled() => {
+            if let Some(reason) = error.reason() {
+                eprintln!("tethered: stopped: {reason}");
+            }
+            value.map_or(ExitCode::SUCCESS, MainOutput::into_exit_code)
+        }
+        // The body's own error is what `main` reports.
+        Ended::Failed {
+            value: Some(output),
+            ..
+        } if output.failure().is_some() => output.into_exit_code(),
+        Ended::Failed { error, .. } => {
+            eprintln!("tethered: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The thread that watches for signals and enforces `main`'s deadlines.
+///
+/// It runs a small runtime of its own, so that neither depends on the
+/// program's runtime making progress: with the current-thread flavour a
+/// single task blocked in a system call stops everything else on that
+/// runtime (its signal handling and its timers included), and with the
+/// multi-thread one so do as many blocked tasks as there are workers.
+struct Watchdog {
+    thread: std::thread::JoinHandle<()>,
+    done: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Watchdog {
+    /// Starts the thread and returns once it listens for signals (so that
+    /// an early signal is not lost to the default handler), with the sender
+    /// the root scope's handle goes to.
+    fn start(
+        location: &'static Location<'static>,
+        grace: Duration,
+        cancel_timeout: Duration,
+    ) -> std::io::Result<(Self, tokio::sync::oneshot::Sender<ScopeHandle>)> {
+        let (scope_tx, scope_rx) = tokio::sync::oneshot::channel();
+        let (done, done_rx) = tokio::sync::oneshot::channel();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("tethered-signals".to_owned())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        let _ = ready_tx.send(Err(error));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let signals = match Signals::new() {
+                        Ok(signals) => signals,
+                        Err(error) => {
+                            let _ = ready_tx.send(Err(error));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(()));
+                    tokio::select! {
+                        () = watch(signals, scope_rx, location, grace, cancel_timeout) => {}
+                        _ = done_rx => {}
+                    }
+                });
+            })?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok((Watchdog { thread, done }, scope_tx)),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(std::io::Error::other(
+                "the signal thread ended before it started",
+            )),
+        }
+    }
+
+    /// Ends the watch: `main` is returning.
+    fn stop(self) {
+        let _ = self.done.send(());
+        let _ = self.thread.join();
+    }
 }
 
 /// What a `#[tethered::test]` may return: `()` or a `Result` (an `Err`
@@ -148,20 +213,20 @@ where
     R: TestOutput,
 {
     let location = Location::caller();
-    runtime.block_on(async move {
-        match ScopeBuilder::new()
-            .name("test")
-            .run_at(location, body, R::failure)
-            .await
-        {
-            Ended::Clean(value) => value,
-            // The body's own error fails the test, as the harness shows it.
-            Ended::Failed {
-                value: Some(value), ..
-            } if value.failure().is_some() => value,
-            Ended::Failed { error, .. } => panic!("the test's scope failed: {error}"),
-        }
-    })
+    let ended = runtime.block_on(ScopeBuilder::new().name("test").run_at(
+        location,
+        body,
+        R::failure,
+    ));
+    match ended {
+        Ended::Clean(value) => value,
+        // The body's own error fails the test, as the harness shows it.
+        Ended::Failed {
+            value: Some(value), ..
+        } if value.failure().is_some() => value,
+        // Out here, the panic is located at the test (`#[track_caller]`).
+        Ended::Failed { error, .. } => panic!("the test's scope failed: {error}"),
+    }
 }
 
 async fn watch(

@@ -4,7 +4,10 @@
 //! * `polite`: ends as soon as it is asked to stop;
 //! * `stubborn`: ignores the stop, so it is cancelled after the grace period;
 //! * `stuck`: a shield that never ends, so the process gives up after the
-//!   cancel timeout and exits with 1.
+//!   cancel timeout and exits with 1;
+//! * `blocked`: a task that blocks the runtime's only thread in a system
+//!   call, so nothing on the runtime runs any more: the signal and the exit
+//!   deadline must still be handled.
 
 use std::io::Write;
 use std::time::Duration;
@@ -31,6 +34,13 @@ async fn main() {
                 }
                 let _report = Report;
                 std::future::pending::<()>().await
+            });
+        }
+        "blocked" => {
+            spawn!("blocked", async {
+                // Once the program has said it is ready.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                std::thread::sleep(Duration::from_secs(60));
             });
         }
         _ => {
