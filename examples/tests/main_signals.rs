@@ -206,3 +206,22 @@ fn a_task_blocking_the_only_thread_does_not_hold_up_the_signal_or_the_exit() {
         ended.after
     );
 }
+
+#[test]
+fn a_supervisor_that_may_outlast_mains_deadlines_is_reported_at_start() {
+    let mut run = start("over-budget");
+    wait_for(
+        &mut run,
+        "tethered: warning: supervisor `jobs` may take up to 15s",
+    );
+    signal(&run, "TERM");
+    let ended = wait(run);
+    assert_eq!(ended.code, Some(0), "{}", ended.stderr);
+    assert!(
+        ended
+            .stderr
+            .contains("but `main` (grace 300ms + cancel timeout 300ms) gives it 600ms"),
+        "{}",
+        ended.stderr
+    );
+}

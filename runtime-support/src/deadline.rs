@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 /// Thirty years: a deadline this far away is never reached (tokio takes the
 /// same for its own "never").
-const NEVER: Duration = Duration::from_secs(86_400 * 365 * 30);
+pub(crate) const NEVER: Duration = Duration::from_secs(86_400 * 365 * 30);
 
 /// `start + duration`, or thirty years after `start` when `duration` is
 /// longer than that.

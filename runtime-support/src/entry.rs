@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::runtime::Runtime;
 
+use crate::budget::{self, Allowance};
 use crate::reason::{CancelKind, CancelReason};
 use crate::scope::{Ended, Scope, ScopeBuilder, ScopeHandle};
 
@@ -85,6 +86,16 @@ where
         location,
         async move |scope: &Scope| {
             let _ = scope_tx.send(scope.handle());
+            // What the tasks get to shut down in, after a signal: a
+            // supervisor among them checks its own budget against it.
+            let _allowed = budget::allow(
+                scope.node(),
+                Allowance {
+                    budget: Some(grace.saturating_add(cancel_timeout)),
+                    giver: format!("`main` (grace {grace:?} + cancel timeout {cancel_timeout:?})"),
+                    from_main: true,
+                },
+            );
             body(scope).await
         },
         R::failure,

@@ -571,6 +571,10 @@ impl Scope {
         self.node.name()
     }
 
+    pub(crate) fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
     /// A `'static` handle to this scope, to spawn into it from its children.
     ///
     /// ```

@@ -51,9 +51,10 @@ use tokio::sync::{SetOnce, mpsc};
 pub use child::{ChildExit, ChildHandle};
 pub use error::{Supervised, SupervisorError, SupervisorErrorKind};
 pub use shutdown::{ChildEnd, ChildReport, ChildRole, ShutdownReport};
-pub use spec::{Backoff, ChildSpec, Restart, Strategy};
+pub use spec::{Backoff, ChildShutdown, ChildSpec, Restart, Strategy};
 pub use stats::SupervisorStats;
 
+use crate::budget::{self, Allowance};
 use crate::cleanup::CleanupOutput;
 use crate::error::SpawnError;
 use crate::node::sync::Arc as NodeArc;
@@ -202,6 +203,37 @@ impl<'a> SupervisorBuilder<'a> {
         self
     }
 
+    /// The longest the supervisor's shutdown can take; see
+    /// [`Supervisor::shutdown_budget`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tethered::{ChildShutdown, ChildSpec, Supervisor};
+    ///
+    /// # async fn worker() {}
+    /// let builder = Supervisor::builder()
+    ///     .grace(Duration::from_secs(5))
+    ///     .cancel_timeout(Duration::from_secs(10))
+    ///     .child(ChildSpec::new("db", worker).shutdown(ChildShutdown::Timeout(Duration::from_secs(2))))
+    ///     .child(ChildSpec::new("cache", worker).shutdown(ChildShutdown::Brutal))
+    ///     .child(ChildSpec::new("api", worker)); // the grace: 5 s
+    /// // 5 s of grace, then 2 + 0 + 5 s for the static children, then 10 s.
+    /// assert_eq!(builder.shutdown_budget(), Some(Duration::from_secs(22)));
+    /// ```
+    pub fn shutdown_budget(&self) -> Option<Duration> {
+        let statics: Option<Vec<Duration>> = self
+            .children
+            .iter()
+            .map(|child| {
+                child
+                    .shutdown
+                    .unwrap_or(ChildShutdown::Timeout(self.grace))
+                    .budget()
+            })
+            .collect();
+        Some(total_budget(self.grace, statics?, self.cancel_timeout))
+    }
+
     /// Runs the supervisor: starts the static children, runs `body` with the
     /// [`Supervisor`], and shuts down (see the module docs) when the body
     /// returns, when [`Supervisor::shutdown`] is called, when an enclosing
@@ -274,6 +306,20 @@ impl<'a> SupervisorBuilder<'a> {
             self.seed,
             self.children,
             received,
+        );
+        shared.check_budget();
+        // What the body and the dynamic children get to shut down in: a
+        // supervisor nested in them checks its own budget against it.
+        let _allowed = budget::allow(
+            &node,
+            Allowance {
+                budget: Some(self.grace.saturating_add(self.cancel_timeout)),
+                giver: format!(
+                    "supervisor `{}` (grace {:?} + cancel timeout {:?})",
+                    self.name, self.grace, self.cancel_timeout
+                ),
+                from_main: false,
+            },
         );
         let mut body = pin!(Guarded::new(node.clone(), body(&supervisor)));
         let mut value = None;
@@ -411,6 +457,7 @@ impl Supervisor {
         if self.shared.is_shutting_down() {
             return Err(SpawnError::closed(self.shared.node.name()));
         }
+        // The child is added by the manager; its budget counts from now.
         self.shared
             .events
             .send(Event::Adopt(child))
@@ -478,6 +525,21 @@ impl Supervisor {
         }
     }
 
+    /// The longest its shutdown can take, when every child uses all the
+    /// time it is given: the grace (for the body, the dynamic children and
+    /// the shields), each static child's shutdown budget (they stop one at
+    /// a time), and the cancel timeout (shared by every cancelled child).
+    /// `None` when a static child has [`ChildShutdown::Infinity`].
+    ///
+    /// A supervisor that starts inside a part of the tree given less than
+    /// this (`#[tethered::main]`'s grace and cancel timeout, or a static
+    /// child's budget in a supervisor above) says so at start, in a
+    /// `tracing` warning (and on stderr, under `main`): past what it is
+    /// given, its children would be cut short and its report lost.
+    pub fn shutdown_budget(&self) -> Option<Duration> {
+        self.shared.shutdown_budget()
+    }
+
     /// Whether the supervisor has started shutting down.
     pub fn is_shutting_down(&self) -> bool {
         self.shared.is_shutting_down()
@@ -538,8 +600,9 @@ struct State {
     shutting_down: bool,
     /// Whether the body has ended (shutdown waits for it in its stop phase).
     body_done: bool,
-    /// The node of each static child's current start, by declaration index.
-    statics: Vec<Option<NodeArc<Node>>>,
+    /// Each static child, by declaration index: its current start's node
+    /// (none while it is not running) and its shutdown budget.
+    statics: Vec<Static>,
     /// The body (the supervisor's own node id) and children (their ids)
     /// awaiting the shutdown's report.
     awaiting: Vec<usize>,
@@ -642,6 +705,61 @@ impl Shared {
         }
     }
 
+    /// Records a static child's shutdown budget (its own, or the grace).
+    fn add_static(&self, shutdown: Option<ChildShutdown>) {
+        let shutdown = shutdown.unwrap_or(ChildShutdown::Timeout(self.grace));
+        self.state().statics.push(Static {
+            node: None,
+            shutdown,
+        });
+    }
+
+    /// See [`Supervisor::shutdown_budget`].
+    fn shutdown_budget(&self) -> Option<Duration> {
+        let statics: Option<Vec<Duration>> = self
+            .state()
+            .statics
+            .iter()
+            .map(|child| child.shutdown.budget())
+            .collect();
+        Some(total_budget(self.grace, statics?, self.cancel_timeout))
+    }
+
+    /// Says so when this supervisor's shutdown may take longer than what
+    /// is around it gives it (see [`budget`]).
+    fn check_budget(&self) {
+        let Some(allowance) = budget::allowance_above(&self.node) else {
+            return;
+        };
+        let Some(allowed) = allowance.budget else {
+            return;
+        };
+        let needed = self.shutdown_budget();
+        if needed.is_some_and(|needed| needed <= allowed) {
+            return;
+        }
+        let supervisor = self.node.name().unwrap_or("supervisor");
+        let needed = budget::show(needed);
+        let allowed = budget::show(Some(allowed));
+        let giver = &allowance.giver;
+        tracing::warn!(
+            target: "tethered::supervisor",
+            supervisor,
+            needed,
+            allowed,
+            giver,
+            "a supervisor's shutdown may take longer than it is given",
+        );
+        if allowance.from_main {
+            eprintln!(
+                "tethered: warning: supervisor `{supervisor}` may take up to {needed} to shut \
+                 down, but {giver} gives it {allowed}: past that, its children are cut short \
+                 and its report is lost; shorten its grace, cancel timeout or children's \
+                 shutdowns, or lengthen main's"
+            );
+        }
+    }
+
     fn body_ended(&self) {
         self.state().body_done = true;
         self.node.wake_watcher();
@@ -706,6 +824,22 @@ impl Shared {
             });
         }
     }
+}
+
+/// A supervisor's shutdown budget: `grace`, each static child's budget in
+/// turn, then `cancel_timeout` (saturating).
+fn total_budget(grace: Duration, statics: Vec<Duration>, cancel_timeout: Duration) -> Duration {
+    statics
+        .into_iter()
+        .fold(grace, Duration::saturating_add)
+        .saturating_add(cancel_timeout)
+}
+
+/// A static child, as the shutdown sees it.
+pub(crate) struct Static {
+    pub(crate) node: Option<NodeArc<Node>>,
+    /// Its `shutdown`, the supervisor's grace when it has none.
+    pub(crate) shutdown: ChildShutdown,
 }
 
 /// The future returned by [`Supervisor::shutdown`]: resolves to the

@@ -16,9 +16,10 @@ use std::time::Duration;
 
 use common::{EXPECTED, Flag, Probe, ms, quiet_expected_panics, secs};
 use tethered::{
-    Backoff, CancelKind, CancelReason, ChildEnd, ChildExit, ChildReport, ChildRole, ChildSpec,
-    EntryKind, EntryState, Restart, Scope, ScopeError, ShutdownReport, SpawnError, Strategy,
-    Supervised, Supervisor, SupervisorError, SupervisorErrorKind, SupervisorStats, TreeEntry,
+    Backoff, CancelKind, CancelReason, ChildEnd, ChildExit, ChildReport, ChildRole, ChildShutdown,
+    ChildSpec, EntryKind, EntryState, Restart, Scope, ScopeError, ShutdownReport, SpawnError,
+    Strategy, Supervised, Supervisor, SupervisorError, SupervisorErrorKind, SupervisorStats,
+    TreeEntry,
 };
 use tokio::time::{Instant, sleep};
 
@@ -831,13 +832,16 @@ async fn passing_the_intensity_limit_fails_the_supervisor_and_shuts_the_rest_dow
     // Fails at 0, 100 and 300: the third restart in 10s is one too many.
     assert_eq!(timeline.times_of("start db#"), [0, 100, 300]);
     assert_eq!(timeline.times_of("fail db#"), [0, 100, 300]);
-    // Then the shutdown: the request lingers 200ms; `cache` never listens
-    // and is cancelled when the 1s grace is over; `web` is asked last of
-    // all (declared first) — by then the grace is over too.
+    // Then the shutdown: the request lingers 200ms, and the body, which
+    // never listens, is cancelled when the 1s grace is over. Then the
+    // static children, last declared first, each with its own second:
+    // `cache` never listens and is cancelled when its second is up; `web`
+    // is asked then, and stops.
     assert_eq!(timeline.at("stop request"), 300);
     assert_eq!(timeline.at("done request"), 500);
-    assert_eq!(timeline.at("cancel cache#1"), 1_300);
-    assert_eq!(done_at, ms(1_300));
+    assert_eq!(timeline.at("cancel cache#1"), 2_300);
+    assert_eq!(timeline.at("stop web#1"), 2_300);
+    assert_eq!(done_at, ms(2_300));
 
     assert_eq!(error.child(), Some("db"));
     let SupervisorErrorKind::RestartIntensity {
@@ -882,7 +886,7 @@ async fn passing_the_intensity_limit_fails_the_supervisor_and_shuts_the_rest_dow
         report.reason().message(),
         Some("supervisor `shop` gave up: `db` needed more than 2 restarts within 10s")
     );
-    assert_eq!(report.took(), secs(1));
+    assert_eq!(report.took(), secs(2));
     assert_eq!(
         roles(report),
         [
@@ -895,9 +899,12 @@ async fn passing_the_intensity_limit_fails_the_supervisor_and_shuts_the_rest_dow
     assert!(matches!(request.exit(), Some(ChildExit::Completed)));
     assert_eq!(after(request), ms(200));
     let cache = report.child("cache").unwrap();
-    assert_eq!(after(cache), secs(1));
+    assert_eq!(after(cache), secs(2));
     let reason = cancel_reason(cache.exit().unwrap());
     assert!(reason.root().same_as(report.reason()), "{reason}");
+    let web = report.child("web").unwrap();
+    assert_eq!(after(web), secs(2));
+    assert!(matches!(web.exit(), Some(ChildExit::Completed)), "{web}");
     assert!(report.stragglers().next().is_none());
 }
 
@@ -1291,23 +1298,24 @@ async fn a_child_that_ignores_stop_is_cancelled_exactly_at_grace() {
     assert_eq!(reason.kind(), CancelKind::Shutdown);
     assert_eq!(reason.message(), Some("deploy"));
     assert!(probe.state().cancelled);
+    // Then the static child, asked at 3s, with a grace of its own.
     assert_eq!(
         timeline.events(),
-        expect(&[(0, "start deaf-static#1"), (3_000, "cancel deaf-static#1")])
+        expect(&[(0, "start deaf-static#1"), (5_000, "cancel deaf-static#1")])
     );
 
     let call = call.lock().unwrap().take().unwrap();
     let (returned_at, report) = call.await.unwrap();
-    assert_eq!(returned_at, secs(3));
-    assert_eq!(report.took(), secs(2));
+    assert_eq!(returned_at, secs(5));
+    assert_eq!(report.took(), secs(4));
     assert!(report.reason().same_as(supervised.report.reason()));
     assert!(
         reason.same_as(report.reason()),
         "a Shutdown reason reaches children as is"
     );
-    for name in ["deaf", "deaf-static"] {
+    for (name, after_shutdown) in [("deaf", secs(2)), ("deaf-static", secs(4))] {
         let child = report.child(name).unwrap();
-        assert_eq!(after(child), secs(2), "{child}");
+        assert_eq!(after(child), after_shutdown, "{child}");
         assert_eq!(
             cancel_reason(child.exit().unwrap()).message(),
             Some("deploy")
@@ -1358,17 +1366,15 @@ async fn a_shield_that_never_ends_is_a_straggler_and_shutdown_returns_at_grace_p
         panic!("{state:?}")
     };
     assert_eq!(reason.kind(), CancelKind::ScopeExit);
-    // The shield used up the grace (one grace for the whole stop phase):
-    // the static child, asked to stop only then, was cancelled in the same
-    // instant, before it could listen.
+    // The shield used up the grace; the static child, asked to stop then,
+    // had a grace of its own, and stopped.
     assert_eq!(
         timeline.events(),
-        expect(&[(0, "start db#1"), (2_000, "cancel db#1")])
+        expect(&[(0, "start db#1"), (2_000, "stop db#1")])
     );
     let db = report.child("db").unwrap();
     assert_eq!(after(db), secs(1));
-    // A reason the supervisor raised about its children reaches them as is.
-    assert!(cancel_reason(db.exit().unwrap()).same_as(report.reason()));
+    assert!(matches!(db.exit(), Some(ChildExit::Completed)), "{db}");
     assert_eq!(
         report.children().last().unwrap().name(),
         Some("flush"),
@@ -1390,7 +1396,7 @@ async fn a_shield_that_never_ends_is_a_straggler_and_shutdown_returns_at_grace_p
     );
     assert!(text.contains("for 3.5s"), "{text}");
     assert!(text.contains("static `db` (spawned at "), "{text}");
-    assert!(text.contains("): scope exited"), "{text}");
+    assert!(text.contains("): completed, after 1s"), "{text}");
 
     // The straggler stays tethered: the supervisor is still in the tree,
     // holding it, until it ends.
@@ -1601,11 +1607,11 @@ async fn shutdown_from_a_signal_task_cancels_a_body_that_does_not_listen() {
     assert_eq!(report.reason().kind(), CancelKind::Signal);
     assert_eq!(report.reason().location().file(), file!());
     assert!(report.reason().same_as(supervised.report.reason()));
-    // The body used up the grace: the static child, asked to stop only
-    // then, is cancelled in the same instant.
+    // The body used up the grace and was cancelled; the static child,
+    // asked to stop then, with a grace of its own, stopped.
     assert_eq!(
         timeline.events(),
-        expect(&[(0, "start worker#1"), (3_500, "cancel worker#1")])
+        expect(&[(0, "start worker#1"), (3_500, "stop worker#1")])
     );
 }
 
@@ -1685,7 +1691,7 @@ async fn static_children_stop_last_declared_first_each_waited_for() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_static_child_that_uses_up_the_grace_leaves_none_to_those_declared_before_it() {
+async fn a_static_child_that_ignores_the_stop_uses_its_own_time_not_its_siblings() {
     let timeline = Timeline::new();
     let supervised = Supervisor::builder()
         .grace(secs(1))
@@ -1694,18 +1700,154 @@ async fn a_static_child_that_uses_up_the_grace_leaves_none_to_those_declared_bef
         .run(async |_| {})
         .await
         .unwrap();
-    // One grace for the whole stop phase: `first` is asked to stop when it
-    // is over, and cancelled in the same instant, before it could listen.
+    // Each static child gets its own budget (the grace, by default):
+    // `deaf`, stopped first, is cancelled when its second is up; `first`
+    // is then asked, and stops.
     assert_eq!(
         timeline.events(),
         expect(&[
             (0, "start first#1"),
             (0, "start deaf#1"),
-            (1_000, "cancel first#1"),
             (1_000, "cancel deaf#1"),
+            (1_000, "stop first#1"),
         ])
     );
-    assert_eq!(supervised.report.took(), secs(1));
+    let report = supervised.report;
+    assert_eq!(report.took(), secs(1));
+    assert!(matches!(
+        report.child("first").unwrap().exit(),
+        Some(ChildExit::Completed)
+    ));
+    assert!(matches!(
+        report.child("deaf").unwrap().exit(),
+        Some(ChildExit::Cancelled(_))
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_static_child_stops_within_its_own_shutdown_budget_last_declared_first() {
+    let timeline = Timeline::new();
+    let slow = |_| Act::Linger(ms(1_500));
+    let builder = Supervisor::builder()
+        .grace(secs(1))
+        .cancel_timeout(secs(2))
+        // Needs 1.5 s to stop and gets 2 s: stops cleanly.
+        .child(spec(&timeline, "db", slow).shutdown(ChildShutdown::Timeout(secs(2))))
+        // Needs 1.5 s and gets 1 s (the grace): cancelled.
+        .child(spec(&timeline, "cache", slow))
+        // Cancelled at once, never asked to stop.
+        .child(spec(&timeline, "metrics", |_| Act::UntilStop).shutdown(ChildShutdown::Brutal))
+        // Waited for as long as it takes.
+        .child(
+            spec(&timeline, "index", |_| Act::Linger(secs(4))).shutdown(ChildShutdown::Infinity),
+        );
+    assert_eq!(builder.shutdown_budget(), None, "`index` has no limit");
+    let supervised = builder.run(async |_| {}).await.unwrap();
+    assert_eq!(
+        timeline.events_cancels_sorted(),
+        expect(&[
+            (0, "start db#1"),
+            (0, "start cache#1"),
+            (0, "start metrics#1"),
+            (0, "start index#1"),
+            (0, "stop index#1"),
+            (4_000, "done index#1"),
+            (4_000, "cancel metrics#1"),
+            (4_000, "stop cache#1"),
+            (5_000, "cancel cache#1"),
+            (5_000, "stop db#1"),
+            (6_500, "done db#1"),
+        ])
+    );
+    let report = supervised.report;
+    assert_eq!(report.took(), ms(6_500));
+    let exits: Vec<(&str, bool)> = report
+        .children()
+        .iter()
+        .map(|child| {
+            (
+                child.name().unwrap(),
+                matches!(child.exit(), Some(ChildExit::Completed)),
+            )
+        })
+        .collect();
+    assert_eq!(
+        exits,
+        [
+            ("index", true),
+            ("metrics", false),
+            ("cache", false),
+            ("db", true)
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sibling_stopped_for_a_restart_gets_its_own_shutdown_budget() {
+    let timeline = Timeline::new();
+    let supervised = Supervisor::builder()
+        .strategy(Strategy::OneForAll)
+        .grace(secs(1))
+        .child(
+            spec(&timeline, "writer", |_| Act::Linger(ms(1_500)))
+                .shutdown(ChildShutdown::Timeout(secs(3))),
+        )
+        .child(
+            spec(
+                &timeline,
+                "reader",
+                first_then(Act::End(secs(1), Exit::Fail), Act::UntilStop),
+            )
+            .backoff(Backoff::none()),
+        )
+        .run(async |_| sleep(secs(5)).await)
+        .await
+        .unwrap();
+    // At 1 s `reader` fails: `writer` is asked to stop and, with 3 s to do
+    // it, finishes its 1.5 s of work; both restart at 2.5 s.
+    let events = timeline.events();
+    assert_eq!(
+        events[..6],
+        expect(&[
+            (0, "start writer#1"),
+            (0, "start reader#1"),
+            (1_000, "fail reader#1"),
+            (1_000, "stop writer#1"),
+            (2_500, "done writer#1"),
+            (2_500, "start writer#2"),
+        ])[..]
+    );
+    assert_eq!(supervised.value, Some(()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_shutdown_budget_adds_up_grace_each_static_child_and_the_cancel_timeout() {
+    let builder = Supervisor::builder()
+        .grace(secs(5))
+        .cancel_timeout(secs(10))
+        .child(ChildSpec::new("db", || async {}).shutdown(ChildShutdown::Timeout(secs(2))))
+        .child(ChildSpec::new("cache", || async {}).shutdown(ChildShutdown::Brutal))
+        .child(ChildSpec::new("api", || async {}));
+    assert_eq!(builder.shutdown_budget(), Some(secs(22)));
+    let budget = builder
+        .run(async |sv| {
+            sv.spawn_with(ChildSpec::new("late", || async {
+                tethered::stop_requested().await;
+            }))
+            .unwrap();
+            tokio::task::yield_now().await;
+            sv.shutdown_budget()
+        })
+        .await
+        .unwrap()
+        .value
+        .unwrap();
+    assert_eq!(budget, Some(secs(27)), "an adopted child counts too");
+    // Saturating, not overflowing.
+    let huge = Supervisor::builder()
+        .grace(Duration::MAX)
+        .child(ChildSpec::new("a", || async {}));
+    assert_eq!(huge.shutdown_budget(), Some(Duration::MAX));
 }
 
 // ---------------------------------------------------------------------------
@@ -1800,7 +1942,8 @@ async fn the_body_panicking_fails_the_supervisor_after_shutting_its_children_dow
             "the supervisor's body panicked: {EXPECTED}: body gave up"
         ))
     );
-    // `deaf` used up the grace: `db` is cancelled with it.
+    // `deaf` uses up its own grace and is cancelled; `db`, asked then,
+    // stops.
     assert_eq!(
         timeline.events_cancels_sorted(),
         expect(&[
@@ -1809,18 +1952,19 @@ async fn the_body_panicking_fails_the_supervisor_after_shutting_its_children_dow
             (0, "start request"),
             (1_000, "stop request"),
             (1_100, "done request"),
-            (2_000, "cancel db#1"),
-            (2_000, "cancel deaf#1"),
+            (2_100, "cancel deaf#1"),
+            (2_100, "stop db#1"),
         ])
     );
     let request = report.children().first().unwrap();
     assert_eq!((request.name(), after(request)), (Some("request"), ms(100)));
     assert_eq!(report.children().len(), 3);
-    for name in ["db", "deaf"] {
-        let child = report.child(name).unwrap();
-        assert_eq!(after(child), secs(1), "{child}");
-        assert!(cancel_reason(child.exit().unwrap()).same_as(report.reason()));
-    }
+    let deaf = report.child("deaf").unwrap();
+    assert_eq!(after(deaf), ms(1_100), "{deaf}");
+    assert!(cancel_reason(deaf.exit().unwrap()).same_as(report.reason()));
+    let db = report.child("db").unwrap();
+    assert_eq!(after(db), ms(1_100), "{db}");
+    assert!(matches!(db.exit(), Some(ChildExit::Completed)), "{db}");
 }
 
 // ---------------------------------------------------------------------------
@@ -1851,7 +1995,7 @@ async fn cancelling_the_enclosing_scope_stops_then_cancels_the_supervisors_child
         })
         .await;
     // The scope waited for the supervisor's whole shutdown.
-    assert_eq!(timeline.now(), secs(3));
+    assert_eq!(timeline.now(), ms(3_300));
     let error = result.unwrap_err();
     assert!(error.is_timeout(), "{error}");
     assert_eq!(
@@ -1861,13 +2005,13 @@ async fn cancelling_the_enclosing_scope_stops_then_cancels_the_supervisors_child
             (0, "start slow#1"),
             (0, "start job"),
             // Stop first: the dynamic child, then the static ones, last
-            // declared first...
+            // declared first, each cancelled only once its own grace is
+            // over.
             (2_000, "stop job"),
             (2_300, "done job"),
             (2_300, "stop slow#1"),
-            // ... and cancel only once the grace is over.
-            (3_000, "cancel slow#1"),
-            (3_000, "cancel polite#1"),
+            (3_300, "cancel slow#1"),
+            (3_300, "stop polite#1"),
         ]))
     );
     assert!(tree_entry("inner").is_none());
@@ -2278,7 +2422,9 @@ async fn the_report_has_one_entry_per_child_alive_at_shutdown_with_roles_and_tim
         .unwrap();
     assert!(supervised.value.is_none());
     let report = supervised.report;
-    assert_eq!(report.took(), secs(3));
+    // The grace (2s, held by `stuck`), `db`'s stop (100ms), then what is
+    // left of the cancel timeout (1s), still held by `stuck`.
+    assert_eq!(report.took(), ms(3_100));
     let summary: Vec<(&str, ChildRole, Option<Duration>)> = report
         .children()
         .iter()
@@ -2290,23 +2436,16 @@ async fn the_report_has_one_entry_per_child_alive_at_shutdown_with_roles_and_tim
             (child.name().unwrap_or("?"), child.role(), after)
         })
         .collect();
-    // In the order they ended (ties at the end of the grace by name),
-    // the straggler last. `stuck` holds the non-static children's phase
-    // until the grace is over, so `db` is cancelled then with the rest.
+    // In the order they ended, the straggler last. `stuck` holds the
+    // non-static children's phase until the grace is over: `deaf` is
+    // cancelled then, and `db` is only then asked to stop, which it does.
     assert_eq!(
-        summary[..2],
+        summary[..4],
         [
             ("request", ChildRole::Dynamic, Some(ms(400))),
             ("flush", ChildRole::Shield, Some(ms(700))),
-        ]
-    );
-    let mut in_grace = summary[2..4].to_vec();
-    in_grace.sort_by_key(|(name, _, _)| *name);
-    assert_eq!(
-        in_grace,
-        [
-            ("db", ChildRole::Static, Some(secs(2))),
             ("deaf", ChildRole::Dynamic, Some(secs(2))),
+            ("db", ChildRole::Static, Some(ms(2_100))),
         ]
     );
     // A scope the body ran has no end record of its own: it is reported as
@@ -2461,9 +2600,11 @@ async fn dropping_the_run_future_hands_the_shutdown_to_a_task_of_its_own() {
             (0, "start deaf#1"),
             (0, "start job"),
             (2_000, "stop job"),
-            // `deaf` (declared last) is asked first, and holds up the rest.
+            // `deaf` (declared last) is asked first, and cancelled when its
+            // grace is over; then `polite`, which takes its 200ms.
             (3_000, "cancel deaf#1"),
-            (3_000, "cancel polite#1"),
+            (3_000, "stop polite#1"),
+            (3_200, "done polite#1"),
         ])
     );
 }

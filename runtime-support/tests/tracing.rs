@@ -233,3 +233,60 @@ fn generations_count_the_starts_of_a_child_stopped_by_a_siblings_restart() {
     // which does not count as a start of its own.
     assert_eq!(restarts, [("crashy", "2"), ("steady", "2")], "{records:#?}");
 }
+
+#[test]
+fn a_supervisor_whose_shutdown_may_outlast_what_it_is_given_says_so_at_start() {
+    use std::time::Duration;
+    use tethered::{ChildShutdown, ChildSpec, Supervisor};
+
+    let secs = Duration::from_secs;
+    let records = captured(async || {
+        // `outer` gives its static child `inner` 1 + 2 = 3 s to stop; the
+        // supervisor running in it may take 5 + 10 = 15 s.
+        Supervisor::builder()
+            .name("outer")
+            .cancel_timeout(secs(2))
+            .child(
+                ChildSpec::new("inner", move || async move {
+                    Supervisor::builder()
+                        .name("nested")
+                        .grace(secs(5))
+                        .cancel_timeout(secs(10))
+                        .run(async |_| tethered::stop_requested().await)
+                        .await
+                        .map(drop)
+                        .map_err(|error| error.to_string())
+                })
+                .shutdown(ChildShutdown::Timeout(secs(1))),
+            )
+            // A supervisor in the body fits in its 5 + 2 s: no warning.
+            .run(async |_| {
+                Supervisor::builder()
+                    .name("fits")
+                    .grace(secs(1))
+                    .cancel_timeout(secs(1))
+                    .run(async |_| tokio::task::yield_now().await)
+                    .await
+                    .unwrap();
+            })
+            .await
+            .unwrap();
+    });
+    let warnings: Vec<_> = records
+        .iter()
+        .filter(|r| r.target == "tethered::supervisor" && r.level == Level::WARN)
+        .filter(|r| {
+            r.field("message") == Some("a supervisor's shutdown may take longer than it is given")
+        })
+        .collect();
+    assert_eq!(warnings.len(), 1, "{records:#?}");
+    let warning = warnings[0];
+    assert_eq!(warning.field("supervisor"), Some("nested"));
+    assert_eq!(warning.field("needed"), Some("15s"));
+    assert_eq!(warning.field("allowed"), Some("3s"));
+    let giver = warning.field("giver").unwrap();
+    assert!(
+        giver.contains("child `inner` of supervisor `outer`"),
+        "{giver}"
+    );
+}

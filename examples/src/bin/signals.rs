@@ -7,7 +7,9 @@
 //!   cancel timeout and exits with 1;
 //! * `blocked`: a task that blocks the runtime's only thread in a system
 //!   call, so nothing on the runtime runs any more: the signal and the exit
-//!   deadline must still be handled.
+//!   deadline must still be handled;
+//! * `over-budget`: a supervisor whose shutdown may take longer than
+//!   `main` gives it, which says so at start.
 
 use std::io::Write;
 use std::time::Duration;
@@ -34,6 +36,18 @@ async fn main() {
                 }
                 let _report = Report;
                 std::future::pending::<()>().await
+            });
+        }
+        "over-budget" => {
+            spawn!("jobs", async {
+                let _ = tethered::Supervisor::builder()
+                    .name("jobs")
+                    .grace(Duration::from_secs(5))
+                    .cancel_timeout(Duration::from_secs(10))
+                    .run(async |_| {
+                        tethered::stop_requested().await;
+                    })
+                    .await;
             });
         }
         "blocked" => {

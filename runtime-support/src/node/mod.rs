@@ -546,6 +546,13 @@ impl Node {
         true
     }
 
+    /// Hard-cancels this node alone, not its children: a supervisor's body
+    /// (which runs as the supervisor's node) when the supervisor cancels
+    /// its children itself, one at a time.
+    pub(crate) fn cancel_alone(&self, reason: CancelReason) -> bool {
+        self.cancel_one(&reason, false).is_some()
+    }
+
     /// Cancels this node alone, and returns its children for the walk to
     /// go on with; `None` when it was cancelled (or ended) already.
     fn cancel_one(&self, reason: &CancelReason, inherited: bool) -> Option<Vec<Arc<Node>>> {

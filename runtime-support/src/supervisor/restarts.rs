@@ -15,6 +15,7 @@ use super::child::{ChildExit, ChildHandle, Role, spawn_supervised};
 use super::error::SupervisorErrorKind;
 use super::spec::{ChildSpec, Restart, Strategy};
 use super::stats::Counters;
+use crate::budget::{self, Allowance, Allowed};
 use crate::deadline;
 use crate::error::TaskFailure;
 use crate::node::{Node, NodeKind};
@@ -82,6 +83,9 @@ enum Run {
 
 struct Managed<'a> {
     spec: ChildSpec<'a>,
+    /// What the current start gets to shut down in, on record for a
+    /// supervisor nested in it (see [`budget`]).
+    allowed: Option<Allowed>,
     /// Which start this is; exits of earlier starts are stale.
     generation: u64,
     run: Run,
@@ -96,6 +100,7 @@ impl<'a> Managed<'a> {
     fn new(spec: ChildSpec<'a>) -> Self {
         Managed {
             spec,
+            allowed: None,
             generation: 0,
             run: Run::Ended,
             consecutive: 0,
@@ -126,7 +131,10 @@ impl<'a> Manager<'a> {
         specs: Vec<ChildSpec<'a>>,
         events: mpsc::UnboundedReceiver<Event>,
     ) -> Self {
-        let children = specs.into_iter().map(Managed::new).collect();
+        let children: Vec<Managed<'a>> = specs.into_iter().map(Managed::new).collect();
+        for child in &children {
+            shared.add_static(child.spec.shutdown);
+        }
         Manager {
             shared,
             strategy,
@@ -163,6 +171,8 @@ impl<'a> Manager<'a> {
                         }
                     }
                     Some(Event::Adopt(spec)) => {
+                        self.shared.add_static(spec.shutdown);
+                        self.shared.check_budget();
                         self.children.push(Managed::new(spec));
                         self.start(self.children.len() - 1, false);
                     }
@@ -192,10 +202,28 @@ impl<'a> Manager<'a> {
             child.spec.location,
             future,
         );
+        let shutdown = self.shared.state().statics[index].shutdown;
         let node = match spawned {
             Ok(handle) => {
                 let node = handle.node().clone();
                 child.run = Run::Running(handle);
+                let cancel_timeout = self.shared.cancel_timeout;
+                child.allowed = Some(budget::allow(
+                    &node,
+                    Allowance {
+                        budget: shutdown
+                            .budget()
+                            .map(|budget| budget.saturating_add(cancel_timeout)),
+                        giver: format!(
+                            "child `{}` of supervisor `{}` (shutdown {} + cancel timeout {:?})",
+                            child.spec.name,
+                            self.shared.node.name().unwrap_or("supervisor"),
+                            budget::show(shutdown.budget()),
+                            cancel_timeout,
+                        ),
+                        from_main: false,
+                    },
+                ));
                 Some(node)
             }
             // Shutting down: nothing restarts any more.
@@ -214,11 +242,7 @@ impl<'a> Manager<'a> {
                 "restarted supervised child",
             );
         }
-        let mut state = self.shared.state();
-        if state.statics.len() <= index {
-            state.statics.resize(index + 1, None);
-        }
-        state.statics[index] = node;
+        self.shared.state().statics[index].node = node;
     }
 
     /// Restarts every child whose backoff is over, in declaration order.
@@ -242,7 +266,7 @@ impl<'a> Manager<'a> {
             return Ok(());
         }
         child.run = Run::Ended;
-        self.shared.state().statics[index] = None;
+        self.shared.state().statics[index].node = None;
         if let ChildExit::Failed(failure) = &exit {
             if child.failures.len() == KEPT_FAILURES {
                 child.failures.pop_front();
@@ -330,9 +354,10 @@ impl<'a> Manager<'a> {
         Ok(())
     }
 
-    /// Stops a running child for a sibling's restart: asked to stop, given
-    /// the supervisor's grace, cancelled, waited for up to its cancel
-    /// timeout.
+    /// Stops a running child for a sibling's restart, within its own
+    /// shutdown budget (see [`crate::ChildShutdown`]): asked to stop and given its
+    /// budget (or cancelled at once, if brutal), then cancelled and waited
+    /// for up to the cancel timeout.
     async fn terminate(&mut self, index: usize, reason: CancelReason) {
         let child = &mut self.children[index];
         if !matches!(child.run, Run::Running(_)) {
@@ -346,19 +371,40 @@ impl<'a> Manager<'a> {
         // `Running` (and once restarted, it is a later generation). The
         // generation itself moves only when the child starts, so that it
         // counts starts.
-        self.shared.state().statics[index] = None;
-        let (grace, cancel_timeout) = (self.shared.grace, self.shared.cancel_timeout);
+        let shutdown = {
+            let mut state = self.shared.state();
+            state.statics[index].node = None;
+            state.statics[index].shutdown
+        };
+        let cancel_timeout = self.shared.cancel_timeout;
         let name = child.spec.name.clone();
-        let waited = grace.saturating_add(cancel_timeout);
-        if tokio::time::timeout(waited, handle.stop_and_wait(reason, grace))
-            .await
-            .is_err()
-        {
+        let stopping = async {
+            match shutdown.budget() {
+                Some(budget) if budget.is_zero() => {
+                    tokio::time::timeout(cancel_timeout, handle.cancel_and_wait(reason))
+                        .await
+                        .map(drop)
+                }
+                Some(budget) => {
+                    let waited = budget.saturating_add(cancel_timeout);
+                    tokio::time::timeout(waited, handle.stop_and_wait(reason, budget))
+                        .await
+                        .map(drop)
+                }
+                None => {
+                    handle.stop(reason);
+                    handle.join().await;
+                    Ok(())
+                }
+            }
+        };
+        if stopping.await.is_err() {
             tracing::warn!(
                 target: "tethered::supervisor",
                 supervisor = self.shared.node.name(),
                 child = &*name,
-                ?waited,
+                ?shutdown,
+                ?cancel_timeout,
                 "supervised child still running after it was told to stop; restarting without it",
             );
         }

@@ -15,6 +15,7 @@ use tokio::time::{Instant, sleep_until};
 
 use super::Shared;
 use super::child::{ChildExit, Role};
+use super::spec::ChildShutdown;
 use super::stats::SupervisorStats;
 use crate::deadline;
 use crate::error::TaskFailure;
@@ -23,25 +24,41 @@ use crate::node::{FinishOnDrop, Node, NodeKind};
 use crate::reason::CancelReason;
 use crate::tree::EntryState;
 
-/// The shutdown task: stop, wait `grace`, cancel, wait `cancel_timeout`,
-/// report; then stay until the stragglers are gone, so that the supervisor
-/// leaves the tree, and its parent's registry, only after its last child.
+/// The shutdown task: the body, the dynamic children and the shields are
+/// asked to stop and given the grace, then cancelled (shields are only ever
+/// asked); then the static children, last declared first, each within its
+/// own budget; then the report. Cancelled children are waited for out of
+/// one `cancel_timeout`, shared by the whole shutdown. The task then stays
+/// until the stragglers are gone, so that the supervisor leaves the tree,
+/// and its parent's registry, only after its last child.
 pub(crate) async fn run(shared: Arc<Shared>, reason: CancelReason) {
     let node = shared.node.clone();
     // Finishes the node even if the runtime drops this task at shutdown.
     let finish = FinishOnDrop(node.clone());
     let began = Instant::now();
     let snapshot = node.children();
-    let statics: Vec<NodeArc<Node>> = shared.state().statics.iter().flatten().cloned().collect();
-    let is_static = |child: &Node| statics.iter().any(|s| s.id() == child.id());
+    let statics: Vec<(NodeArc<Node>, ChildShutdown)> = shared
+        .state()
+        .statics
+        .iter()
+        .filter_map(|child| Some((child.node.clone()?, child.shutdown)))
+        .collect();
+    let is_static = |child: &Node| statics.iter().any(|(s, _)| s.id() == child.id());
+    // Shields are never cancelled: the static children are not kept
+    // waiting for them. (The supervisor takes no new children now.)
+    let shields: Vec<NodeArc<Node>> = snapshot
+        .iter()
+        .filter(|child| child.kind() == NodeKind::Shield)
+        .cloned()
+        .collect();
     // The body and the children that await this shutdown's report are not
     // waited for: they are waiting for us.
     let waits_for_us = |id: usize| shared.state().awaiting.contains(&id);
     let body_settled = || shared.state().body_done || waits_for_us(node.id());
+    let mut cancel_wait = CancelWait::new(shared.cancel_timeout);
 
-    // 1. Stop: the body, the dynamic children and the shields first (they
-    // use the static children), then the static children, last declared
-    // first, each waited for in turn, all within the grace period.
+    // 1. Stop the body, the dynamic children and the shields first (they
+    // use the static children), and give them the grace.
     let grace_over = deadline::after(began, shared.grace);
     node.stop(reason.clone());
     for child in snapshot.iter().filter(|child| !is_static(child)) {
@@ -49,33 +66,34 @@ pub(crate) async fn run(shared: Arc<Shared>, reason: CancelReason) {
     }
     // Counted rather than listed: this is checked every time a child ends,
     // and there may be many.
-    let exempt = || {
+    let exempt = |shields_too: bool| {
         let state = shared.state();
-        let statics_alive = statics.iter().filter(|child| !child.is_done()).count();
+        let alive = |child: &&NodeArc<Node>| !child.is_done();
+        let statics_alive = statics.iter().map(|(child, _)| child).filter(alive).count();
+        let shields_alive = if shields_too {
+            shields.iter().filter(alive).count()
+        } else {
+            0
+        };
         let others_awaiting = state
             .awaiting
             .iter()
-            .filter(|&&id| id != node.id() && !statics.iter().any(|s| s.id() == id))
+            .filter(|&&id| id != node.id() && !statics.iter().any(|(s, _)| s.id() == id))
             .count();
-        statics_alive + others_awaiting
+        statics_alive + shields_alive + others_awaiting
     };
     wait_until(&node, grace_over, || {
-        body_settled() && node.child_count() <= exempt()
+        body_settled() && node.child_count() <= exempt(false)
     })
     .await;
-    for child in statics.iter().rev() {
-        child.stop(reason.clone());
-        wait_until(&node, grace_over, || {
-            child.is_done() || waits_for_us(child.id())
-        })
-        .await;
-    }
 
-    // 2. Cancel whatever is left, with the shutdown's own reason (shields
-    // are only asked to stop); the body too, unless it awaits the report.
-    let everything_ended = || body_settled() && node.child_count() == 0;
-    if !everything_ended() {
+    // 2. Cancel those still running (the body too, unless it awaits the
+    // report), and wait for them before stopping what they may use.
+    if !(body_settled() && node.child_count() <= exempt(false)) {
         for child in node.children() {
+            if is_static(&child) || waits_for_us(child.id()) {
+                continue;
+            }
             match child.kind() {
                 NodeKind::Task | NodeKind::Scope => child.cancel(reason.clone(), true),
                 NodeKind::Shield | NodeKind::Cleanup | NodeKind::Supervisor => {
@@ -84,17 +102,48 @@ pub(crate) async fn run(shared: Arc<Shared>, reason: CancelReason) {
             };
         }
         if !body_settled() {
-            node.cancel(reason.clone(), false);
+            // The body alone: the static children are next, one at a time.
+            node.cancel_alone(reason.clone());
         }
-        wait_until(
-            &node,
-            deadline::after(Instant::now(), shared.cancel_timeout),
-            everything_ended,
-        )
-        .await;
+        cancel_wait
+            .wait(&node, || {
+                body_settled() && node.child_count() <= exempt(true)
+            })
+            .await;
     }
 
-    // 3. Report.
+    // 3. The static children, last declared first, each within its own
+    // budget (OTP's `shutdown`): one that ignores the stop uses up its own
+    // time, not its siblings'.
+    for (child, shutdown) in statics.iter().rev() {
+        let done = || child.is_done() || waits_for_us(child.id());
+        if done() {
+            continue;
+        }
+        match shutdown.budget() {
+            Some(budget) if budget.is_zero() => {}
+            Some(budget) => {
+                child.stop(reason.clone());
+                wait_until(&node, deadline::after(Instant::now(), budget), done).await;
+            }
+            None => {
+                child.stop(reason.clone());
+                wait_until(&node, deadline::never(Instant::now()), done).await;
+            }
+        }
+        if !done() {
+            child.cancel(reason.clone(), true);
+            cancel_wait.wait(&node, done).await;
+        }
+    }
+
+    // 4. What is left (shields, children still finishing their
+    // cancellation) gets the rest of the cancel timeout.
+    cancel_wait
+        .wait(&node, || body_settled() && node.child_count() == 0)
+        .await;
+
+    // 5. Report.
     let report = ShutdownReport::new(&shared, reason, began, &snapshot, &is_static);
     let stragglers = report.stragglers().count();
     if stragglers == 0 {
@@ -116,6 +165,27 @@ pub(crate) async fn run(shared: Arc<Shared>, reason: CancelReason) {
     })
     .await;
     drop(finish);
+}
+
+/// The cancel timeout, spent as the shutdown waits for cancelled children:
+/// one budget for the whole shutdown, however many children it cancels.
+struct CancelWait {
+    left: Duration,
+}
+
+impl CancelWait {
+    fn new(cancel_timeout: Duration) -> Self {
+        CancelWait {
+            left: cancel_timeout,
+        }
+    }
+
+    /// Waits until `done()`, out of what is left of the cancel timeout.
+    async fn wait(&mut self, node: &Node, done: impl FnMut() -> bool) {
+        let started = Instant::now();
+        wait_until(node, deadline::after(started, self.left), done).await;
+        self.left = self.left.saturating_sub(started.elapsed());
+    }
 }
 
 /// Waits until `done()` or `deadline`, re-checking whenever a child of

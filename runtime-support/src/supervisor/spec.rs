@@ -146,6 +146,52 @@ impl Backoff {
     }
 }
 
+/// How long a static child may take to stop when its supervisor shuts down,
+/// or when a sibling's restart stops it (OTP's `shutdown`).
+///
+/// Static children are stopped one at a time, last declared first, each
+/// within its own budget: a child that ignores the stop uses up its own
+/// time, not the time of the children stopped after it. Without a
+/// `shutdown`, a child gets the supervisor's `grace`.
+///
+/// ```
+/// use std::time::Duration;
+/// use tethered::{ChildShutdown, ChildSpec};
+///
+/// # async fn flush_and_exit() {}
+/// # async fn poll_metrics() {}
+/// // Finishing its writes may take 30 s; it gets them.
+/// let writer = ChildSpec::new("writer", flush_and_exit)
+///     .shutdown(ChildShutdown::Timeout(Duration::from_secs(30)));
+/// // Nothing to lose: cancelled at once.
+/// let metrics = ChildSpec::new("metrics", poll_metrics).shutdown(ChildShutdown::Brutal);
+/// # let _ = (writer, metrics);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildShutdown {
+    /// Cancelled at once, without being asked to stop first (OTP's
+    /// `brutal_kill`).
+    Brutal,
+    /// Asked to stop, given this long to end, then cancelled.
+    Timeout(Duration),
+    /// Asked to stop, and waited for as long as it takes: for a child that
+    /// is itself a supervisor, whose own shutdown is bounded. The
+    /// supervisor's shutdown is then only as bounded as the child.
+    Infinity,
+}
+
+impl ChildShutdown {
+    /// How long the child may keep running once asked to stop, before it
+    /// is cancelled; `None` for as long as it takes.
+    pub fn budget(self) -> Option<Duration> {
+        match self {
+            ChildShutdown::Brutal => Some(Duration::ZERO),
+            ChildShutdown::Timeout(limit) => Some(limit),
+            ChildShutdown::Infinity => None,
+        }
+    }
+}
+
 /// A child's future, its output type erased.
 pub(crate) type ChildFuture = Pin<Box<dyn Future<Output = ErasedOutput> + Send>>;
 
@@ -183,6 +229,8 @@ pub struct ChildSpec<'a> {
     pub(crate) location: &'static Location<'static>,
     pub(crate) restart: Restart,
     pub(crate) backoff: Backoff,
+    /// `None`: the supervisor's grace.
+    pub(crate) shutdown: Option<ChildShutdown>,
     pub(crate) factory: Box<dyn FnMut() -> ChildFuture + Send + 'a>,
 }
 
@@ -202,6 +250,7 @@ impl<'a> ChildSpec<'a> {
             location: Location::caller(),
             restart: Restart::default(),
             backoff: Backoff::default(),
+            shutdown: None,
             factory: Box::new(move || {
                 let future = factory();
                 Box::pin(async move { ErasedOutput(future.await.into_cleanup_result()) })
@@ -221,6 +270,12 @@ impl<'a> ChildSpec<'a> {
         self
     }
 
+    /// How long it may take to stop (default: the supervisor's grace).
+    pub fn shutdown(mut self, shutdown: ChildShutdown) -> Self {
+        self.shutdown = Some(shutdown);
+        self
+    }
+
     /// The child's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -234,6 +289,7 @@ impl fmt::Debug for ChildSpec<'_> {
             .field("location", &format_args!("{}", self.location))
             .field("restart", &self.restart)
             .field("backoff", &self.backoff)
+            .field("shutdown", &self.shutdown)
             .finish_non_exhaustive()
     }
 }
