@@ -21,9 +21,14 @@ use crate::node::sync::Arc;
 use crate::node::{FinishOnDrop, Guarded, Node, NodeKind, Settled, children_done};
 use crate::scope::Scope;
 
-/// What a cleanup future (or a supervised child's) may return: `()`, or
-/// `Result<(), E>` whose `Err` is reported as a failure; a schedule's
+/// What a cleanup future may return: `()`, or `Result<(), E>` whose `Err` is
+/// reported as a failure of the scope; a schedule's
 /// `Result<PeriodicStats, PeriodicError>` too.
+#[diagnostic::on_unimplemented(
+    message = "a cleanup returns `()` or `Result<(), E>`, not `{Self}`",
+    label = "this cleanup returns `{Self}`",
+    note = "`Err` (with `E: Display + Debug + Send + Sync + 'static`) is reported as a failure of the scope; a value has nowhere to go once the scope has ended"
+)]
 pub trait CleanupOutput: Send + 'static {
     /// `Err` when the cleanup failed.
     fn into_cleanup_result(self) -> Result<(), TaskError>;

@@ -15,6 +15,11 @@ use crate::scope::{Ended, Scope, ScopeBuilder, ScopeHandle};
 
 /// What `main` may return: `()`, `ExitCode`, or `Result<(), E>` with
 /// `E: Debug` (printed as `Error: …` on stderr, as std's `main` does).
+#[diagnostic::on_unimplemented(
+    message = "`#[tethered::main]` returns `()`, `ExitCode` or `Result<(), E>` with `E: Debug`, not `{Self}`",
+    label = "`main` returns `{Self}`",
+    note = "the process's exit code comes from what `main` returns: 0 for `()` or `Ok(())`, the code for an `ExitCode`, 1 (with `Error: …` on stderr) for `Err`"
+)]
 pub trait MainOutput {
     /// The process's exit code.
     fn into_exit_code(self) -> ExitCode;
@@ -191,6 +196,11 @@ impl Watchdog {
 
 /// What a `#[tethered::test]` may return: `()` or a `Result` (an `Err`
 /// cancels the tasks still running, then fails the test as usual).
+#[diagnostic::on_unimplemented(
+    message = "`#[tethered::test]` returns `()` or `Result<T, E>` with `E: Debug`, not `{Self}`",
+    label = "the test returns `{Self}`",
+    note = "an `Err` fails the test, as in `#[test]`"
+)]
 pub trait TestOutput {
     /// What went wrong, when the body failed.
     fn failure(&self) -> Option<String>;

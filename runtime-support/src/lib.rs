@@ -387,7 +387,7 @@ pub use outcome::Outcome;
 #[doc(inline)]
 pub use periodic::{
     MIN_PERIOD, Missed, OnError, OnStop, Overlap, Periodic, PeriodicError, PeriodicRun,
-    PeriodicStats, PeriodicStatsHandle, PeriodicTask, RunFailure,
+    PeriodicStats, PeriodicStatsHandle, PeriodicTask, RunFailure, RunOutput,
 };
 #[doc(inline)]
 pub use reason::{CancelKind, CancelReason, IntoCancelReason};
@@ -395,9 +395,9 @@ pub use reason::{CancelKind, CancelReason, IntoCancelReason};
 pub use scope::{DEFAULT_CLEANUP_TIMEOUT, OnExit, Scope, ScopeBuilder, ScopeHandle};
 #[doc(inline)]
 pub use supervisor::{
-    Backoff, ChildEnd, ChildExit, ChildHandle, ChildReport, ChildRole, ChildShutdown, ChildSpec,
-    DEFAULT_CANCEL_TIMEOUT, DEFAULT_GRACE, DEFAULT_INTENSITY, DEFAULT_INTENSITY_WINDOW, Restart,
-    ShutdownFuture, ShutdownReport, Strategy, Supervised, Supervisor, SupervisorBuilder,
+    Backoff, ChildEnd, ChildExit, ChildHandle, ChildOutput, ChildReport, ChildRole, ChildShutdown,
+    ChildSpec, DEFAULT_CANCEL_TIMEOUT, DEFAULT_GRACE, DEFAULT_INTENSITY, DEFAULT_INTENSITY_WINDOW,
+    Restart, ShutdownFuture, ShutdownReport, Strategy, Supervised, Supervisor, SupervisorBuilder,
     SupervisorError, SupervisorErrorKind, SupervisorStats,
 };
 #[doc(inline)]

@@ -249,6 +249,37 @@ impl fmt::Display for PeriodicError {
 
 impl std::error::Error for PeriodicError {}
 
+/// What a periodic run may return: `()`, or `Result<(), E>`, whose `Err` is
+/// a failed run (counted, logged, and answered by [`OnError`]).
+///
+/// Implemented by tethered for those types; not meant to be implemented
+/// elsewhere.
+#[diagnostic::on_unimplemented(
+    message = "a periodic run returns `()` or `Result<(), E>`, not `{Self}`",
+    label = "each run returns `{Self}`",
+    note = "`Err` (with `E: Display + Debug + Send + Sync + 'static`) is a failed run, which `on_error` answers; to hand a value on, send it over a channel"
+)]
+pub trait RunOutput: Send + 'static {
+    /// `Err` when the run failed.
+    #[doc(hidden)]
+    fn into_run_result(self) -> Result<(), TaskError>;
+}
+
+impl RunOutput for () {
+    fn into_run_result(self) -> Result<(), TaskError> {
+        Ok(())
+    }
+}
+
+impl<E> RunOutput for Result<(), E>
+where
+    E: fmt::Display + fmt::Debug + Send + Sync + 'static,
+{
+    fn into_run_result(self) -> Result<(), TaskError> {
+        CleanupOutput::into_cleanup_result(self)
+    }
+}
+
 /// A schedule's result as a supervised child's or a cleanup's: a schedule
 /// that ended because it was stopped ended cleanly (its stats are dropped),
 /// and one whose run failed with [`OnError::Stop`] failed.
@@ -431,7 +462,7 @@ impl Periodic {
     where
         F: FnMut() -> Fut,
         Fut: Future + Send + 'static,
-        Fut::Output: CleanupOutput,
+        Fut::Output: RunOutput,
     {
         let location = Location::caller();
         let name = self.name.clone().unwrap_or(Cow::Borrowed("periodic"));
@@ -616,7 +647,7 @@ impl<'s> Ticker<'s> {
     where
         F: FnMut() -> Fut,
         Fut: Future + Send + 'static,
-        Fut::Output: CleanupOutput,
+        Fut::Output: RunOutput,
     {
         let jitter = self.config.jitter.map(|(max, seed)| Jitter::new(max, seed));
         let mut schedule = Schedule::new(
@@ -706,7 +737,7 @@ impl<'s> Ticker<'s> {
     where
         F: FnMut() -> Fut,
         Fut: Future + Send + 'static,
-        Fut::Output: CleanupOutput,
+        Fut::Output: RunOutput,
     {
         let running = self.runs.running();
         match self.config.overlap {
@@ -758,7 +789,7 @@ impl<'s> Ticker<'s> {
     where
         F: FnMut() -> Fut,
         Fut: Future + Send + 'static,
-        Fut::Output: CleanupOutput,
+        Fut::Output: RunOutput,
     {
         let run = CatchUnwind::new(body());
         // Counted before the task exists, so that its end cannot come first.
@@ -775,7 +806,7 @@ impl<'s> Ticker<'s> {
             Some(self.runs.name.clone()),
             RUN_TICK.scope(tick, async move {
                 let end = match run.await {
-                    Ok(output) => output.into_cleanup_result().map_err(RunFailure::Error),
+                    Ok(output) => output.into_run_result().map_err(RunFailure::Error),
                     Err(payload) => Err(RunFailure::Panic(payload)),
                 };
                 finish.finished(end);

@@ -12,6 +12,7 @@ pub use tokio;
 use crate::error::TaskError;
 use crate::node::NodeKind;
 use crate::scope::{Scope, ScopeBuilder};
+use crate::supervisor::ChildOutput;
 use crate::task::TaskHandle;
 
 pub use crate::entry::{MainOutput, TestOutput, main, test};
@@ -99,59 +100,85 @@ impl<F> fmt::Debug for Spawn<'_, F> {
     }
 }
 
+// Which impl applies is decided by the shape of the future's output alone
+// (a `Result`, and whether its error shows); what spawning needs (`Send`,
+// `'static`) is asked of the chosen method. A future that is not `Send` is
+// then reported by the compiler as such ("future cannot be sent between
+// threads safely", with the value held across an `.await`), instead of as
+// three impls that do not apply.
+
 /// `spawn!` of a future whose output is a `Result`: `Err` fails the scope.
-pub trait SpawnFallible<'s, T, E> {
+pub trait SpawnFallible<'s, F, T, E> {
     /// Starts the task.
-    fn spawn_task(&self) -> TaskHandle<'s, T, E>;
+    fn spawn_task(&self) -> TaskHandle<'s, T, E>
+    where
+        F: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: Send + Sync + 'static;
 }
 
 /// `spawn!` of a future whose output is a `Result` whose error has only
 /// `Debug`: `Err` fails the scope, shown through `Debug`.
-pub trait SpawnFallibleDebug<'s, T, E> {
+pub trait SpawnFallibleDebug<'s, F, T, E> {
     /// Starts the task.
-    fn spawn_task(&self) -> TaskHandle<'s, T, E>;
+    fn spawn_task(&self) -> TaskHandle<'s, T, E>
+    where
+        F: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: Send + Sync + 'static;
 }
 
 /// `spawn!` of any other future: it fails only by panicking.
-pub trait SpawnAny<'s, T> {
+pub trait SpawnAny<'s, F: Future> {
     /// Starts the task.
-    fn spawn_task(&self) -> TaskHandle<'s, T>;
+    fn spawn_task(&self) -> TaskHandle<'s, F::Output>
+    where
+        F: Send + 'static,
+        F::Output: Send + 'static;
 }
 
 // Method probing on `&&Spawn` tries `Self = &Spawn`, then `Self = &&Spawn`,
 // then `Self = Spawn`: the impls below are in that order of preference.
 
-impl<'s, F, T, E> SpawnFallible<'s, T, E> for &Spawn<'s, F>
+impl<'s, F, T, E> SpawnFallible<'s, F, T, E> for &Spawn<'s, F>
 where
-    F: Future<Output = Result<T, E>> + Send + 'static,
-    T: Send + 'static,
-    E: fmt::Display + fmt::Debug + Send + Sync + 'static,
+    F: Future<Output = Result<T, E>>,
+    E: fmt::Display + fmt::Debug,
 {
     #[track_caller]
-    fn spawn_task(&self) -> TaskHandle<'s, T, E> {
+    fn spawn_task(&self) -> TaskHandle<'s, T, E>
+    where
+        F: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: Send + Sync + 'static,
+    {
         self.spawn_fallible(TaskError::new::<E>)
     }
 }
 
-impl<'s, F, T, E> SpawnFallibleDebug<'s, T, E> for &&Spawn<'s, F>
+impl<'s, F, T, E> SpawnFallibleDebug<'s, F, T, E> for &&Spawn<'s, F>
 where
-    F: Future<Output = Result<T, E>> + Send + 'static,
-    T: Send + 'static,
-    E: fmt::Debug + Send + Sync + 'static,
+    F: Future<Output = Result<T, E>>,
+    E: fmt::Debug,
 {
     #[track_caller]
-    fn spawn_task(&self) -> TaskHandle<'s, T, E> {
+    fn spawn_task(&self) -> TaskHandle<'s, T, E>
+    where
+        F: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: Send + Sync + 'static,
+    {
         self.spawn_fallible(TaskError::from_debug::<E>)
     }
 }
 
-impl<'s, F> SpawnAny<'s, F::Output> for Spawn<'s, F>
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
+impl<'s, F: Future> SpawnAny<'s, F> for Spawn<'s, F> {
     #[track_caller]
-    fn spawn_task(&self) -> TaskHandle<'s, F::Output> {
+    fn spawn_task(&self) -> TaskHandle<'s, F::Output>
+    where
+        F: Send + 'static,
+        F::Output: Send + 'static,
+    {
         match self.parts() {
             Some((fut, name)) => self.scope.spawn_task(self.kind.node_kind(), name, fut),
             None => already_spawned(),
@@ -281,45 +308,7 @@ where
     F::Output: ChildOutput,
 {
     fn into_child(self) -> ChildFuture {
-        Box::pin(async move { ChildResult(self.await.into_cleanup_result()) })
-    }
-}
-
-/// What a `supervise!` child's future returns.
-#[diagnostic::on_unimplemented(
-    message = "a supervised child's future returns `()`, `Result<(), E>` or a schedule's result, not `{Self}`",
-    label = "this child's future returns `{Self}`",
-    note = "`Err` (with `E: Display + Debug + Send + Sync + 'static`) or a panic is a failure of the child, which its restart policy answers"
-)]
-pub trait ChildOutput {
-    /// `Err` when the child failed.
-    fn into_cleanup_result(self) -> Result<(), TaskError>;
-}
-
-// The types of `CleanupOutput`, each named here, so that a mistake is
-// reported with the message above.
-impl ChildOutput for () {
-    fn into_cleanup_result(self) -> Result<(), TaskError> {
-        Ok(())
-    }
-}
-
-impl<E> ChildOutput for Result<(), E>
-where
-    E: fmt::Display + fmt::Debug + Send + Sync + 'static,
-{
-    fn into_cleanup_result(self) -> Result<(), TaskError> {
-        crate::CleanupOutput::into_cleanup_result(self)
-    }
-}
-
-/// A schedule (a `#[periodic]` fn's future, a [`PeriodicTask`]) as a
-/// child: stopped, it ended cleanly; its run failed, so did the child.
-///
-/// [`PeriodicTask`]: crate::PeriodicTask
-impl ChildOutput for Result<crate::PeriodicStats, crate::PeriodicError> {
-    fn into_cleanup_result(self) -> Result<(), TaskError> {
-        crate::CleanupOutput::into_cleanup_result(self)
+        Box::pin(async move { ChildResult(self.await.into_child_result()) })
     }
 }
 
@@ -332,8 +321,8 @@ pub type ChildFuture = std::pin::Pin<Box<dyn Future<Output = ChildResult> + Send
 #[derive(Debug)]
 pub struct ChildResult(Result<(), TaskError>);
 
-impl crate::CleanupOutput for ChildResult {
-    fn into_cleanup_result(self) -> Result<(), TaskError> {
+impl ChildOutput for ChildResult {
+    fn into_child_result(self) -> Result<(), TaskError> {
         self.0
     }
 }

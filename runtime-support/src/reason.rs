@@ -371,6 +371,11 @@ impl Drop for ReasonInner {
 /// let reason = "no longer needed".into_cancel_reason(std::panic::Location::caller());
 /// assert_eq!(reason.kind(), CancelKind::Explicit);
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a cancel reason",
+    label = "expected a message, a `CancelKind` or a `CancelReason`",
+    note = "pass a message (`\"shutting down\"`, or a `String`), a kind (`CancelKind::Shutdown`), or a `CancelReason::new(kind).with_message(…)`"
+)]
 pub trait IntoCancelReason {
     /// Builds the reason; `location` is the caller of the cancelling method.
     fn into_cancel_reason(self, location: &'static Location<'static>) -> CancelReason;

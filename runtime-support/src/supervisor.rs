@@ -48,14 +48,13 @@ use std::time::Duration;
 
 use tokio::sync::{SetOnce, mpsc};
 
-pub use child::{ChildExit, ChildHandle};
+pub use child::{ChildExit, ChildHandle, ChildOutput};
 pub use error::{Supervised, SupervisorError, SupervisorErrorKind};
 pub use shutdown::{ChildEnd, ChildReport, ChildRole, ShutdownReport};
 pub use spec::{Backoff, ChildShutdown, ChildSpec, Restart, Strategy};
 pub use stats::SupervisorStats;
 
 use crate::budget::{self, Allowance};
-use crate::cleanup::CleanupOutput;
 use crate::error::SpawnError;
 use crate::node::sync::Arc as NodeArc;
 use crate::node::{Guarded, Node, NodeKind, Settled};
@@ -436,7 +435,7 @@ impl Supervisor {
     ) -> Result<ChildHandle, SpawnError>
     where
         F: Future + Send + 'static,
-        F::Output: CleanupOutput,
+        F::Output: ChildOutput,
     {
         spawn_supervised(
             &self.shared,
@@ -476,7 +475,7 @@ impl Supervisor {
     ) -> Result<ChildHandle, SpawnError>
     where
         F: Future + Send + 'static,
-        F::Output: CleanupOutput,
+        F::Output: ChildOutput,
     {
         spawn_supervised(
             &self.shared,

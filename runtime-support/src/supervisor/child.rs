@@ -14,13 +14,54 @@ use pin_project_lite::pin_project;
 use super::Shared;
 use super::stats::Counters;
 use crate::cleanup::CleanupOutput;
-use crate::error::{FailureKind, SpawnError, TaskFailure};
+use crate::error::{FailureKind, SpawnError, TaskError, TaskFailure};
 use crate::node::NodeKind;
 use crate::outcome::Outcome;
 use crate::reason::{CancelKind, CancelReason, IntoCancelReason};
 use crate::scope::infallible;
 use crate::task::{TaskHandle, spawn_child};
 use crate::unwind::CatchUnwind;
+
+/// What a supervised child's future may return: `()`, `Result<(), E>` (an
+/// `Err` is a failure, which the child's restart policy answers), or a
+/// schedule's result (a [`PeriodicTask`](crate::PeriodicTask) stopped is a
+/// clean end; one whose run failed with `OnError::Stop` failed).
+///
+/// Implemented by tethered for those types; not meant to be implemented
+/// elsewhere.
+#[diagnostic::on_unimplemented(
+    message = "a supervised child's future returns `()`, `Result<(), E>` or a schedule's result, not `{Self}`",
+    label = "this child's future returns `{Self}`",
+    note = "`Err` (with `E: Display + Debug + Send + Sync + 'static`) or a panic is a failure of the child, counted, logged and answered by its restart policy; to hand a value on, send it over a channel"
+)]
+pub trait ChildOutput: Send + 'static {
+    /// `Err` when the child failed.
+    #[doc(hidden)]
+    fn into_child_result(self) -> Result<(), TaskError>;
+}
+
+// Each type named, rather than a blanket impl over `CleanupOutput`: a
+// mistake is then reported with the message above, not a cleanup's.
+impl ChildOutput for () {
+    fn into_child_result(self) -> Result<(), TaskError> {
+        Ok(())
+    }
+}
+
+impl<E> ChildOutput for Result<(), E>
+where
+    E: fmt::Display + fmt::Debug + Send + Sync + 'static,
+{
+    fn into_child_result(self) -> Result<(), TaskError> {
+        CleanupOutput::into_cleanup_result(self)
+    }
+}
+
+impl ChildOutput for Result<crate::PeriodicStats, crate::PeriodicError> {
+    fn into_child_result(self) -> Result<(), TaskError> {
+        CleanupOutput::into_cleanup_result(self)
+    }
+}
 
 /// How a supervised child ended.
 #[derive(Debug, Clone)]
@@ -171,7 +212,7 @@ pub(crate) fn spawn_supervised<F>(
 ) -> Result<ChildHandle, SpawnError>
 where
     F: Future + Send + 'static,
-    F::Output: CleanupOutput,
+    F::Output: ChildOutput,
 {
     // Counted before the task exists, so that its end cannot come first.
     Counters::add(&shared.counters.starts.started);
@@ -215,14 +256,14 @@ pin_project! {
 impl<F> Future for Supervised<F>
 where
     F: Future,
-    F::Output: CleanupOutput,
+    F::Output: ChildOutput,
 {
     type Output = ChildExit;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<ChildExit> {
         let this = self.project();
         let failure = match ready!(this.future.poll(cx)) {
-            Ok(output) => output.into_cleanup_result().err().map(FailureKind::Error),
+            Ok(output) => output.into_child_result().err().map(FailureKind::Error),
             Err(payload) => Some(FailureKind::Panic(payload)),
         };
         Poll::Ready(this.end.ended(failure))

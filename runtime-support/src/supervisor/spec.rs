@@ -8,7 +8,7 @@ use std::panic::Location;
 use std::pin::Pin;
 use std::time::Duration;
 
-use crate::cleanup::CleanupOutput;
+use super::child::ChildOutput;
 use crate::error::TaskError;
 use crate::random;
 
@@ -198,8 +198,8 @@ pub(crate) type ChildFuture = Pin<Box<dyn Future<Output = ErasedOutput> + Send>>
 /// The output of a [`ChildFuture`]: already a result, passed through as is.
 pub(crate) struct ErasedOutput(pub(crate) Result<(), TaskError>);
 
-impl CleanupOutput for ErasedOutput {
-    fn into_cleanup_result(self) -> Result<(), TaskError> {
+impl ChildOutput for ErasedOutput {
+    fn into_child_result(self) -> Result<(), TaskError> {
         self.0
     }
 }
@@ -243,7 +243,7 @@ impl<'a> ChildSpec<'a> {
     where
         F: FnMut() -> Fut + Send + 'a,
         Fut: Future + Send + 'static,
-        Fut::Output: CleanupOutput,
+        Fut::Output: ChildOutput,
     {
         ChildSpec {
             name: name.into(),
@@ -253,7 +253,7 @@ impl<'a> ChildSpec<'a> {
             shutdown: None,
             factory: Box::new(move || {
                 let future = factory();
-                Box::pin(async move { ErasedOutput(future.await.into_cleanup_result()) })
+                Box::pin(async move { ErasedOutput(future.await.into_child_result()) })
             }),
         }
     }
