@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use crate::deadline;
 use crate::error::{FailureKind, TaskError, TaskFailure};
+use crate::never::Never;
 use crate::node::sync::Arc;
 use crate::node::{FinishOnDrop, Guarded, Node, NodeKind, Settled, children_done};
 use crate::scope::Scope;
@@ -37,6 +38,14 @@ pub trait CleanupOutput: Send + 'static {
 impl CleanupOutput for () {
     fn into_cleanup_result(self) -> Result<(), TaskError> {
         Ok(())
+    }
+}
+
+/// A cleanup that never returns (`async { loop { … } }`): it ends when its
+/// cleanup timeout is up.
+impl CleanupOutput for Never {
+    fn into_cleanup_result(self) -> Result<(), TaskError> {
+        self
     }
 }
 

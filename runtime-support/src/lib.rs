@@ -53,6 +53,7 @@ mod current;
 mod deadline;
 mod entry;
 mod error;
+mod never;
 mod node;
 mod outcome;
 mod periodic;

@@ -31,6 +31,7 @@ use tokio::time::{Instant, sleep_until};
 use crate::cleanup::CleanupOutput;
 use crate::deadline;
 use crate::error::{PanicPayload, ScopeError, TaskError};
+use crate::never::Never;
 use crate::node::NodeKind;
 use crate::reason::{CancelKind, CancelReason};
 use crate::scope::{Scope, ScopeBuilder};
@@ -268,6 +269,14 @@ pub trait RunOutput: Send + 'static {
 impl RunOutput for () {
     fn into_run_result(self) -> Result<(), TaskError> {
         Ok(())
+    }
+}
+
+/// A run that never returns: it ends when it is cancelled (by the next
+/// tick with `Overlap::Cancel`, its timeout, or the schedule's end).
+impl RunOutput for Never {
+    fn into_run_result(self) -> Result<(), TaskError> {
+        self
     }
 }
 

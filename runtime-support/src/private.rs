@@ -16,6 +16,7 @@ use crate::supervisor::ChildOutput;
 use crate::task::TaskHandle;
 
 pub use crate::entry::{MainOutput, TestOutput, main, test};
+pub use crate::never::{HasOutput, Never};
 pub use crate::scoped_fn::{
     FromScopeError, ResultDebug, ResultDisplay, ResultKind, ResultOpaque, ResultRun, ScopeFailure,
     Scoped, Unit, UnitKind, Value, ValueKind,

@@ -578,3 +578,26 @@ async fn a_period_under_a_millisecond_ticks_once_a_millisecond() {
     assert_eq!(shorter, one_ms);
     assert!((20..=21).contains(&shorter.ticks), "{shorter:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_run_that_never_returns_is_accepted_and_replaced_by_the_next_tick() {
+    let periodic = Periodic::every(PERIOD).overlap(Overlap::Cancel);
+    let stats = periodic.stats();
+    Scope::run(async |scope| {
+        let schedule = scope.spawn(periodic.run(|| async {
+            loop {
+                sleep(PERIOD / 4).await;
+            }
+        }));
+        sleep(Duration::from_millis(2_500)).await;
+        // A stop would wait for the run in progress, which never ends.
+        assert!(schedule.cancel_and_wait("enough").await.is_cancelled());
+    })
+    .await
+    .unwrap();
+    let stats = stats.get();
+    assert_eq!(
+        (stats.ticks, stats.cancelled_by_overlap, stats.cancelled),
+        (3, 2, 1)
+    );
+}

@@ -812,3 +812,22 @@ async fn a_scope_dropped_by_a_cleanup_itself_is_still_joined_by_the_scope() {
     );
     assert_eq!(log.at("scope returned"), secs(5));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_cleanup_that_never_returns_is_accepted_and_ends_at_its_timeout() {
+    let error = Scope::builder()
+        .cleanup_timeout(secs(2))
+        .run(async |scope| {
+            scope.defer(async {
+                loop {
+                    sleep(secs(1)).await;
+                }
+            });
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        error.failures()[0].kind(),
+        FailureKind::CleanupTimedOut(limit) if *limit == secs(2)
+    ));
+}

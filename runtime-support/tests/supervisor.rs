@@ -2830,3 +2830,85 @@ fn a_supervisor_polled_outside_a_tokio_runtime_says_so() {
     assert!(message.contains("supervisor `bare`"), "{message}");
     assert!(message.contains("inside a tokio runtime"), "{message}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn children_awaiting_the_report_are_cancelled_not_waited_for() {
+    // A dynamic child and a static one each await the report: neither is
+    // waited for (they wait for us), both are cancelled in their turn,
+    // and the shutdown does not sit out its cancel timeout for them.
+    let timeline = Timeline::new();
+    let (give, take) = tokio::sync::oneshot::channel::<Supervisor>();
+    let take = Arc::new(Mutex::new(Some(take)));
+    let supervised = Supervisor::builder()
+        .grace(secs(1))
+        .cancel_timeout(secs(10))
+        .child(ChildSpec::new("admin", move || {
+            let take = take.lock().unwrap().take();
+            async move {
+                let sv = take.unwrap().await.unwrap();
+                let _report = sv.shutdown("admin says").await;
+                unreachable!("cancelled before the report");
+            }
+        }))
+        .run(async |sv| {
+            give.send(sv.clone()).unwrap();
+            let log = timeline.clone();
+            let waiter = sv.clone();
+            sv.spawn("watcher", async move {
+                let _on_cancel = OnCancel {
+                    timeline: log,
+                    who: "watcher".into(),
+                };
+                tethered::stop_requested().await;
+                let _report = waiter.shutdown("watcher says").await;
+            })
+            .unwrap();
+            tethered::stop_requested().await;
+        })
+        .await
+        .unwrap();
+    let report = supervised.report;
+    assert_eq!(report.reason().message(), Some("admin says"));
+    assert!(report.stragglers().next().is_none());
+    assert_eq!(report.took(), Duration::ZERO, "{report}");
+    for name in ["admin", "watcher"] {
+        let exit = report.child(name).unwrap().exit().unwrap();
+        assert!(matches!(exit, ChildExit::Cancelled(_)), "{name}: {exit}");
+    }
+    assert_eq!(timeline.events(), expect(&[(0, "cancel watcher")]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn children_that_never_return_are_accepted_and_cancelled_at_shutdown() {
+    // `async { loop { … } }` has the output `!`: a heartbeat ends only
+    // when it is cancelled.
+    let beats = Arc::new(AtomicU32::new(0));
+    let counted = beats.clone();
+    let supervised = Supervisor::builder()
+        .grace(ms(100))
+        .child(ChildSpec::new("heartbeat", move || {
+            let counted = counted.clone();
+            async move {
+                loop {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    sleep(secs(1)).await;
+                }
+            }
+        }))
+        .run(async |sv| {
+            sv.spawn("poller", async {
+                loop {
+                    sleep(secs(1)).await;
+                }
+            })
+            .unwrap();
+            sleep(ms(2_500)).await;
+        })
+        .await
+        .unwrap();
+    assert_eq!(beats.load(Ordering::SeqCst), 3);
+    for name in ["heartbeat", "poller"] {
+        let exit = supervised.report.child(name).unwrap().exit().unwrap();
+        assert!(matches!(exit, ChildExit::Cancelled(_)), "{name}: {exit}");
+    }
+}

@@ -15,6 +15,7 @@ use super::Shared;
 use super::stats::Counters;
 use crate::cleanup::CleanupOutput;
 use crate::error::{FailureKind, SpawnError, TaskError, TaskFailure};
+use crate::never::Never;
 use crate::node::NodeKind;
 use crate::outcome::Outcome;
 use crate::reason::{CancelKind, CancelReason, IntoCancelReason};
@@ -45,6 +46,14 @@ pub trait ChildOutput: Send + 'static {
 impl ChildOutput for () {
     fn into_child_result(self) -> Result<(), TaskError> {
         Ok(())
+    }
+}
+
+/// A child that never returns (`async { loop { … } }`, a heartbeat): it
+/// ends when it is cancelled.
+impl ChildOutput for Never {
+    fn into_child_result(self) -> Result<(), TaskError> {
+        self
     }
 }
 

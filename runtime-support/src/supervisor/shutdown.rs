@@ -87,11 +87,13 @@ pub(crate) async fn run(shared: Arc<Shared>, reason: CancelReason) {
     })
     .await;
 
-    // 2. Cancel those still running (the body too, unless it awaits the
-    // report), and wait for them before stopping what they may use.
-    if !(body_settled() && node.child_count() <= exempt(false)) {
+    // 2. Cancel those still running, the ones awaiting the report among
+    // them (they would wait for us for ever), and the body too, unless it
+    // awaits the report; wait for them before stopping what they may use.
+    let statics_alive = || statics.iter().filter(|(child, _)| !child.is_done()).count();
+    if !body_settled() || node.child_count() > statics_alive() {
         for child in node.children() {
-            if is_static(&child) || waits_for_us(child.id()) {
+            if is_static(&child) {
                 continue;
             }
             match child.kind() {
@@ -114,26 +116,24 @@ pub(crate) async fn run(shared: Arc<Shared>, reason: CancelReason) {
 
     // 3. The static children, last declared first, each within its own
     // budget (OTP's `shutdown`): one that ignores the stop uses up its own
-    // time, not its siblings'.
+    // time, not its siblings'. One that awaits the report is cancelled
+    // when its turn comes, as it will not stop by itself.
     for (child, shutdown) in statics.iter().rev() {
-        let done = || child.is_done() || waits_for_us(child.id());
-        if done() {
-            continue;
-        }
-        match shutdown.budget() {
-            Some(budget) if budget.is_zero() => {}
-            Some(budget) => {
+        let ended_or_awaits = || child.is_done() || waits_for_us(child.id());
+        if !ended_or_awaits() {
+            let budget = shutdown.budget();
+            if budget != Some(Duration::ZERO) {
                 child.stop(reason.clone());
-                wait_until(&node, deadline::after(Instant::now(), budget), done).await;
-            }
-            None => {
-                child.stop(reason.clone());
-                wait_until(&node, deadline::never(Instant::now()), done).await;
+                let time_up = budget.map_or_else(
+                    || deadline::never(Instant::now()),
+                    |budget| deadline::after(Instant::now(), budget),
+                );
+                wait_until(&node, time_up, ended_or_awaits).await;
             }
         }
-        if !done() {
+        if !child.is_done() {
             child.cancel(reason.clone(), true);
-            cancel_wait.wait(&node, done).await;
+            cancel_wait.wait(&node, || child.is_done()).await;
         }
     }
 
