@@ -537,8 +537,9 @@ impl Drop for ScopeError {
     }
 }
 
-/// How many scope errors nested in one another `Display` and `Debug` show.
-mod nesting {
+/// How many errors nested in one another (scope errors, supervisor errors)
+/// `Display` and `Debug` show.
+pub(crate) mod nesting {
     use std::cell::Cell;
 
     const SHOWN: usize = 8;
@@ -548,7 +549,7 @@ mod nesting {
     }
 
     /// One more level being shown, or `None` when enough are.
-    pub(super) fn enter() -> Option<Level> {
+    pub(crate) fn enter() -> Option<Level> {
         let depth = DEPTH.get();
         if depth >= SHOWN {
             return None;
@@ -557,7 +558,7 @@ mod nesting {
         Some(Level)
     }
 
-    pub(super) struct Level;
+    pub(crate) struct Level;
 
     impl Drop for Level {
         fn drop(&mut self) {

@@ -2912,3 +2912,43 @@ async fn children_that_never_return_are_accepted_and_cancelled_at_shutdown() {
         assert!(matches!(exit, ChildExit::Cancelled(_)), "{name}: {exit}");
     }
 }
+
+/// A supervisor whose one child is the next level's supervisor, down to a
+/// child that fails: each gives up (intensity 0), so each level's error
+/// holds the one below it.
+fn failing_supervisors(
+    depth: usize,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), SupervisorError>> + Send>> {
+    Box::pin(async move {
+        let spec = if depth == 0 {
+            ChildSpec::new("leaf", || async { Err::<(), _>("disk on fire") })
+        } else {
+            ChildSpec::new(format!("level-{}", depth - 1), move || {
+                failing_supervisors(depth - 1)
+            })
+        };
+        Supervisor::builder()
+            .name(format!("sv-{depth}"))
+            .intensity(0, secs(1))
+            .child(spec)
+            .run(async |_| pending::<()>().await)
+            .await
+            .map(drop)
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn nested_supervisor_errors_show_their_outer_levels() {
+    let error = failing_supervisors(12).await.unwrap_err();
+    let shown = error.to_string();
+    assert!(
+        shown.starts_with("supervisor `sv-12` failed: child `level-11`"),
+        "{shown}"
+    );
+    assert!(shown.contains("sv-5"), "{shown}");
+    assert!(
+        shown.contains("(and more nested errors, not shown)"),
+        "{shown}"
+    );
+    assert!(!shown.contains("disk on fire"), "{shown}");
+}

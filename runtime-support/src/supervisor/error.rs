@@ -6,7 +6,7 @@ use std::panic::Location;
 use std::time::Duration;
 
 use super::shutdown::ShutdownReport;
-use crate::error::{PanicPayload, TaskFailure};
+use crate::error::{PanicPayload, TaskFailure, nesting};
 
 /// A supervisor that shut down without failing.
 #[derive(Debug)]
@@ -78,6 +78,13 @@ impl SupervisorError {
 impl fmt::Display for SupervisorError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let supervisor = self.report.supervisor().unwrap_or("supervisor");
+        // Supervisors nested in supervisors' children: the outer levels.
+        let Some(_level) = nesting::enter() else {
+            return write!(
+                f,
+                "supervisor `{supervisor}` failed (and more nested errors, not shown)"
+            );
+        };
         match &self.kind {
             SupervisorErrorKind::RestartIntensity {
                 child,
