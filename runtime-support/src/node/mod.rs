@@ -1038,6 +1038,11 @@ impl Drop for Node {
         // parents one at a time.
         let mut parent = self.parent.take();
         while let Some(node) = parent {
+            // Almost always shared (its parent's registry, its future): a
+            // load, then the usual release, on the path every task takes.
+            if Arc::strong_count(&node) != 1 {
+                return;
+            }
             parent = Arc::try_unwrap(node)
                 .ok()
                 .and_then(|mut node| node.parent.take());

@@ -94,6 +94,10 @@ impl Schedule {
                 else {
                     return 0;
                 };
+                // On time, the usual case: the next tick is not missed.
+                if self.offset(self.next) >= overdue {
+                    return 0;
+                }
                 // Every tick before `overdue / period` is due before
                 // `overdue` even with its jitter (less than a period): the
                 // first tick kept is at most two further on. Computed, not
@@ -131,6 +135,13 @@ impl Schedule {
 
 /// `period × ticks`, saturating at `Duration::MAX`.
 fn periods(period: Duration, ticks: u64) -> Duration {
+    // In 64 bits when it fits (up to 584 years), the case at every tick.
+    let short = u64::try_from(period.as_nanos())
+        .ok()
+        .and_then(|nanos| nanos.checked_mul(ticks));
+    if let Some(nanos) = short {
+        return Duration::from_nanos(nanos);
+    }
     let Some(nanos) = period.as_nanos().checked_mul(u128::from(ticks)) else {
         return Duration::MAX;
     };
