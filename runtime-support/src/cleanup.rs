@@ -43,6 +43,7 @@ impl CleanupOutput for () {
 
 /// A cleanup that never returns (`async { loop { … } }`): it ends when its
 /// cleanup timeout is up.
+#[diagnostic::do_not_recommend]
 impl CleanupOutput for Never {
     fn into_cleanup_result(self) -> Result<(), TaskError> {
         self

@@ -274,6 +274,7 @@ impl RunOutput for () {
 
 /// A run that never returns: it ends when it is cancelled (by the next
 /// tick with `Overlap::Cancel`, its timeout, or the schedule's end).
+#[diagnostic::do_not_recommend]
 impl RunOutput for Never {
     fn into_run_result(self) -> Result<(), TaskError> {
         self

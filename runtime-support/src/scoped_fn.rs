@@ -228,13 +228,13 @@ impl UnitKind {
     where
         F: AsyncFnOnce(&Scope),
     {
-        let ended = builder.run_at(Location::caller(), body, |_| None);
+        let ran = ValueKind::new().run(builder, body);
         async move {
-            match ended.await {
-                Ended::Clean(()) => Ok(()),
-                Ended::Failed { error, .. } if error.is_cancelled() => Ok(()),
-                Ended::Failed { error, .. } => Err(ScopeFailure(error)),
-            }
+            // A scope that cancelled itself has nothing to raise.
+            ran.await.or_else(|failure| match failure.0.is_cancelled() {
+                true => Ok(()),
+                false => Err(failure),
+            })
         }
     }
 }

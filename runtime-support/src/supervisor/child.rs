@@ -51,6 +51,7 @@ impl ChildOutput for () {
 
 /// A child that never returns (`async { loop { … } }`, a heartbeat): it
 /// ends when it is cancelled.
+#[diagnostic::do_not_recommend]
 impl ChildOutput for Never {
     fn into_child_result(self) -> Result<(), TaskError> {
         self
