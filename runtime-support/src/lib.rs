@@ -393,7 +393,7 @@ pub use reason::{CancelKind, CancelReason, IntoCancelReason};
 pub use scope::{DEFAULT_CLEANUP_TIMEOUT, OnExit, Scope, ScopeBuilder, ScopeHandle};
 #[doc(inline)]
 pub use supervisor::{
-    Backoff, ChildEnd, ChildExit, ChildHandle, ChildReport, ChildRole, ChildSpec,
+    Backoff, ChildEnd, ChildExit, ChildHandle, ChildReport, ChildRole, ChildShutdown, ChildSpec,
     DEFAULT_CANCEL_TIMEOUT, DEFAULT_GRACE, DEFAULT_INTENSITY, DEFAULT_INTENSITY_WINDOW, Restart,
     ShutdownFuture, ShutdownReport, Strategy, Supervised, Supervisor, SupervisorBuilder,
     SupervisorError, SupervisorErrorKind, SupervisorStats,

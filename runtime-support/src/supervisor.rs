@@ -51,7 +51,7 @@ use tokio::sync::{SetOnce, mpsc};
 pub use child::{ChildExit, ChildHandle};
 pub use error::{Supervised, SupervisorError, SupervisorErrorKind};
 pub use shutdown::{ChildEnd, ChildReport, ChildRole, ShutdownReport};
-pub use spec::{Backoff, ChildSpec, Restart, Strategy};
+pub use spec::{Backoff, ChildShutdown, ChildSpec, Restart, Strategy};
 pub use stats::SupervisorStats;
 
 use crate::cleanup::CleanupOutput;

@@ -1,5 +1,5 @@
 //! What a supervisor is told about its restartable children: [`ChildSpec`],
-//! [`Restart`], [`Strategy`] and [`Backoff`].
+//! [`Restart`], [`Strategy`], [`Backoff`] and [`ChildShutdown`].
 
 use std::borrow::Cow;
 use std::fmt;
@@ -144,6 +144,18 @@ impl Backoff {
     }
 }
 
+/// How a supervisor stops one child when it shuts down or restarts it
+/// (OTP's per-child `shutdown`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildShutdown {
+    /// Cancelled at once, without being asked to stop first.
+    Brutal,
+    /// Asked to stop, then cancelled if it has not ended after this long.
+    Timeout(Duration),
+    /// Asked to stop, and waited for as long as it takes.
+    Infinity,
+}
+
 /// A child's future, its output type erased.
 pub(crate) type ChildFuture = Pin<Box<dyn Future<Output = ErasedOutput> + Send>>;
 
@@ -181,6 +193,8 @@ pub struct ChildSpec<'a> {
     pub(crate) location: &'static Location<'static>,
     pub(crate) restart: Restart,
     pub(crate) backoff: Backoff,
+    /// How it is stopped; `None` follows the supervisor's shutdown phases.
+    pub(crate) shutdown: Option<ChildShutdown>,
     pub(crate) factory: Box<dyn FnMut() -> ChildFuture + Send + 'a>,
 }
 
@@ -200,6 +214,7 @@ impl<'a> ChildSpec<'a> {
             location: Location::caller(),
             restart: Restart::default(),
             backoff: Backoff::default(),
+            shutdown: None,
             factory: Box::new(move || {
                 let future = factory();
                 Box::pin(async move { ErasedOutput(future.await.into_cleanup_result()) })
@@ -219,6 +234,13 @@ impl<'a> ChildSpec<'a> {
         self
     }
 
+    /// How the child is stopped, instead of the supervisor's shutdown
+    /// phases.
+    pub fn shutdown(mut self, shutdown: ChildShutdown) -> Self {
+        self.shutdown = Some(shutdown);
+        self
+    }
+
     /// The child's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -232,6 +254,7 @@ impl fmt::Debug for ChildSpec<'_> {
             .field("location", &format_args!("{}", self.location))
             .field("restart", &self.restart)
             .field("backoff", &self.backoff)
+            .field("shutdown", &self.shutdown)
             .finish_non_exhaustive()
     }
 }
