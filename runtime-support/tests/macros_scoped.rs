@@ -421,6 +421,67 @@ async fn expansions_survive_shadowed_names() {
     assert_eq!(hygiene::shadowed().await.unwrap(), 2);
 }
 
+/// Attributes on the statements the macros rewrite apply to what they are
+/// rewritten into: a call compiled out by `#[cfg]` starts nothing.
+#[scoped]
+async fn attributes_on_rewritten_statements(
+    log: Arc<Mutex<Vec<&'static str>>>,
+) -> Result<(), ScopeError> {
+    #[cfg(not(test))]
+    spawn!("compiled-out", async {
+        Err::<(), _>("a task compiled out ran")
+    });
+    #[cfg(not(test))]
+    shield!(async { Err::<(), _>("a shield compiled out ran") });
+    #[cfg(not(test))]
+    spawn_blocking!(|| panic!("blocking work compiled out ran"));
+    #[cfg(not(test))]
+    defer!(async { Err::<(), _>("a cleanup compiled out ran") });
+    #[cfg(not(test))]
+    scope!().cancel("compiled out");
+    let spawned = log.clone();
+    #[cfg(test)]
+    spawn!("compiled-in", async move {
+        spawned.lock().unwrap().push("spawned")
+    });
+    let cleaned = log.clone();
+    #[cfg(test)]
+    defer!(async move { cleaned.lock().unwrap().push("cleaned up") });
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn cfg_on_a_rewritten_statement_compiles_it_in_or_out() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    attributes_on_rewritten_statements(log.clone())
+        .await
+        .unwrap();
+    assert_eq!(*log.lock().unwrap(), ["spawned", "cleaned up"]);
+}
+
+/// Lint attributes on rewritten statements still apply, and an allowed
+/// unused handle is the user's call.
+mod lints_on_rewritten_statements {
+    #![deny(unused_mut, unused_variables)]
+
+    #[tethered::scoped]
+    pub(super) async fn allowed() -> u32 {
+        #[allow(unused_mut)]
+        spawn!(async {
+            let mut kept = 1;
+            kept + 1
+        });
+        #[allow(unused_variables)]
+        let quiet = spawn!(async { 2 });
+        3
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn lint_attributes_on_rewritten_statements_are_kept() {
+    assert_eq!(lints_on_rewritten_statements::allowed().await, 3);
+}
+
 /// An alias of `Result` is a `Result`: the type checker, not the spelling,
 /// decides how failures reach the caller.
 type Reply<T> = Result<T, ScopeError>;

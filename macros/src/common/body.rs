@@ -9,11 +9,11 @@
 use std::cell::Cell;
 
 use proc_macro2::{Group, Ident, Span, TokenStream, TokenTree};
-use quote::{ToTokens, quote_spanned};
+use quote::{ToTokens, quote, quote_spanned};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::visit_mut::{self, VisitMut};
-use syn::{Block, Expr, ExprMacro, Item, Local, Macro, Pat, Stmt, Token};
+use syn::{Attribute, Block, Expr, ExprMacro, Item, Local, Macro, Meta, Pat, Stmt, Token};
 
 use super::Errors;
 
@@ -353,9 +353,9 @@ impl VisitMut for Rewriter<'_> {
 
     fn visit_expr_mut(&mut self, expr: &mut Expr) {
         match expr {
-            Expr::Macro(ExprMacro { mac, .. }) => {
+            Expr::Macro(ExprMacro { attrs, mac }) => {
                 if let Some(replacement) = self.replace(mac) {
-                    *expr = Expr::Verbatim(replacement);
+                    *expr = Expr::Verbatim(with_attributes(attrs, replacement));
                     return;
                 }
                 mac.tokens = self.rewrite_tokens(mac.tokens.clone());
@@ -384,6 +384,7 @@ impl VisitMut for Rewriter<'_> {
         if let Stmt::Macro(statement) = stmt {
             if let Some(replacement) = self.replace(&statement.mac) {
                 let semi = statement.semi_token;
+                let replacement = with_attributes(&statement.attrs, replacement);
                 *stmt = Stmt::Expr(Expr::Verbatim(replacement), semi);
                 return;
             }
@@ -392,6 +393,17 @@ impl VisitMut for Rewriter<'_> {
         }
         visit_mut::visit_stmt_mut(self, stmt);
     }
+}
+
+/// The replacement of a macro call, under the attributes written on the
+/// call (`#[cfg(…)]`, `#[allow(…)]`), so that they apply to it as they
+/// applied to the call. In braces: an attribute then covers the whole
+/// replacement, a method call included, in any position.
+fn with_attributes(attrs: &[Attribute], replacement: TokenStream) -> TokenStream {
+    if attrs.is_empty() {
+        return replacement;
+    }
+    quote!(#(#attrs)* { #replacement })
 }
 
 /// Finds `let h = spawn!(…);` whose `h` the rest of its block never mentions.
@@ -412,6 +424,10 @@ impl VisitMut for UnjoinedHandles<'_> {
             let Some((binding, which)) = handle_binding(local) else {
                 continue;
             };
+            // The user said so: rustc's own lint is silenced too.
+            if allows_unused(&local.attrs) {
+                continue;
+            }
             let name = binding.to_string();
             let used = block.stmts[index + 1..]
                 .iter()
@@ -440,6 +456,23 @@ impl VisitMut for UnjoinedHandles<'_> {
         }
         visit_mut::visit_block_mut(self, block);
     }
+}
+
+/// Whether `#[allow(…)]` or `#[expect(…)]` names `unused_variables` or the
+/// `unused` group.
+fn allows_unused(attrs: &[Attribute]) -> bool {
+    attrs.iter().any(|attr| {
+        let lint_level = attr.path().is_ident("allow") || attr.path().is_ident("expect");
+        lint_level
+            && attr
+                .parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated)
+                .is_ok_and(|lints| {
+                    lints.iter().any(|lint| {
+                        matches!(lint, Meta::Path(path)
+                            if path.is_ident("unused_variables") || path.is_ident("unused"))
+                    })
+                })
+    })
 }
 
 /// `let h = spawn!(…)` (or `shield!`, `spawn_blocking!`): the bound name.
@@ -542,6 +575,44 @@ mod tests {
         assert!(errors[0].contains("handle `unused` is never joined"));
         assert!(errors[1].contains("handle `inner`"));
         assert!(errors[1].contains("`shield!(…);`"));
+    }
+
+    #[test]
+    fn keeps_the_attributes_of_every_rewritten_call() {
+        let (code, errors) = prepared(quote! {
+            #[cfg(feature = "a")] spawn!(a());
+            #[cfg(feature = "b")] shield!("b", b());
+            #[cfg(feature = "c")] spawn_blocking!(|| c());
+            #[cfg(feature = "d")] defer!(async move {});
+            #[cfg(feature = "e")] scope!();
+            let tail = vec![#[cfg(feature = "f")] spawn!(f()), #[allow(unused_mut)] defer!(g())];
+            #[allow(unused_mut)] spawn!(async { let mut h = 1; h })
+        });
+        assert!(errors.is_empty(), "{errors:?}");
+        for feature in ["a", "b", "c", "d", "e", "f"] {
+            let kept = format!("# [cfg (feature = \"{feature}\")] {{");
+            assert!(code.contains(&kept), "{kept} in {code}");
+        }
+        // Inside another macro's tokens, the attribute stays where it was,
+        // before the replacement.
+        assert!(
+            code.contains("# [allow (unused_mut)] __tethered_scope . defer (g ())"),
+            "{code}"
+        );
+        assert!(code.contains("# [allow (unused_mut)] { {"), "{code}");
+        assert!(!code.contains("spawn !"), "{code}");
+    }
+
+    #[test]
+    fn an_allowed_unused_handle_is_not_reported() {
+        let (_, errors) = prepared(quote! {
+            #[allow(unused_variables)] let quiet = spawn!(a());
+            #[allow(unused)] let also_quiet = shield!(b());
+            #[expect(unused_variables, reason = "kept for its drop")] let expected = spawn!(c());
+            #[allow(dead_code)] let loud = spawn!(d());
+        });
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("handle `loud`"), "{errors:?}");
     }
 
     #[test]
