@@ -32,6 +32,31 @@ async fn each_run_gets_its_own_copy_of_the_arguments() {
     assert_eq!(hits.load(Ordering::SeqCst), 50);
 }
 
+/// An argument compiled out by `#[cfg]` has no copy in the runs, and one
+/// compiled in has its own.
+#[periodic(every = "1s")]
+async fn count_configured(
+    hits: Arc<AtomicU32>,
+    #[cfg(not(test))] compiled_out: Arc<AtomicU32>,
+    #[cfg(test)] step: u32,
+) {
+    #[cfg(not(test))]
+    compiled_out.fetch_add(1, Ordering::SeqCst);
+    hits.fetch_add(step, Ordering::SeqCst);
+}
+
+#[tokio::test(start_paused = true)]
+async fn arguments_keep_their_cfg_in_each_run() {
+    let hits = Arc::new(AtomicU32::new(0));
+    let stats = run_for(
+        count_configured(hits.clone(), 3),
+        Duration::from_millis(1_500),
+    )
+    .await;
+    assert_eq!(stats.completed, 2);
+    assert_eq!(hits.load(Ordering::SeqCst), 6);
+}
+
 #[derive(Debug)]
 struct Full;
 

@@ -20,6 +20,7 @@ use crate::common::{duration, mentions};
 //             .overlap(::tethered::Overlap::Cancel)
 //             .name("refresh")
 //             .run(move || {
+//                 // With the argument's own `#[cfg(…)]`, if any.
 //                 let cache = ::tethered::__private::copy_for_run(&cache);
 //                 async move {
 //                     let __tethered_output: Result<(), Error> =
@@ -63,13 +64,16 @@ pub(crate) fn expand(model: PeriodicFn) -> TokenStream {
         .filter(|argument| mentions(&body_tokens, &argument.name))
         .map(
             |Argument {
+                 attrs,
                  name,
                  nameable_type,
              }| match nameable_type {
                 Some(ty) => quote_spanned!(syn::spanned::Spanned::span(ty)=>
+                    #(#attrs)*
                     let #name = ::tethered::__private::copy_for_run::<#ty>(&#name);
                 ),
                 None => quote_spanned!(name.span()=>
+                    #(#attrs)*
                     let #name = ::tethered::__private::copy_for_run(&#name);
                 ),
             },

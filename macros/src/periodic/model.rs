@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use proc_macro2::Span;
 use quote::ToTokens;
-use syn::{Expr, ExprCall, ExprLit, FnArg, Ident, ItemFn, Lit, LitStr, Pat, ReturnType, Type};
+use syn::{
+    Attribute, Expr, ExprCall, ExprLit, FnArg, Ident, ItemFn, Lit, LitStr, Pat, ReturnType, Type,
+};
 
 use crate::common::options::{self, RawOption};
 use crate::common::{Errors, check_async_fn, mentions};
@@ -40,6 +42,9 @@ pub(crate) enum Every {
 
 /// A named argument of the fn.
 pub(crate) struct Argument {
+    /// Its attributes (`#[cfg(…)]`, lint levels), which go on its copy too:
+    /// an argument compiled out has no copy.
+    pub(crate) attrs: Vec<Attribute>,
     pub(crate) name: Ident,
     /// Its type, when it can be written in an expression: not when it holds
     /// an `impl Trait`, which only an argument position accepts.
@@ -219,6 +224,7 @@ fn arguments(
                         &Ident::new("impl", Span::call_site()),
                     );
                     names.push(Argument {
+                        attrs: typed.attrs.clone(),
                         name: pattern.ident.clone(),
                         nameable_type: (!has_impl).then(|| (*typed.ty).clone()),
                     });
