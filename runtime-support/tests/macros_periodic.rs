@@ -57,6 +57,33 @@ async fn arguments_keep_their_cfg_in_each_run() {
     assert_eq!(hits.load(Ordering::SeqCst), 6);
 }
 
+mod inner_attributes {
+    #![deny(unused_mut)]
+
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// An inner attribute stays at the top of the body.
+    #[tethered::periodic(every = "1s")]
+    pub(super) async fn count(hits: Arc<AtomicU32>) {
+        #![allow(unused_mut)]
+        let mut step = 1;
+        hits.fetch_add(step, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn inner_attributes_of_the_body_are_kept() {
+    let hits = Arc::new(AtomicU32::new(0));
+    let stats = run_for(
+        inner_attributes::count(hits.clone()),
+        Duration::from_millis(500),
+    )
+    .await;
+    assert_eq!(stats.completed, 1);
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
 #[derive(Debug)]
 struct Full;
 

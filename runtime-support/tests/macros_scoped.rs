@@ -475,11 +475,20 @@ mod lints_on_rewritten_statements {
         let quiet = spawn!(async { 2 });
         3
     }
+
+    /// An inner attribute stays at the top of the body.
+    #[tethered::scoped]
+    pub(super) async fn allowed_inside() -> u32 {
+        #![allow(unused_mut)]
+        let mut kept = 4;
+        kept - 1
+    }
 }
 
 #[tokio::test(start_paused = true)]
 async fn lint_attributes_on_rewritten_statements_are_kept() {
     assert_eq!(lints_on_rewritten_statements::allowed().await, 3);
+    assert_eq!(lints_on_rewritten_statements::allowed_inside().await, 3);
 }
 
 /// An alias of `Result` is a `Result`: the type checker, not the spelling,

@@ -6,7 +6,7 @@ use syn::{ItemFn, LitStr, ReturnType};
 
 use super::Entry;
 use super::model::{EntryFn, Flavor};
-use crate::common::{body, duration};
+use crate::common::{body, duration, split_attributes};
 
 // Input:
 //
@@ -36,13 +36,15 @@ pub(crate) fn expand(model: EntryFn) -> TokenStream {
     };
     let ident = &sig.ident;
     let body = quote!(async move |#scope: &::tethered::Scope| #annotation #block);
+    let (outer, inner) = split_attributes(attrs);
     match model.entry {
         Entry::Main => {
             let grace = duration_tokens(&model.grace);
             let cancel_timeout = duration_tokens(&model.cancel_timeout);
             quote! {
-                #(#attrs)*
+                #(#outer)*
                 #vis fn #ident() -> ::std::process::ExitCode {
+                    #(#inner)*
                     ::tethered::__private::main(#runtime, #grace, #cancel_timeout, #body)
                 }
             }
@@ -51,8 +53,9 @@ pub(crate) fn expand(model: EntryFn) -> TokenStream {
             let output = &sig.output;
             quote! {
                 #[::core::prelude::v1::test]
-                #(#attrs)*
+                #(#outer)*
                 #vis fn #ident() #output {
+                    #(#inner)*
                     ::tethered::__private::test(#runtime, #body)
                 }
             }

@@ -6,7 +6,7 @@ use syn::visit_mut::VisitMut;
 use syn::{ItemFn, Signature};
 
 use super::model::{Argument, Every, OverlapModel, PeriodicFn, Receiver};
-use crate::common::{duration, mentions};
+use crate::common::{duration, mentions, split_attributes};
 
 // Input:
 //
@@ -96,9 +96,11 @@ pub(crate) fn expand(model: PeriodicFn) -> TokenStream {
         RenameSelf { to: this.clone() }.visit_block_mut(&mut block);
     }
     let body = quote!(#block);
+    let (outer, inner) = split_attributes(attrs);
     quote_spanned! {span=>
-        #(#attrs)*
+        #(#outer)*
         #vis #unsafety #abi #fn_token #ident #generics (#inputs) -> ::tethered::PeriodicTask #where_clause {
+            #(#inner)*
             #owned_self
             #schedule
                 .run(move || {

@@ -7,7 +7,7 @@ use syn::visit_mut::{self, VisitMut};
 use syn::{ItemFn, Type};
 
 use super::model::{Output, ScopedFn};
-use crate::common::{body, duration};
+use crate::common::{body, duration, split_attributes};
 
 // Input:
 //
@@ -71,9 +71,11 @@ pub(crate) fn expand(model: ScopedFn) -> TokenStream {
         __tethered_kind.checked().run(#builder, async move |#scope: &::tethered::Scope| #annotation #block)
     };
     let raise = quote_spanned!(span=> __tethered_failure.raise());
+    let (outer, inner) = split_attributes(attrs);
     quote! {
-        #(#attrs)*
+        #(#outer)*
         #vis #sig {
+            #(#inner)*
             let __tethered_kind = {
                 #[allow(unused_imports)]
                 use #private::{
