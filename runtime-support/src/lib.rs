@@ -252,6 +252,8 @@ pub use tethered_macros::periodic;
 ///     child "ingest" (permanent, backoff "100ms".."5s", factor 2, jitter 0.1) => ingest(rx.clone()),
 ///     child "janitor" (transient) => janitor(db.clone()),
 ///     child "once" => one_shot(),
+///     #[cfg(feature = "metrics")]              // declared only in builds with the feature
+///     child "metrics" => export_metrics(),
 ///     body |sv| { serve(listener, sv).await },
 /// }
 /// ```
@@ -269,7 +271,9 @@ pub use tethered_macros::periodic;
 ///   all optional: a [`Restart`] policy, `permanent` (the default),
 ///   `transient` or `temporary`; a [`Backoff`], `backoff "initial".."max"`
 ///   or `backoff none` (restart at once), `factor N` (at least 1) and
-///   `jitter F` (from 0.0 to 1.0).
+///   `jitter F` (from 0.0 to 1.0). A `#[cfg(…)]` before `child` declares
+///   the child only in the builds it selects; no other attribute, and no
+///   attribute on another entry, is accepted.
 /// * `body |sv| { … }`: an async closure that gets `sv: &Supervisor`, to
 ///   spawn dynamic children, read the stats or shut the supervisor down. The
 ///   supervisor shuts down when the body returns, and its value is

@@ -36,7 +36,18 @@ use crate::common::duration;
 //         .await
 //
 // Settings left out keep the builder's defaults; without a body, the body
-// waits until the supervisor is asked to stop.
+// waits until the supervisor is asked to stop. When a child has a
+// `#[cfg(…)]`, the builder is a local and each child is added by a
+// statement that carries its attributes:
+//
+//     {
+//         let mut __tethered_builder = ::tethered::Supervisor::builder().name("svc");
+//         #[cfg(feature = "ingest")]
+//         {
+//             __tethered_builder = __tethered_builder.child(…);
+//         }
+//         __tethered_builder.run(…).await
+//     }
 pub(crate) fn expand(model: Supervise) -> TokenStream {
     let mut builder = quote!(::tethered::Supervisor::builder());
     if let Some(name) = &model.name {
@@ -67,9 +78,23 @@ pub(crate) fn expand(model: Supervise) -> TokenStream {
         let seed = spanned(Literal::u64_suffixed(*seed), *span);
         builder.extend(quote!(.seed(#seed)));
     }
+    // With a `#[cfg(…)]` child, every child is added by a statement of its
+    // own, in order, so that the attribute can go on it.
+    let cfgs = model.children.iter().any(|child| !child.cfgs.is_empty());
+    let mut statements = TokenStream::new();
     for child in &model.children {
         let spec = child_spec(child);
-        builder.extend(quote!(.child(#spec)));
+        if cfgs {
+            let cfg = &child.cfgs;
+            statements.extend(quote! {
+                #(#cfg)*
+                {
+                    __tethered_builder = __tethered_builder.child(#spec);
+                }
+            });
+        } else {
+            builder.extend(quote!(.child(#spec)));
+        }
     }
     let body = match &model.body {
         // Ends when the supervisor is asked to stop, so that the stop phase
@@ -86,11 +111,21 @@ pub(crate) fn expand(model: Supervise) -> TokenStream {
             async |_: &::tethered::Supervisor| loop {}
         },
     };
-    quote!(#builder.run(#body).await)
+    if !cfgs {
+        return quote!(#builder.run(#body).await);
+    }
+    quote! {
+        {
+            let mut __tethered_builder = #builder;
+            #statements
+            __tethered_builder.run(#body).await
+        }
+    }
 }
 
 fn child_spec(child: &ChildModel) -> TokenStream {
     let ChildModel {
+        cfgs: _,
         keyword,
         name,
         restart,

@@ -2,13 +2,12 @@
 //! mistake recorded. The model is built whatever the mistakes, from what
 //! was right, so that the expansion still checks the user's expressions.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use proc_macro2::{Span, TokenStream};
-use quote::quote;
+use quote::{ToTokens, quote};
 use syn::spanned::Spanned;
-use syn::{Expr, ExprClosure, Ident, Lit, LitStr, Pat, PatType};
+use syn::{Attribute, Expr, ExprClosure, Ident, Lit, LitStr, Meta, Pat, PatType};
 
 use super::parse::{Body, Child, Entry, Input, Key, Reader, Setting, suggest};
 use crate::common::{Errors, duration};
@@ -49,6 +48,8 @@ pub(crate) struct Supervise {
 }
 
 pub(crate) struct ChildModel {
+    /// Its `#[cfg(…)]` attributes: a child compiled out is not declared.
+    pub(crate) cfgs: Vec<Attribute>,
     /// `child`, where the child's location points.
     pub(crate) keyword: Ident,
     pub(crate) name: LitStr,
@@ -99,13 +100,16 @@ impl Supervise {
             body: BodyModel::Forever,
         };
         let mut settings: Vec<Key> = Vec::new();
-        let mut names: HashMap<String, usize> = HashMap::new();
+        // Each child's name, its place, and its `#[cfg(…)]` as written.
+        let mut names: Vec<(String, usize, Option<String>)> = Vec::new();
         let mut declared = 0;
         let mut body: Option<Ident> = None;
         let mut supervises = false;
         for entry in input.entries {
             match entry {
                 Entry::Setting(setting) => {
+                    let key = setting.key.name();
+                    reject_attributes(&setting.attrs, &format!("`{key}: …`"), errors);
                     if settings.contains(&setting.key) {
                         let key = setting.key.name();
                         errors.error_spanned_by(
@@ -121,8 +125,15 @@ impl Supervise {
                     supervises = true;
                     declared += 1;
                     let name = child.name.value();
-                    match names.get(&name) {
-                        Some(first) => errors.error_spanned_by(
+                    let cfg = cfg_key(&child.attrs);
+                    // Children under different `#[cfg(…)]`s may be the same
+                    // child in two builds.
+                    let clash = names.iter().find(|(other, _, other_cfg)| {
+                        *other == name
+                            && (cfg.is_none() || other_cfg.is_none() || *other_cfg == cfg)
+                    });
+                    match clash {
+                        Some((_, first, _)) => errors.error_spanned_by(
                             &child.name,
                             format!(
                                 "two children are named {name:?}: the {} child and this one, the {}; \
@@ -131,16 +142,19 @@ impl Supervise {
                                 ordinal(declared),
                             ),
                         ),
-                        None => {
-                            names.insert(name, declared);
-                        }
+                        None => names.push((name, declared, cfg)),
                     }
                     if let Some(child) = ChildModel::new(child, errors) {
                         model.children.push(child);
                     }
                 }
-                Entry::Body(Body { keyword, expr }) => {
+                Entry::Body(Body {
+                    attrs,
+                    keyword,
+                    expr,
+                }) => {
                     supervises = true;
+                    reject_attributes(&attrs, "the body", errors);
                     if body.is_some() {
                         errors.error_spanned_by(
                             &keyword,
@@ -185,6 +199,40 @@ impl Supervise {
             }
             Key::Seed => self.seed = errors.take(read_all(reader, key, seed)),
         }
+    }
+}
+
+/// The `#[cfg(…)]` attributes of a child, as written, to compare children;
+/// `None` without any.
+fn cfg_key(attrs: &[Attribute]) -> Option<String> {
+    let cfgs: Vec<String> = attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("cfg"))
+        .map(|attr| attr.to_token_stream().to_string())
+        .collect();
+    (!cfgs.is_empty()).then(|| cfgs.join(" "))
+}
+
+/// An attribute where none can go: only a child takes one, `#[cfg(…)]`.
+fn reject_attributes(attrs: &[Attribute], entry: &str, errors: &Errors) {
+    for attr in attrs {
+        errors.error_spanned_by(
+            attr,
+            format!(
+                "`{}` cannot go on {entry}: only a child takes an attribute, `#[cfg(…)]`; remove it",
+                attribute_form(attr)
+            ),
+        );
+    }
+}
+
+/// An attribute as a message names it: `#[allow(…)]`, `#[doc = …]`, `#[inline]`.
+fn attribute_form(attr: &Attribute) -> String {
+    let path = attr.path().to_token_stream().to_string().replace(' ', "");
+    match &attr.meta {
+        Meta::Path(_) => format!("#[{path}]"),
+        Meta::List(_) => format!("#[{path}(…)]"),
+        Meta::NameValue(_) => format!("#[{path} = …]"),
     }
 }
 
@@ -348,11 +396,26 @@ impl ChildModel {
     /// The checked child, or `None` when its expression cannot be used.
     fn new(child: Child, errors: &Errors) -> Option<Self> {
         let Child {
+            attrs,
             keyword,
             name,
             options,
             expr,
         } = child;
+        let mut cfgs = Vec::new();
+        for attr in attrs {
+            if attr.path().is_ident("cfg") {
+                cfgs.push(attr);
+            } else {
+                errors.error_spanned_by(
+                    &attr,
+                    format!(
+                        "`{}` cannot go on a child: a child takes `#[cfg(…)]`, which declares it only in the builds the condition selects; remove it",
+                        attribute_form(&attr)
+                    ),
+                );
+            }
+        }
         let mut restart: Option<(RestartModel, Ident)> = None;
         let mut backoff = BackoffModel::default();
         // The backoff options given, for the checks between them.
@@ -446,6 +509,7 @@ impl ChildModel {
             return None;
         }
         Some(ChildModel {
+            cfgs,
             keyword,
             name,
             restart: restart.map(|(policy, word)| (policy, word.span())),
@@ -757,6 +821,82 @@ mod tests {
         // And the expansion of what is left still happens.
         let output = super::super::expand(quote!(child "a" (factor 1e400) => a()));
         assert!(output.to_string().contains("compile_error"), "{output}");
+    }
+
+    #[test]
+    fn a_child_takes_cfg_and_nothing_else_takes_an_attribute() {
+        let found = messages(quote! {
+            #[cfg(feature = "a")]
+            child "one" => a(),
+            #[cfg(not(feature = "a"))]
+            child "one" => b(),
+            #[cfg(all())] #[cfg(unix)]
+            child "two" => c(),
+            #[allow(unused)]
+            child "three" => d(),
+            #[cfg(feature = "b")]
+            name: "svc",
+            #[doc = "the body"]
+            body |_| {},
+        });
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(
+            found[0].contains("`#[allow(…)]` cannot go on a child: a child takes `#[cfg(…)]`"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].contains("`#[cfg(…)]` cannot go on `name: …`"),
+            "{found:?}"
+        );
+        assert!(
+            found[2].contains("`#[doc = …]` cannot go on the body"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn children_of_one_name_clash_unless_their_cfgs_differ() {
+        let found = messages(quote! {
+            child "one" => a(),
+            #[cfg(feature = "a")]
+            child "one" => b(),
+            #[cfg(feature = "b")]
+            child "two" => c(),
+            #[cfg(feature = "b")]
+            child "two" => d(),
+        });
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].contains("the 1st child and this one, the 2nd"));
+        assert!(found[1].contains("the 3rd child and this one, the 4th"));
+    }
+
+    #[test]
+    fn an_entry_after_attributes_is_still_an_entry() {
+        // A missing comma before it, and a broken entry before it.
+        let found = messages(quote! {
+            child "a" => a() #[cfg(unix)] child "b" => b(),
+            chlid "c" => c(), #[cfg(unix)] child "d" => d(),
+        });
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].contains("expected `,` before this entry"));
+        assert!(found[1].contains("did you mean `child`"));
+    }
+
+    #[test]
+    fn a_cfg_child_is_added_by_a_statement_under_its_cfg() {
+        let output = super::super::expand(quote! {
+            child "a" => a(),
+            #[cfg(feature = "b")]
+            child "b" => b(),
+        })
+        .to_string();
+        assert!(!output.contains("compile_error"), "{output}");
+        assert!(output.contains("let mut __tethered_builder"), "{output}");
+        let a = output.find("ChildSpec :: new (\"a\"").unwrap();
+        let b = output
+            .find("# [cfg (feature = \"b\")] { __tethered_builder = __tethered_builder . child")
+            .unwrap();
+        assert!(a < b, "declaration order: {output}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use syn::buffer::Cursor;
 use syn::ext::IdentExt;
 use syn::parse::discouraged::Speculative;
 use syn::parse::{ParseStream, Parser};
-use syn::{Expr, Ident, Lit, LitStr, Token};
+use syn::{Attribute, Expr, Ident, Lit, LitStr, Token};
 
 use crate::common::options::closest;
 
@@ -101,13 +101,17 @@ pub(crate) enum Entry {
 
 /// `key: value`.
 pub(crate) struct Setting {
+    /// The attributes written before it, which a setting cannot take.
+    pub(crate) attrs: Vec<Attribute>,
     pub(crate) key: Key,
     pub(crate) ident: Ident,
     pub(crate) value: Vec<TokenTree>,
 }
 
-/// `child "name" (options) => expression`.
+/// `#[cfg(…)] child "name" (options) => expression`.
 pub(crate) struct Child {
+    /// The attributes written before it: `#[cfg(…)]`, or mistakes.
+    pub(crate) attrs: Vec<Attribute>,
     pub(crate) keyword: Ident,
     pub(crate) name: LitStr,
     /// The options between the parentheses, split at their commas; none is
@@ -118,6 +122,8 @@ pub(crate) struct Child {
 
 /// `body |sv| { … }`.
 pub(crate) struct Body {
+    /// The attributes written before it, which the body cannot take.
+    pub(crate) attrs: Vec<Attribute>,
     pub(crate) keyword: Ident,
     pub(crate) expr: Expr,
 }
@@ -182,6 +188,7 @@ pub(crate) fn parse(tokens: TokenStream) -> Input {
 }
 
 fn entry(input: ParseStream<'_>) -> syn::Result<Entry> {
+    let attrs = input.call(Attribute::parse_outer)?;
     if !input.peek(Ident::peek_any) {
         return Err(input.error(EXPECTED_ENTRY));
     }
@@ -189,8 +196,8 @@ fn entry(input: ParseStream<'_>) -> syn::Result<Entry> {
     let colon = input.peek(Token![:]) && !input.peek(Token![::]);
     let name = word.to_string();
     match (name.as_str(), colon) {
-        ("child", false) => child(word, input).map(Entry::Child),
-        ("body", false) => body(word, input).map(Entry::Body),
+        ("child", false) => child(attrs, word, input).map(Entry::Child),
+        ("body", false) => body(attrs, word, input).map(Entry::Body),
         ("child", true) => Err(syn::Error::new(
             input.span(),
             "a child takes no colon: write `child \"name\" => worker(…)`",
@@ -203,6 +210,7 @@ fn entry(input: ParseStream<'_>) -> syn::Result<Entry> {
             Some(key) => {
                 input.parse::<Token![:]>()?;
                 Ok(Entry::Setting(Setting {
+                    attrs,
                     key,
                     ident: word,
                     value: value(input)?,
@@ -270,7 +278,7 @@ fn value(input: ParseStream<'_>) -> syn::Result<Vec<TokenTree>> {
     Ok(trees)
 }
 
-fn child(keyword: Ident, input: ParseStream<'_>) -> syn::Result<Child> {
+fn child(attrs: Vec<Attribute>, keyword: Ident, input: ParseStream<'_>) -> syn::Result<Child> {
     let name: LitStr = if input.peek(LitStr) {
         input.parse()?
     } else if let Some((ident, _)) = input.cursor().ident() {
@@ -334,6 +342,7 @@ fn child(keyword: Ident, input: ParseStream<'_>) -> syn::Result<Child> {
     }
     let expr: Expr = input.parse()?;
     Ok(Child {
+        attrs,
         keyword,
         name,
         options,
@@ -341,7 +350,7 @@ fn child(keyword: Ident, input: ParseStream<'_>) -> syn::Result<Child> {
     })
 }
 
-fn body(keyword: Ident, input: ParseStream<'_>) -> syn::Result<Body> {
+fn body(attrs: Vec<Attribute>, keyword: Ident, input: ParseStream<'_>) -> syn::Result<Body> {
     if input.is_empty() || input.peek(Token![,]) {
         return Err(syn::Error::new(
             keyword.span(),
@@ -349,7 +358,11 @@ fn body(keyword: Ident, input: ParseStream<'_>) -> syn::Result<Body> {
         ));
     }
     let expr: Expr = input.parse()?;
-    Ok(Body { keyword, expr })
+    Ok(Body {
+        attrs,
+        keyword,
+        expr,
+    })
 }
 
 /// An error at the next token, or at `fallback` at the end of the input.
@@ -362,8 +375,16 @@ fn error_at(input: ParseStream<'_>, fallback: Span, message: impl std::fmt::Disp
 }
 
 /// Whether an entry starts at `cursor`: `key:`, `child "…"`, `child (` or
-/// `body |…`.
-fn starts_entry(cursor: Cursor<'_>) -> bool {
+/// `body |…`, after any attributes (`#[cfg(…)]`).
+fn starts_entry(mut cursor: Cursor<'_>) -> bool {
+    while let Some((pound, rest)) = cursor.punct()
+        && pound.as_char() == '#'
+    {
+        match rest.group(proc_macro2::Delimiter::Bracket) {
+            Some((_, _, next)) => cursor = next,
+            None => return false,
+        }
+    }
     let Some((word, rest)) = cursor.ident() else {
         return false;
     };

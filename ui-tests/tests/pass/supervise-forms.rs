@@ -62,6 +62,10 @@ mod shadowed {
             child "once" (temporary) => super::once(),
             child "at-once" (backoff none) => super::until_stopped(name.clone()),
             child "steep" (factor 1.5, jitter 0) => super::until_stopped(name.clone()),
+            #[cfg(any())]
+            child "compiled-out" => super::once(),
+            #[cfg(all())]
+            child "compiled-in" (temporary) => super::once(),
             body |sv| {
                 while starts.load(Ordering::SeqCst) < 2 {
                     ::tokio::task::yield_now().await;
