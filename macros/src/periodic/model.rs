@@ -163,6 +163,7 @@ impl PeriodicFn {
 }
 
 /// `every = "5s"`, or `every = (expression)` for a period known at run time.
+/// A literal period is at least a millisecond, the timer's resolution.
 fn every_option(option: &RawOption) -> syn::Result<Every> {
     match &option.value {
         Expr::Paren(paren) => Ok(Every::Runtime(
@@ -171,7 +172,19 @@ fn every_option(option: &RawOption) -> syn::Result<Every> {
         )),
         Expr::Lit(ExprLit {
             lit: Lit::Str(_), ..
-        }) => options::duration(option).map(|(duration, text)| Every::Literal(duration, text)),
+        }) => {
+            let (every, text) = options::duration(option)?;
+            if every < Duration::from_millis(1) {
+                return Err(syn::Error::new(
+                    text.span(),
+                    format!(
+                        "`every = \"{}\"` is shorter than a millisecond, but tokio's timer fires at most once a millisecond; use \"1ms\" or more",
+                        text.value()
+                    ),
+                ));
+            }
+            Ok(Every::Literal(every, text))
+        }
         other => Err(syn::Error::new_spanned(
             other,
             "`every` takes a string, like `every = \"5s\"`, or, for a period known only at run time, an expression in parentheses: `every = (config.period)`",
@@ -338,5 +351,30 @@ fn integer(option: &RawOption) -> syn::Result<u64> {
                 option.key, option.key
             ),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    fn every(tokens: proc_macro2::TokenStream) -> syn::Result<Every> {
+        let options = options::parse(tokens).unwrap();
+        every_option(&options[0])
+    }
+
+    #[test]
+    fn a_literal_period_is_at_least_a_millisecond() {
+        let error = every(quote!(every = "999us")).err().unwrap().to_string();
+        assert!(error.contains("shorter than a millisecond"), "{error}");
+        assert!(error.contains("tokio's timer"), "{error}");
+        assert!(matches!(
+            every(quote!(every = "1ms")),
+            Ok(Every::Literal(period, _)) if period == Duration::from_millis(1)
+        ));
+        assert!(every(quote!(every = "1500us")).is_ok());
+        // Known only at run time: the schedule takes care of it.
+        assert!(every(quote!(every = (period))).is_ok());
     }
 }

@@ -376,7 +376,7 @@ fn duration_after(
             "expected a duration after `{word}`, like `{word} \"{example}\"`"
         )));
     };
-    duration::parse(&text).map(|parsed| (parsed, text))
+    duration::parse(&text, None).map(|parsed| (parsed, text))
 }
 
 fn seed(reader: &mut Reader<'_>) -> syn::Result<(u64, Span)> {
@@ -591,8 +591,8 @@ fn delays(reader: &mut Reader<'_>) -> syn::Result<Delays> {
             ),
         ));
     }
-    let first = duration::parse(&initial)?;
-    let longest = duration::parse(&max)?;
+    let first = duration::parse(&initial, None)?;
+    let longest = duration::parse(&max, None)?;
     if first > longest {
         return Err(reader.whole_error(format!(
             "the backoff starts at `{}`, after its longest delay `{}`; write the first delay first: `backoff {:?}..{:?}`",
