@@ -9,6 +9,10 @@ use std::future::Future;
 
 pub use tokio;
 
+/// `supervise!` itself, which `tethered::supervise!` calls with
+/// `crate = $crate;` before the user's entries.
+pub use tethered_macros::supervise as supervise_impl;
+
 use crate::error::TaskError;
 use crate::node::NodeKind;
 use crate::scope::{Scope, ScopeBuilder};
@@ -324,7 +328,7 @@ impl ChildOutput for Result<crate::PeriodicStats, crate::PeriodicError> {
 }
 
 /// A `supervise!` child's future, its type erased: its type, or its
-/// mistake, stops at [`supervised_child`], so that the mistake is reported
+/// mistake, stops at [`Supervise::child`], so that the mistake is reported
 /// once, where the child is written.
 pub type ChildFuture = std::pin::Pin<Box<dyn Future<Output = ChildResult> + Send>>;
 
@@ -338,7 +342,18 @@ impl crate::CleanupOutput for ChildResult {
     }
 }
 
-/// A `supervise!` child's future, checked where the child is written.
-pub fn supervised_child<F: SupervisedChild>(child: F) -> ChildFuture {
-    child.into_child()
+/// What `supervise!` calls its children's expressions through.
+///
+/// A type, not a module: the expansion calls `<$crate::__private::Supervise>::child(…)`,
+/// a call that starts with `<`, written at the child. A call that started
+/// with `$crate` would be located in the macro, and so would the errors
+/// about it and about the closure around it.
+#[derive(Debug)]
+pub enum Supervise {}
+
+impl Supervise {
+    /// A `supervise!` child's future, checked where the child is written.
+    pub fn child<F: SupervisedChild>(child: F) -> ChildFuture {
+        child.into_child()
+    }
 }

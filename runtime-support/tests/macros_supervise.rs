@@ -59,3 +59,19 @@ async fn children_of_one_name_under_opposite_cfgs() {
     assert_eq!(starts.load(Ordering::SeqCst), 1);
     assert_eq!(children(&supervised), ["store"]);
 }
+
+/// A static child is located where it is declared, at its `child`.
+#[tokio::test(start_paused = true)]
+async fn a_child_is_located_at_its_declaration() {
+    let starts = Arc::new(AtomicU32::new(0));
+    let line = line!() + 3;
+    let supervised = tethered::supervise! {
+        name: "located",
+        child "here" => until_stopped(starts.clone()),
+        body |_| sleep(Duration::from_secs(1)).await,
+    }
+    .unwrap();
+    let location = supervised.report.child("here").unwrap().location();
+    assert_eq!((location.file(), location.line()), (file!(), line));
+    assert_eq!(location.column(), 9);
+}

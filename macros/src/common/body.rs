@@ -15,7 +15,7 @@ use syn::spanned::Spanned;
 use syn::visit_mut::{self, VisitMut};
 use syn::{Attribute, Block, Expr, ExprMacro, Item, Local, Macro, Meta, Pat, Stmt, Token};
 
-use super::Errors;
+use super::{Errors, Support};
 
 /// The name of the scope inside an expanded body. Prefixed so that user code
 /// cannot collide with it.
@@ -23,16 +23,67 @@ pub(crate) fn scope_ident() -> Ident {
     Ident::new("__tethered_scope", Span::call_site())
 }
 
-/// Checks and rewrites `block` in place, recording every mistake.
-pub(crate) fn prepare(block: &mut Block, errors: &Errors) {
+/// Checks and rewrites `block` in place, recording every mistake. The
+/// rewritten calls name the runtime crate by `support`.
+pub(crate) fn prepare(block: &mut Block, support: &Support, errors: &Errors) {
+    let names = MacroNames::new(support);
     // Before the rewrite, while `let h = spawn!(…)` is still a macro call.
-    UnjoinedHandles { errors }.visit_block_mut(block);
+    UnjoinedHandles {
+        errors,
+        names: &names,
+    }
+    .visit_block_mut(block);
     Rewriter {
         errors,
+        support,
+        names: &names,
         scope: scope_ident(),
         inside: Cell::new(None),
     }
     .visit_block_mut(block);
+}
+
+/// How the scoped macros may be named: `spawn!`, `tethered::spawn!`, and,
+/// for a crate renamed with `crate = tt`, `tt::spawn!` (with `crate =
+/// crate::rt`, both `crate::rt::spawn!` and `rt::spawn!`).
+struct MacroNames {
+    /// The paths (as segment names) the macros may be reached through.
+    crates: Vec<Vec<String>>,
+}
+
+impl MacroNames {
+    fn new(support: &Support) -> Self {
+        let mut crates = vec![vec!["tethered".to_owned()]];
+        if let Some(segments) = support.segments() {
+            let last = segments.last().map(|name| vec![name.clone()]);
+            for path in [Some(segments), last].into_iter().flatten() {
+                if !crates.contains(&path) {
+                    crates.push(path);
+                }
+            }
+        }
+        MacroNames { crates }
+    }
+
+    /// The scoped macro named by these segments, if any.
+    fn find<S: AsRef<str>>(&self, segments: &[S]) -> Option<ScopedMacro> {
+        let (name, prefix) = segments.split_last()?;
+        let prefixed = prefix.is_empty()
+            || self.crates.iter().any(|krate| {
+                krate.len() == prefix.len()
+                    && krate.iter().zip(prefix).all(|(a, b)| a == b.as_ref())
+            });
+        if prefixed {
+            ScopedMacro::from_name(name.as_ref())
+        } else {
+            None
+        }
+    }
+
+    fn of_path(&self, path: &syn::Path) -> Option<ScopedMacro> {
+        let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+        self.find(&segments)
+    }
 }
 
 /// The tethered macros that only make sense inside a scope.
@@ -46,16 +97,6 @@ enum ScopedMacro {
 }
 
 impl ScopedMacro {
-    fn from_path(path: &syn::Path) -> Option<Self> {
-        let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
-        let name = match segments.as_slice() {
-            [name] => name,
-            [krate, name] if krate == "tethered" => name,
-            _ => return None,
-        };
-        Self::from_name(name)
-    }
-
     fn from_name(name: &str) -> Option<Self> {
         Some(match name {
             "spawn" => ScopedMacro::Spawn,
@@ -99,14 +140,16 @@ fn expand_macro(
     span: Span,
     tokens: TokenStream,
     scope: &Ident,
+    support: &Support,
 ) -> syn::Result<TokenStream> {
     let args = syn::parse::Parser::parse2(Punctuated::<Expr, Token![,]>::parse_terminated, tokens)
         .map_err(|error| syn::Error::new(span, format!("{}; {}", error, usage(which))))?;
     let args: Vec<Expr> = args.into_iter().collect();
-    let private = quote_spanned!(span=> ::tethered::__private);
+    let support = support.at(span);
+    let private = quote_spanned!(span=> #support::__private);
     Ok(match (which, args.as_slice()) {
         (ScopedMacro::Spawn | ScopedMacro::Shield, [fut]) => {
-            let kind = task_kind(which, span);
+            let kind = task_kind(which, span, &private);
             quote_spanned! {span=> {
                 #[allow(unused_imports)]
                 use #private::{SpawnAny as _, SpawnFallible as _, SpawnFallibleDebug as _};
@@ -114,7 +157,7 @@ fn expand_macro(
             }}
         }
         (ScopedMacro::Spawn | ScopedMacro::Shield, [name, fut]) => {
-            let kind = task_kind(which, span);
+            let kind = task_kind(which, span, &private);
             quote_spanned! {span=> {
                 #[allow(unused_imports)]
                 use #private::{SpawnAny as _, SpawnFallible as _, SpawnFallibleDebug as _};
@@ -142,18 +185,19 @@ fn expand_macro(
 /// What a mistaken call becomes, typed like the real one so that the rest of
 /// the body reports nothing more: the scope for `scope!`, a handle for the
 /// spawning macros, `()` for `defer!`.
-fn stand_in(which: ScopedMacro, span: Span, scope: &Ident) -> TokenStream {
+fn stand_in(which: ScopedMacro, span: Span, scope: &Ident, support: &Support) -> TokenStream {
+    let support = support.at(span);
     match which {
         ScopedMacro::Scope => quote_spanned!(span=> #scope),
         ScopedMacro::Defer => quote_spanned!(span=> ()),
-        _ => quote_spanned!(span=> ::tethered::__private::unavailable()),
+        _ => quote_spanned!(span=> #support::__private::unavailable()),
     }
 }
 
-fn task_kind(which: ScopedMacro, span: Span) -> TokenStream {
+fn task_kind(which: ScopedMacro, span: Span, private: &TokenStream) -> TokenStream {
     match which {
-        ScopedMacro::Shield => quote_spanned!(span=> ::tethered::__private::Kind::Shield),
-        _ => quote_spanned!(span=> ::tethered::__private::Kind::Task),
+        ScopedMacro::Shield => quote_spanned!(span=> #private::Kind::Shield),
+        _ => quote_spanned!(span=> #private::Kind::Task),
     }
 }
 
@@ -211,6 +255,8 @@ fn apart_message(inner: ScopedMacro, outer: ScopedMacro) -> String {
 
 struct Rewriter<'a> {
     errors: &'a Errors,
+    support: &'a Support,
+    names: &'a MacroNames,
     scope: Ident,
     /// The tethered macro whose arguments are being rewritten, if any.
     inside: Cell<Option<ScopedMacro>>,
@@ -219,7 +265,7 @@ struct Rewriter<'a> {
 impl Rewriter<'_> {
     /// The replacement of a tethered macro call, or `None` for other macros.
     fn replace(&self, mac: &Macro) -> Option<TokenStream> {
-        let which = ScopedMacro::from_path(&mac.path)?;
+        let which = self.names.of_path(&mac.path)?;
         Some(self.expand_call(which, mac.path.span(), mac.tokens.clone()))
     }
 
@@ -229,12 +275,13 @@ impl Rewriter<'_> {
         if let Some(outer) = self.inside.get() {
             self.errors
                 .push(syn::Error::new(span, apart_message(which, outer)));
+            let support = self.support.at(span);
             return match which {
                 // The real scope cannot be borrowed in there either.
                 ScopedMacro::Scope => {
-                    quote_spanned!(span=> ::tethered::__private::unavailable_scope())
+                    quote_spanned!(span=> #support::__private::unavailable_scope())
                 }
-                _ => stand_in(which, span, &self.scope),
+                _ => stand_in(which, span, &self.scope, self.support),
             };
         }
         // The arguments may hold tethered macros too (mistakes, as they run
@@ -242,11 +289,11 @@ impl Rewriter<'_> {
         let previous = self.inside.replace(which.runs_apart().then_some(which));
         let tokens = self.rewrite_tokens(tokens);
         self.inside.set(previous);
-        match expand_macro(which, span, tokens, &self.scope) {
+        match expand_macro(which, span, tokens, &self.scope, self.support) {
             Ok(tokens) => tokens,
             Err(error) => {
                 self.errors.push(error);
-                stand_in(which, span, &self.scope)
+                stand_in(which, span, &self.scope, self.support)
             }
         }
     }
@@ -293,10 +340,7 @@ impl Rewriter<'_> {
                     _ => return None,
                 };
                 let names: Vec<&str> = segments.iter().map(|(name, _)| name.as_str()).collect();
-                let which = match names.as_slice() {
-                    [name] | ["tethered", name] => ScopedMacro::from_name(name)?,
-                    _ => return None,
-                };
+                let which = self.names.find(&names)?;
                 let span = segments.last().map(|(_, span)| *span)?;
                 let replacement = self.expand_call(which, span, group.stream());
                 Some((end + 2 - i, replacement))
@@ -409,6 +453,7 @@ fn with_attributes(attrs: &[Attribute], replacement: TokenStream) -> TokenStream
 /// Finds `let h = spawn!(…);` whose `h` the rest of its block never mentions.
 struct UnjoinedHandles<'a> {
     errors: &'a Errors,
+    names: &'a MacroNames,
 }
 
 // A `VisitMut` that changes nothing: syn's read-only `Visit` would be a
@@ -421,7 +466,7 @@ impl VisitMut for UnjoinedHandles<'_> {
             let Stmt::Local(local) = &block.stmts[index] else {
                 continue;
             };
-            let Some((binding, which)) = handle_binding(local) else {
+            let Some((binding, which)) = handle_binding(local, self.names) else {
                 continue;
             };
             // The user said so: rustc's own lint is silenced too.
@@ -476,7 +521,7 @@ fn allows_unused(attrs: &[Attribute]) -> bool {
 }
 
 /// `let h = spawn!(…)` (or `shield!`, `spawn_blocking!`): the bound name.
-fn handle_binding(local: &Local) -> Option<(&Ident, ScopedMacro)> {
+fn handle_binding<'l>(local: &'l Local, names: &MacroNames) -> Option<(&'l Ident, ScopedMacro)> {
     let Pat::Ident(pattern) = &local.pat else {
         return None;
     };
@@ -487,7 +532,7 @@ fn handle_binding(local: &Local) -> Option<(&Ident, ScopedMacro)> {
     let Expr::Macro(ExprMacro { mac, .. }) = &*init.expr else {
         return None;
     };
-    let which = ScopedMacro::from_path(&mac.path)?;
+    let which = names.of_path(&mac.path)?;
     which.returns_handle().then_some((&pattern.ident, which))
 }
 
@@ -507,7 +552,7 @@ mod tests {
     fn prepared(body: TokenStream) -> (String, Vec<String>) {
         let mut block: Block = syn::parse2(quote!({ #body })).unwrap();
         let errors = Errors::new();
-        prepare(&mut block, &errors);
+        prepare(&mut block, &Support::Tethered, &errors);
         let messages = match errors.finish() {
             Ok(()) => Vec::new(),
             Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
@@ -613,6 +658,33 @@ mod tests {
         });
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].contains("handle `loud`"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_renamed_crate_names_the_macros_and_the_expansion() {
+        let support = syn::parse2::<syn::Path>(quote!(crate::rt)).unwrap();
+        let support = Support::Given(support.to_token_stream());
+        let mut block: Block = syn::parse2(quote!({
+            crate::rt::spawn!(a());
+            let unused = rt::shield!(b());
+            tt::defer!(c());
+        }))
+        .unwrap();
+        let errors = Errors::new();
+        prepare(&mut block, &support, &errors);
+        let messages: Vec<String> = match errors.finish() {
+            Ok(()) => Vec::new(),
+            Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
+        };
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert!(messages[0].contains("handle `unused`"), "{messages:?}");
+        let code = block.to_token_stream().to_string();
+        assert!(!code.contains("rt :: spawn !"), "{code}");
+        assert!(!code.contains("rt :: shield !"), "{code}");
+        // Another crate's `defer!` is left alone.
+        assert!(code.contains("tt :: defer !"), "{code}");
+        assert!(code.contains("crate :: rt :: __private :: Spawn"), "{code}");
+        assert!(!code.contains(":: tethered"), "{code}");
     }
 
     #[test]

@@ -6,8 +6,10 @@ pub(crate) mod duration;
 mod errors;
 pub(crate) mod options;
 mod parse;
+mod support;
 
 pub(crate) use errors::Errors;
+pub(crate) use support::Support;
 
 use proc_macro2::{Ident, TokenStream, TokenTree};
 use quote::ToTokens;

@@ -9,11 +9,11 @@ use syn::{
 };
 
 use crate::common::options::{self, RawOption};
-use crate::common::{Errors, check_async_fn, mentions};
+use crate::common::{Errors, Support, check_async_fn, mentions};
 
 const KEYS: &[&str] = &[
     "every", "overlap", "missed", "first", "jitter", "seed", "timeout", "on_error", "on_stop",
-    "name",
+    "name", "crate",
 ];
 
 /// `overlap = …`
@@ -69,6 +69,8 @@ pub(crate) struct PeriodicFn {
     pub(crate) receiver: Option<Receiver>,
     /// The run's return type (`()` when none is written).
     pub(crate) output: Type,
+    /// `crate = …`: the path of the runtime crate.
+    pub(crate) support: Support,
 }
 
 impl PeriodicFn {
@@ -103,6 +105,7 @@ impl PeriodicFn {
             arguments,
             receiver,
             output,
+            support: Support::Tethered,
             item,
         };
         for option in options::check_keys(options, KEYS, errors) {
@@ -129,6 +132,11 @@ impl PeriodicFn {
                 "name" => {
                     if let Some(name) = errors.take(options::string(option, "\"refresh-prices\"")) {
                         model.name = name;
+                    }
+                }
+                "crate" => {
+                    if let Some(support) = errors.take(Support::from_option(option)) {
+                        model.support = support;
                     }
                 }
                 _ => {}

@@ -7,7 +7,7 @@ use syn::spanned::Spanned;
 use super::model::{
     BackoffModel, BodyModel, ChildModel, Delays, RestartModel, StrategyModel, Supervise, Timing,
 };
-use crate::common::duration;
+use crate::common::{Support, duration};
 
 // Input:
 //
@@ -18,16 +18,16 @@ use crate::common::duration;
 //         body |sv| { serve(sv).await },
 //     }
 //
-// Output:
+// Output (`::tethered` is `$crate` when called as `tethered::supervise!`):
 //
 //     ::tethered::Supervisor::builder()
 //         .name("svc")
 //         .strategy(::tethered::Strategy::OneForAll)
 //         .child(
 //             // Spanned on `child`, where the child's location points.
-//             ::tethered::ChildSpec::new("ingest", || {
+//             <::tethered::ChildSpec>::new("ingest", || {
 //                 // Spanned on the expression: a non-future is reported there.
-//                 ::tethered::__private::supervised_child(ingest(rx.clone()))
+//                 <::tethered::__private::Supervise>::child(ingest(rx.clone()))
 //             })
 //             .restart(::tethered::Restart::Transient)
 //             .backoff(::tethered::Backoff::new(const { … }, const { … })),
@@ -49,7 +49,8 @@ use crate::common::duration;
 //         __tethered_builder.run(…).await
 //     }
 pub(crate) fn expand(model: Supervise) -> TokenStream {
-    let mut builder = quote!(::tethered::Supervisor::builder());
+    let support = &model.support;
+    let mut builder = quote!(#support::Supervisor::builder());
     if let Some(name) = &model.name {
         builder.extend(quote!(.name(#name)));
     }
@@ -59,7 +60,7 @@ pub(crate) fn expand(model: Supervise) -> TokenStream {
             StrategyModel::OneForAll => quote_spanned!(*span=> OneForAll),
             StrategyModel::RestForOne => quote_spanned!(*span=> RestForOne),
         };
-        builder.extend(quote!(.strategy(::tethered::Strategy::#variant)));
+        builder.extend(quote!(.strategy(#support::Strategy::#variant)));
     }
     if let Some((restarts, span, (window, literal))) = &model.intensity {
         let restarts = spanned(Literal::u32_suffixed(*restarts), *span);
@@ -83,7 +84,7 @@ pub(crate) fn expand(model: Supervise) -> TokenStream {
     let cfgs = model.children.iter().any(|child| !child.cfgs.is_empty());
     let mut statements = TokenStream::new();
     for child in &model.children {
-        let spec = child_spec(child);
+        let spec = child_spec(child, support);
         if cfgs {
             let cfg = &child.cfgs;
             statements.extend(quote! {
@@ -101,15 +102,18 @@ pub(crate) fn expand(model: Supervise) -> TokenStream {
         // goes straight on to the children instead of waiting out the grace
         // period for a body that does nothing.
         BodyModel::Forever => quote! {
-            async |_: &::tethered::Supervisor| {
-                ::tethered::stop_requested().await;
+            async |_: &#support::Supervisor| {
+                #support::stop_requested().await;
             }
         },
         BodyModel::Closure(closure) => quote!(#closure),
         // Any type, so the code around reports nothing more.
-        BodyModel::Rejected(span) => quote_spanned! {*span=>
-            async |_: &::tethered::Supervisor| loop {}
-        },
+        BodyModel::Rejected(span) => {
+            let support = support.at(*span);
+            quote_spanned! {*span=>
+                async |_: &#support::Supervisor| loop {}
+            }
+        }
     };
     if !cfgs {
         return quote!(#builder.run(#body).await);
@@ -123,7 +127,7 @@ pub(crate) fn expand(model: Supervise) -> TokenStream {
     }
 }
 
-fn child_spec(child: &ChildModel) -> TokenStream {
+fn child_spec(child: &ChildModel, support: &Support) -> TokenStream {
     let ChildModel {
         cfgs: _,
         keyword,
@@ -132,25 +136,35 @@ fn child_spec(child: &ChildModel) -> TokenStream {
         backoff,
         expr,
     } = child;
-    let make = quote_spanned!(expr.span()=> ::tethered::__private::supervised_child(#expr));
+    // Both calls start with a token of the user's (`<`), not with the crate's
+    // path, which may be `$crate`: a call is located where its first token
+    // is, and `ChildSpec::new` records its location as the child's. So are
+    // the errors about the calls, and about the closure around the child.
+    let make = {
+        let support = support.at(expr.span());
+        quote_spanned!(expr.span()=> <#support::__private::Supervise>::child(#expr))
+    };
     // Not `move`: the factory borrows what it clones into each new future.
-    let mut spec = quote_spanned!(keyword.span()=> ::tethered::ChildSpec::new(#name, || #make));
+    let mut spec = {
+        let support = support.at(keyword.span());
+        quote_spanned!(keyword.span()=> <#support::ChildSpec>::new(#name, || #make))
+    };
     if let Some((restart, span)) = restart {
         let variant = match restart {
             RestartModel::Permanent => quote_spanned!(*span=> Permanent),
             RestartModel::Transient => quote_spanned!(*span=> Transient),
             RestartModel::Temporary => quote_spanned!(*span=> Temporary),
         };
-        spec.extend(quote!(.restart(::tethered::Restart::#variant)));
+        spec.extend(quote!(.restart(#support::Restart::#variant)));
     }
-    if let Some(backoff) = backoff_tokens(backoff) {
+    if let Some(backoff) = backoff_tokens(backoff, support) {
         spec.extend(quote!(.backoff(#backoff)));
     }
     spec
 }
 
 /// The child's `Backoff`, or `None` for the default.
-fn backoff_tokens(backoff: &BackoffModel) -> Option<TokenStream> {
+fn backoff_tokens(backoff: &BackoffModel, support: &Support) -> Option<TokenStream> {
     let BackoffModel {
         delays,
         factor,
@@ -160,12 +174,15 @@ fn backoff_tokens(backoff: &BackoffModel) -> Option<TokenStream> {
         return None;
     }
     let mut tokens = match delays {
-        None => quote!(<::tethered::Backoff as ::core::default::Default>::default()),
-        Some(Delays::None(span)) => quote_spanned!(*span=> ::tethered::Backoff::none()),
+        None => quote!(<#support::Backoff as ::core::default::Default>::default()),
+        Some(Delays::None(span)) => {
+            let support = support.at(*span);
+            quote_spanned!(*span=> #support::Backoff::none())
+        }
         Some(Delays::Range { initial, max }) => {
             let initial = duration::to_tokens(initial.0, &initial.1);
             let max = duration::to_tokens(max.0, &max.1);
-            quote!(::tethered::Backoff::new(#initial, #max))
+            quote!(#support::Backoff::new(#initial, #max))
         }
     };
     if let Some((factor, span)) = factor {

@@ -10,7 +10,7 @@ use syn::spanned::Spanned;
 use syn::{Attribute, Expr, ExprClosure, Ident, Lit, LitStr, Meta, Pat, PatType};
 
 use super::parse::{Body, Child, Entry, Input, Key, Reader, Setting, suggest};
-use crate::common::{Errors, duration};
+use crate::common::{Errors, Support, duration};
 
 const STRATEGIES: &[&str] = &["one_for_one", "one_for_all", "rest_for_one"];
 const RESTARTS: &[&str] = &["permanent", "transient", "temporary"];
@@ -36,6 +36,8 @@ pub(crate) enum RestartModel {
 }
 
 pub(crate) struct Supervise {
+    /// The path of the runtime crate.
+    pub(crate) support: Support,
     pub(crate) name: Option<LitStr>,
     pub(crate) strategy: Option<(StrategyModel, Span)>,
     /// The most restarts, where it was written, and the window.
@@ -90,6 +92,7 @@ pub(crate) enum BodyModel {
 impl Supervise {
     pub(crate) fn new(input: Input, errors: &Errors) -> Self {
         let mut model = Supervise {
+            support: input.support,
             name: None,
             strategy: None,
             intensity: None,
@@ -162,7 +165,7 @@ impl Supervise {
                         );
                         continue;
                     }
-                    model.body = body_model(&keyword, expr, errors);
+                    model.body = body_model(&keyword, expr, &model.support, errors);
                     body = Some(keyword);
                 }
                 Entry::Broken {
@@ -642,7 +645,7 @@ fn jitter(reader: &mut Reader<'_>) -> syn::Result<f64> {
 }
 
 /// The body: a closure of one argument, made `async`, its argument typed.
-fn body_model(keyword: &Ident, expr: Expr, errors: &Errors) -> BodyModel {
+fn body_model(keyword: &Ident, expr: Expr, support: &Support, errors: &Errors) -> BodyModel {
     let mut closure = match expr {
         Expr::Closure(closure) => closure,
         other => {
@@ -673,7 +676,8 @@ fn body_model(keyword: &Ident, expr: Expr, errors: &Errors) -> BodyModel {
         if !matches!(input, Pat::Type(_)) {
             let pat = input.clone();
             let span = pat.span();
-            let ty: TokenStream = quote::quote_spanned!(span=> &::tethered::Supervisor);
+            let support = support.at(span);
+            let ty: TokenStream = quote::quote_spanned!(span=> &#support::Supervisor);
             *input = Pat::Type(PatType {
                 attrs: Vec::new(),
                 pat: Box::new(pat),
@@ -892,11 +896,29 @@ mod tests {
         .to_string();
         assert!(!output.contains("compile_error"), "{output}");
         assert!(output.contains("let mut __tethered_builder"), "{output}");
-        let a = output.find("ChildSpec :: new (\"a\"").unwrap();
+        let a = output.find("ChildSpec > :: new (\"a\"").unwrap();
         let b = output
             .find("# [cfg (feature = \"b\")] { __tethered_builder = __tethered_builder . child")
             .unwrap();
         assert!(a < b, "declaration order: {output}");
+    }
+
+    #[test]
+    fn names_the_crate_by_the_path_it_is_given() {
+        let output = super::super::expand(quote! {
+            crate = tt;
+            child "a" => a(),
+        })
+        .to_string();
+        assert!(!output.contains("compile_error"), "{output}");
+        assert!(
+            output.starts_with("tt :: Supervisor :: builder ()"),
+            "{output}"
+        );
+        assert!(output.contains("< tt :: ChildSpec > :: new"), "{output}");
+        assert!(!output.contains(":: tethered"), "{output}");
+        let plain = super::super::expand(quote!(child "a" => a())).to_string();
+        assert!(plain.starts_with(":: tethered :: Supervisor"), "{plain}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use syn::parse::discouraged::Speculative;
 use syn::parse::{ParseStream, Parser};
 use syn::{Attribute, Expr, Ident, Lit, LitStr, Token};
 
+use crate::common::Support;
 use crate::common::options::closest;
 
 /// The settings, `key: value`.
@@ -84,6 +85,9 @@ const CHILD_OPTION_WORDS: &[&str] = &[
 const EXPECTED_ENTRY: &str = "expected an entry of the supervisor: `name: …`, `strategy: …`, `intensity: …`, `shutdown: …`, `seed: …`, `child \"name\" => …` or `body |sv| { … }`";
 
 pub(crate) struct Input {
+    /// The path of the runtime crate: `$crate` through
+    /// `tethered::supervise!`, `::tethered` without a `crate = …;`.
+    pub(crate) support: Support,
     pub(crate) entries: Vec<Entry>,
 }
 
@@ -132,6 +136,7 @@ pub(crate) struct Body {
 /// entries. A plain function over tokens, so it can be tested (and fuzzed)
 /// without a compiler.
 pub(crate) fn parse(tokens: TokenStream) -> Input {
+    let (support, tokens) = split_support(tokens);
     let parser = |input: ParseStream<'_>| {
         let mut entries = Vec::new();
         while !input.is_empty() {
@@ -176,14 +181,35 @@ pub(crate) fn parse(tokens: TokenStream) -> Input {
         Ok(entries)
     };
     match parser.parse2(tokens) {
-        Ok(entries) => Input { entries },
+        Ok(entries) => Input { support, entries },
         // Every token is consumed above; kept for safety all the same.
         Err(error) => Input {
+            support,
             entries: vec![Entry::Broken {
                 error,
                 supervises: true,
             }],
         },
+    }
+}
+
+/// `crate = path;` before the entries, which `tethered::supervise!` passes
+/// as `crate = $crate;`, so that the expansion names the runtime crate
+/// under whatever name the user depends on it: the path, and the entries.
+fn split_support(tokens: TokenStream) -> (Support, TokenStream) {
+    let trees: Vec<TokenTree> = tokens.into_iter().collect();
+    let prefixed = matches!(trees.first(), Some(TokenTree::Ident(word)) if word == "crate")
+        && matches!(trees.get(1), Some(TokenTree::Punct(eq)) if eq.as_char() == '=');
+    let semi = trees
+        .iter()
+        .position(|tree| matches!(tree, TokenTree::Punct(semi) if semi.as_char() == ';'));
+    match semi {
+        Some(semi) if prefixed && semi > 2 => {
+            let path = trees[2..semi].iter().cloned().collect();
+            let rest = trees[semi + 1..].iter().cloned().collect();
+            (Support::Given(path), rest)
+        }
+        _ => (Support::Tethered, trees.into_iter().collect()),
     }
 }
 
