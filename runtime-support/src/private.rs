@@ -86,12 +86,40 @@ impl<'s, F> Spawn<'s, F> {
         }
     }
 
+    /// Starts a task whose future never returns (`spawn!` of an async block
+    /// that can only loop, panic or wait forever), with no dispatch on its
+    /// output: the type checker learns that it is `!` only at the very end,
+    /// too late for the dispatch.
+    #[track_caller]
+    pub fn spawn_never(&self) -> TaskHandle<'s, Never>
+    where
+        F: Future<Output = Never> + Send + 'static,
+    {
+        match self.parts() {
+            Some((fut, name)) => self.scope.spawn_task(self.kind.node_kind(), name, fut),
+            None => already_spawned(),
+        }
+    }
+
     fn parts(&self) -> Option<(F, Option<Cow<'static, str>>)> {
         let fut = self.fut.take()?;
         // The name is only read once, with the future.
         let name = self.name.clone();
         Some((fut, name))
     }
+}
+
+/// `!`, which stable Rust names only as a function pointer's return type.
+pub type Never = <fn() -> ! as FnOutput>::Output;
+
+/// A function pointer's return type.
+pub trait FnOutput {
+    /// The type it returns.
+    type Output;
+}
+
+impl<R> FnOutput for fn() -> R {
+    type Output = R;
 }
 
 impl<F> fmt::Debug for Spawn<'_, F> {

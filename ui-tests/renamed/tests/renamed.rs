@@ -31,16 +31,15 @@ async fn scoped_with_a_renamed_crate() {
     assert_eq!(log, ["deferred", "shielded"]);
 }
 
-async fn tick(ticks: Arc<AtomicU32>) {
-    loop {
-        ticks.fetch_add(1, Ordering::SeqCst);
-        sleep(Duration::from_secs(1)).await;
-    }
-}
-
 #[tt::scoped(crate = "tt", on_exit = cancel)]
 async fn written_as_a_string(ticks: Arc<AtomicU32>) {
-    spawn!(tick(ticks));
+    // A future that never returns: spawned as a future of `!`.
+    spawn!(async move {
+        loop {
+            ticks.fetch_add(1, Ordering::SeqCst);
+            sleep(Duration::from_secs(1)).await;
+        }
+    });
     sleep(Duration::from_millis(2_500)).await;
 }
 
