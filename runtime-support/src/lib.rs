@@ -279,7 +279,8 @@ pub use tethered_macros::periodic;
 ///     shutdown: grace "5s" then cancel "10s",  // or `grace "5s"` alone
 ///     seed: 42,                                // of the backoff jitter; default 0
 ///     child "ingest" (permanent, backoff "100ms".."5s", factor 2, jitter 0.1) => ingest(rx.clone()),
-///     child "janitor" (transient) => janitor(db.clone()),
+///     child "janitor" (transient, shutdown "2s") => janitor(db.clone()),
+///     child "cache" (shutdown brutal) => cache(),  // or `shutdown infinity`
 ///     child "once" => one_shot(),
 ///     #[cfg(feature = "metrics")]              // declared only in builds with the feature
 ///     child "metrics" => export_metrics(),
@@ -302,7 +303,11 @@ pub use tethered_macros::periodic;
 ///   all optional: a [`Restart`] policy, `permanent` (the default),
 ///   `transient` or `temporary`; a [`Backoff`], `backoff "initial".."max"`
 ///   or `backoff none` (restart at once), `factor N` (at least 1) and
-///   `jitter F` (from 0.0 to 1.0). A `#[cfg(…)]` before `child` declares
+///   `jitter F` (from 0.0 to 1.0); a [`ChildShutdown`] of its own,
+///   `shutdown "2s"` (asked to stop, then cancelled after 2 s), `shutdown
+///   brutal` (cancelled at once), `shutdown infinity` (waited for as long as
+///   it takes) or `shutdown (expression)` for a `Duration` known at run
+///   time. A `#[cfg(…)]` before `child` declares
 ///   the child only in the builds it selects; no other attribute, and no
 ///   attribute on another entry, is accepted.
 /// * `body |sv| { … }`: an async closure that gets `sv: &Supervisor`, to

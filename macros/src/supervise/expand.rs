@@ -5,7 +5,8 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use super::model::{
-    BackoffModel, BodyModel, ChildModel, Delays, RestartModel, StrategyModel, Supervise, Timing,
+    BackoffModel, BodyModel, ChildModel, ChildShutdownModel, Delays, RestartModel, StrategyModel,
+    Supervise, Timing,
 };
 use crate::common::{Support, duration};
 
@@ -14,7 +15,7 @@ use crate::common::{Support, duration};
 //     supervise! {
 //         name: "svc",
 //         strategy: one_for_all,
-//         child "ingest" (transient, backoff "100ms".."5s") => ingest(rx.clone()),
+//         child "ingest" (transient, backoff "100ms".."5s", shutdown "2s") => ingest(rx.clone()),
 //         body |sv| { serve(sv).await },
 //     }
 //
@@ -30,7 +31,9 @@ use crate::common::{Support, duration};
 //                 <::tethered::__private::Supervise>::child(ingest(rx.clone()))
 //             })
 //             .restart(::tethered::Restart::Transient)
-//             .backoff(::tethered::Backoff::new(const { … }, const { … })),
+//             .backoff(::tethered::Backoff::new(const { … }, const { … }))
+//             // `(shutdown "2s")`; or `Brutal`, `Infinity`.
+//             .shutdown(::tethered::ChildShutdown::Timeout(const { … })),
 //         )
 //         .run(async |sv: &::tethered::Supervisor| { serve(sv).await })
 //         .await
@@ -134,6 +137,7 @@ fn child_spec(child: &ChildModel, support: &Support) -> TokenStream {
         name,
         restart,
         backoff,
+        shutdown,
         expr,
     } = child;
     // Both calls start with a token of the user's (`<`), not with the crate's
@@ -159,6 +163,23 @@ fn child_spec(child: &ChildModel, support: &Support) -> TokenStream {
     }
     if let Some(backoff) = backoff_tokens(backoff, support) {
         spec.extend(quote!(.backoff(#backoff)));
+    }
+    if let Some(shutdown) = shutdown {
+        let shutdown = match shutdown {
+            ChildShutdownModel::Brutal(span) => {
+                let support = support.at(*span);
+                quote_spanned!(*span=> #support::ChildShutdown::Brutal)
+            }
+            ChildShutdownModel::Infinity(span) => {
+                let support = support.at(*span);
+                quote_spanned!(*span=> #support::ChildShutdown::Infinity)
+            }
+            ChildShutdownModel::Timeout(timeout) => {
+                let timeout = timing(timeout);
+                quote!(#support::ChildShutdown::Timeout(#timeout))
+            }
+        };
+        spec.extend(quote!(.shutdown(#shutdown)));
     }
     spec
 }

@@ -14,12 +14,14 @@ use crate::common::{Errors, Support, duration};
 
 const STRATEGIES: &[&str] = &["one_for_one", "one_for_all", "rest_for_one"];
 const RESTARTS: &[&str] = &["permanent", "transient", "temporary"];
-const CHILD_OPTIONS: &[&str] = &["backoff", "factor", "jitter"];
+const CHILD_OPTIONS: &[&str] = &["backoff", "factor", "jitter", "shutdown"];
+const CHILD_SHUTDOWNS: &[&str] = &["brutal", "infinity"];
 
 const INTENSITY_FORM: &str = "expected `intensity: 5 within \"10s\"`: at most 5 restarts within any 10 seconds, past which the supervisor fails";
 const SHUTDOWN_FORM: &str = "expected `shutdown: grace \"5s\" then cancel \"10s\"` (or `grace \"5s\"` alone; a duration known at run time goes in parentheses: `grace (config.grace)`): how long children may finish after being asked to stop, then how long they get once cancelled";
 const BACKOFF_FORM: &str = "expected `backoff \"100ms\"..\"5s\"` (the first delay, then the longest) or `backoff none` (restart at once)";
-const CHILD_OPTION_FORM: &str = "accepted: `permanent`, `transient`, `temporary`, `backoff \"100ms\"..\"5s\"`, `backoff none`, `factor 2`, `jitter 0.1`";
+const CHILD_OPTION_FORM: &str = "accepted: `permanent`, `transient`, `temporary`, `backoff \"100ms\"..\"5s\"`, `backoff none`, `factor 2`, `jitter 0.1`, `shutdown \"5s\"`, `shutdown brutal`, `shutdown infinity`";
+const CHILD_SHUTDOWN_FORM: &str = "expected `shutdown \"5s\"` (asked to stop, then cancelled after 5 s), `shutdown brutal` (cancelled at once), `shutdown infinity` (waited for as long as it takes) or, for a duration known only at run time, `shutdown (config.shutdown)`";
 
 /// `strategy: …`
 pub(crate) enum StrategyModel {
@@ -57,8 +59,22 @@ pub(crate) struct ChildModel {
     pub(crate) name: LitStr,
     pub(crate) restart: Option<(RestartModel, Span)>,
     pub(crate) backoff: BackoffModel,
+    /// `shutdown …`: how the child is stopped; absent, the supervisor's
+    /// shutdown phases decide.
+    pub(crate) shutdown: Option<ChildShutdownModel>,
     /// What makes the child's future.
     pub(crate) expr: Expr,
+}
+
+/// A child's `shutdown …`.
+pub(crate) enum ChildShutdownModel {
+    /// `shutdown brutal`: cancelled at once.
+    Brutal(Span),
+    /// `shutdown infinity`: waited for as long as it takes.
+    Infinity(Span),
+    /// `shutdown "5s"` or `shutdown (expression)`: asked to stop, then
+    /// cancelled after that long.
+    Timeout(Timing),
 }
 
 /// `backoff …`, `factor …` and `jitter …`; all absent for the default.
@@ -421,6 +437,8 @@ impl ChildModel {
         }
         let mut restart: Option<(RestartModel, Ident)> = None;
         let mut backoff = BackoffModel::default();
+        let mut shutdown: Option<ChildShutdownModel> = None;
+        let mut shutdown_given = false;
         // The backoff options given, for the checks between them.
         let mut given: Vec<Ident> = Vec::new();
         for option in &options {
@@ -446,6 +464,18 @@ impl ChildModel {
                     );
                 } else {
                     restart = Some((policy, word));
+                }
+                continue;
+            }
+            if text == "shutdown" {
+                if shutdown_given {
+                    errors.error_spanned_by(
+                        &word,
+                        "`shutdown` is given twice; keep one `shutdown …`",
+                    );
+                } else {
+                    shutdown_given = true;
+                    shutdown = errors.take(read_child_option(&mut reader, &text, child_shutdown));
                 }
                 continue;
             }
@@ -517,6 +547,7 @@ impl ChildModel {
             name,
             restart: restart.map(|(policy, word)| (policy, word.span())),
             backoff,
+            shutdown,
             expr,
         })
     }
@@ -609,6 +640,49 @@ fn delays(reader: &mut Reader<'_>) -> syn::Result<Delays> {
         initial: (first, initial),
         max: (longest, max),
     })
+}
+
+/// A child's `shutdown …`: `brutal`, `infinity`, a duration, or a duration
+/// known at run time in parentheses.
+fn child_shutdown(reader: &mut Reader<'_>) -> syn::Result<ChildShutdownModel> {
+    if let Some(word) = reader.any_word() {
+        return match word.to_string().as_str() {
+            "brutal" => Ok(ChildShutdownModel::Brutal(word.span())),
+            "infinity" => Ok(ChildShutdownModel::Infinity(word.span())),
+            other => {
+                let message = match suggest(other, CHILD_SHUTDOWNS) {
+                    Some(suggestion) => format!(
+                        "unknown `shutdown` value `{other}`; did you mean `{suggestion}`? ({CHILD_SHUTDOWN_FORM})"
+                    ),
+                    None => format!("unknown `shutdown` value `{other}`; {CHILD_SHUTDOWN_FORM}"),
+                };
+                Err(syn::Error::new(word.span(), message))
+            }
+        };
+    }
+    if reader.is_done() {
+        return Err(reader.whole_error(CHILD_SHUTDOWN_FORM));
+    }
+    if reader.peek_parenthesised() {
+        return timing_after(reader, "shutdown", "5s").map(ChildShutdownModel::Timeout);
+    }
+    let Some(text) = reader.string() else {
+        return Err(reader.error(CHILD_SHUTDOWN_FORM));
+    };
+    if is_zero(&text) {
+        return Err(syn::Error::new(
+            text.span(),
+            format!(
+                "`{}` is zero, which leaves the child no time to stop; to cancel it at once, write `shutdown brutal`",
+                text.value()
+            ),
+        ));
+    }
+    let timeout = duration::parse(
+        &text,
+        Some("to wait for the child as long as it takes, write `shutdown infinity`"),
+    )?;
+    Ok(ChildShutdownModel::Timeout(Timing::Literal(timeout, text)))
 }
 
 /// Whether a duration literal reads as zero (`"0s"`, `"0ms"`).
@@ -800,6 +874,64 @@ mod tests {
             "never restarted",
             "one restart policy",
             "did you mean `transient`",
+        ];
+        assert_eq!(found.len(), expected.len(), "{found:?}");
+        for (message, expected) in found.iter().zip(expected) {
+            assert!(message.contains(expected), "{message:?} lacks {expected:?}");
+        }
+    }
+
+    #[test]
+    fn a_child_takes_a_shutdown_of_its_own() {
+        let found = messages(quote! {
+            child "a" (shutdown "2s") => a(),
+            child "b" (shutdown brutal) => b(),
+            child "c" (temporary, shutdown infinity) => c(),
+            child "d" (backoff none, shutdown (config.grace * 2)) => d(),
+        });
+        assert!(found.is_empty(), "{found:?}");
+        let output = super::super::expand(quote! {
+            child "a" (shutdown "2s") => a(),
+            child "b" (shutdown brutal) => b(),
+            child "c" (shutdown infinity) => c(),
+            child "d" (shutdown (grace)) => d(),
+        })
+        .to_string();
+        for expected in [
+            ". shutdown (:: tethered :: ChildShutdown :: Timeout (const { :: core :: time :: Duration :: new (2u64 , 0u32) }))",
+            ". shutdown (:: tethered :: ChildShutdown :: Brutal)",
+            ". shutdown (:: tethered :: ChildShutdown :: Infinity)",
+            ". shutdown (:: tethered :: ChildShutdown :: Timeout ({ let duration : :: core :: time :: Duration = grace ; duration }))",
+        ] {
+            assert!(output.contains(expected), "{expected} in {output}");
+        }
+    }
+
+    #[test]
+    fn checks_a_childs_shutdown() {
+        let found = messages(quote! {
+            child "a" (shutdown forever) => a(),
+            child "b" (shutdown) => b(),
+            child "c" (shutdown "1s", shutdown brutal) => c(),
+            child "d" (shutdown "5 parsecs") => d(),
+            child "e" (shutdown "0s") => e(),
+            child "f" (shutdown brutl) => f(),
+            child "g" (shutdown "1s" "2s") => g(),
+            child "h" (shutdown "600000000000y") => h(),
+            child "i" (shutdwn "1s") => i(),
+            child "j" (shutdown 5) => j(),
+        });
+        let expected = [
+            "unknown `shutdown` value `forever`; expected `shutdown \"5s\"`",
+            "expected `shutdown \"5s\"` (asked to stop, then cancelled after 5 s)",
+            "`shutdown` is given twice; keep one `shutdown …`",
+            "`5 parsecs` is not a duration",
+            "`0s` is zero, which leaves the child no time to stop; to cancel it at once, write `shutdown brutal`",
+            "did you mean `brutal`?",
+            "unexpected token after the value of `shutdown`",
+            "is too large: a duration holds at most about 584 billion years; to wait for the child as long as it takes, write `shutdown infinity`",
+            "unknown child option `shutdwn`; did you mean `shutdown`?",
+            "expected `shutdown \"5s\"`",
         ];
         assert_eq!(found.len(), expected.len(), "{found:?}");
         for (message, expected) in found.iter().zip(expected) {

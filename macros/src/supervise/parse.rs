@@ -80,6 +80,7 @@ const CHILD_OPTION_WORDS: &[&str] = &[
     "backoff",
     "factor",
     "jitter",
+    "shutdown",
 ];
 
 const EXPECTED_ENTRY: &str = "expected an entry of the supervisor: `name: …`, `strategy: …`, `intensity: …`, `shutdown: …`, `seed: …`, `child \"name\" => …` or `body |sv| { … }`";
@@ -529,6 +530,12 @@ impl<'a> Reader<'a> {
             },
             _ => None,
         }
+    }
+
+    /// Whether a parenthesised group comes next.
+    pub(crate) fn peek_parenthesised(&self) -> bool {
+        matches!(self.peek(), Some(TokenTree::Group(group))
+            if group.delimiter() == proc_macro2::Delimiter::Parenthesis)
     }
 
     /// A parenthesised group, if one comes next: an expression computed at
