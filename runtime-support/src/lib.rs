@@ -309,7 +309,8 @@ pub use tethered_macros::periodic;
 ///   it takes) or `shutdown (expression)` for a `Duration` known at run
 ///   time. A `#[cfg(…)]` before `child` declares
 ///   the child only in the builds it selects; no other attribute, and no
-///   attribute on another entry, is accepted.
+///   attribute on another entry, is accepted (doc comments aside, which are
+///   comments).
 /// * `body |sv| { … }`: an async closure that gets `sv: &Supervisor`, to
 ///   spawn dynamic children, read the stats or shut the supervisor down. The
 ///   supervisor shuts down when the body returns, and its value is

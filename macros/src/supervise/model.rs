@@ -233,8 +233,9 @@ fn cfg_key(attrs: &[Attribute]) -> Option<String> {
 }
 
 /// An attribute where none can go: only a child takes one, `#[cfg(…)]`.
+/// Doc comments are comments, on any entry.
 fn reject_attributes(attrs: &[Attribute], entry: &str, errors: &Errors) {
-    for attr in attrs {
+    for attr in attrs.iter().filter(|attr| !attr.path().is_ident("doc")) {
         errors.error_spanned_by(
             attr,
             format!(
@@ -425,6 +426,8 @@ impl ChildModel {
         for attr in attrs {
             if attr.path().is_ident("cfg") {
                 cfgs.push(attr);
+            } else if attr.path().is_ident("doc") {
+                // A doc comment (`/// Restarts on failure.`) is a comment.
             } else {
                 errors.error_spanned_by(
                     &attr,
@@ -972,8 +975,12 @@ mod tests {
             child "three" => d(),
             #[cfg(feature = "b")]
             name: "svc",
-            #[doc = "the body"]
+            #[inline]
             body |_| {},
+            /// Doc comments are comments, anywhere.
+            child "four" => e(),
+            /// Even on a setting.
+            seed: 4,
         });
         assert_eq!(found.len(), 3, "{found:?}");
         assert!(
@@ -985,7 +992,7 @@ mod tests {
             "{found:?}"
         );
         assert!(
-            found[2].contains("`#[doc = …]` cannot go on the body"),
+            found[2].contains("`#[inline]` cannot go on the body"),
             "{found:?}"
         );
     }

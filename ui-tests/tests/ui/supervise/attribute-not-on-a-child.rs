@@ -10,7 +10,8 @@ async fn run() {
         child "metrics" => worker(),
         #[allow(unused)]
         child "worker" => worker(),
-        #[doc = "serves"]
+        /// Serves: a doc comment is a comment, on any entry.
+        #[must_use]
         body |_| {},
     };
 }
