@@ -51,7 +51,9 @@ pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
 /// A supervisor, its restartable children and its body, run as one
 /// expression.
 ///
-/// See `tethered::supervise` for the documentation.
+/// See `tethered::supervise` for the documentation. `tethered::supervise!`
+/// calls this with `crate = $crate;` before the entries, for the path of
+/// the runtime crate; without it, the expansion names `::tethered`.
 #[proc_macro]
 pub fn supervise(input: TokenStream) -> TokenStream {
     supervise::expand(input.into()).into()

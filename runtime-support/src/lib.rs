@@ -77,7 +77,8 @@ mod macros;
 /// returned, every child has ended and every cleanup has run.
 ///
 /// Options: `name = "…"` (default: the fn's name), `on_exit = join | cancel`
-/// (default `join`), `timeout = "30s"`, `cleanup_timeout = "10s"`.
+/// (default `join`), `timeout = "30s"`, `cleanup_timeout = "10s"`, and
+/// `crate = tt` (see below).
 ///
 /// How a failure reaches the caller depends on the return type:
 ///
@@ -141,6 +142,33 @@ mod macros;
 /// # }
 /// ```
 ///
+/// # A renamed dependency
+///
+/// The expansion names this crate `::tethered`. A crate whose Cargo.toml
+/// gives it another name (`tt = { package = "tethered", … }`) says so with
+/// `crate = tt` (or `crate = "tt"`): every path the expansion writes,
+/// those of the rewritten `spawn!` and its siblings included, then starts
+/// with `tt`, and `tt::spawn!` is recognised as `spawn!` is. The option
+/// takes any path to the crate, a re-export included; `#[periodic]`,
+/// `#[tethered::main]` and `#[tethered::test]` take it too, and
+/// [`supervise!`] needs none.
+///
+/// ```
+/// // Stands in for a dependency renamed `tt`: the crate under another path.
+/// mod tt {
+///     pub use tethered::*;
+/// }
+///
+/// #[tt::scoped(crate = crate::tt)]
+/// async fn answer() -> u32 {
+///     tt::spawn!(async { 42 }).join().await.unwrap()
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// # assert_eq!(answer().await, 42);
+/// # }
+/// ```
+///
 /// # Equivalent code without the macro
 ///
 /// ```
@@ -176,7 +204,8 @@ pub use tethered_macros::scoped;
 /// `skip`), `first = now | after` (default `now`), `jitter = "…"` (shorter
 /// than `every`; `seed = N` picks the sequence, by default one derived from
 /// the fn's name), `timeout = "…"` per run, `on_error = continue | stop`
-/// (default `continue`), `name = "…"` (default: the fn's name).
+/// (default `continue`), `name = "…"` (default: the fn's name), `crate =
+/// tt` for a dependency that Cargo.toml renames (see [`macro@scoped`]).
 ///
 /// The body is one run and returns `()` or `Result<(), E>`. Each run gets its
 /// own copy of the arguments (they must be `Clone`); a method takes `self` or
@@ -253,14 +282,19 @@ pub use tethered_macros::periodic;
 ///     shutdown: grace "5s" then cancel "10s",  // or `grace "5s"` alone
 ///     seed: 42,                                // of the backoff jitter; default 0
 ///     child "ingest" (permanent, backoff "100ms".."5s", factor 2, jitter 0.1) => ingest(rx.clone()),
-///     child "janitor" (transient) => janitor(db.clone()),
+///     child "janitor" (transient, shutdown "2s") => janitor(db.clone()),
+///     child "cache" (shutdown brutal) => cache(),  // or `shutdown infinity`
 ///     child "once" => one_shot(),
+///     #[cfg(feature = "metrics")]              // declared only in builds with the feature
+///     child "metrics" => export_metrics(),
 ///     body |sv| { serve(listener, sv).await },
 /// }
 /// ```
 ///
 /// Entries come in any order, separated by commas; each is optional, but
-/// there must be at least one child or a body. Durations are checked at
+/// there must be at least one child or a body. The expansion names this
+/// crate through `$crate`, so it works however Cargo.toml names the
+/// dependency (`tt::supervise! { … }`), with no option to write. Durations are checked at
 /// compile time, and the defaults are [`SupervisorBuilder`]'s. A shutdown
 /// duration known only at run time (a command-line flag) is an expression
 /// in parentheses: `shutdown: grace (config.grace) then cancel "10s"`.
@@ -272,7 +306,14 @@ pub use tethered_macros::periodic;
 ///   all optional: a [`Restart`] policy, `permanent` (the default),
 ///   `transient` or `temporary`; a [`Backoff`], `backoff "initial".."max"`
 ///   or `backoff none` (restart at once), `factor N` (at least 1) and
-///   `jitter F` (from 0.0 to 1.0).
+///   `jitter F` (from 0.0 to 1.0); a [`ChildShutdown`] of its own,
+///   `shutdown "2s"` (asked to stop, then cancelled after 2 s), `shutdown
+///   brutal` (cancelled at once), `shutdown infinity` (waited for as long as
+///   it takes) or `shutdown (expression)` for a `Duration` known at run
+///   time. A `#[cfg(…)]` before `child` declares
+///   the child only in the builds it selects; no other attribute, and no
+///   attribute on another entry, is accepted (doc comments aside, which are
+///   comments).
 /// * `body |sv| { … }`: an async closure that gets `sv: &Supervisor`, to
 ///   spawn dynamic children, read the stats or shut the supervisor down. The
 ///   supervisor shuts down when the body returns, and its value is
@@ -333,8 +374,15 @@ pub use tethered_macros::periodic;
 /// # let _ = supervised;
 /// # }
 /// ```
-#[doc(inline)]
-pub use tethered_macros::supervise;
+// A `macro_rules!` around the procedural macro, to hand it `$crate`: the
+// expansion then names this crate under whatever name the user depends on
+// it, with no option to write.
+#[macro_export]
+macro_rules! supervise {
+    ($($entries:tt)*) => {
+        $crate::__private::supervise_impl! { crate = $crate; $($entries)* }
+    };
+}
 
 /// `#[tokio::main]` plus a root scope named `main` and signal handling.
 ///
@@ -347,7 +395,9 @@ pub use tethered_macros::supervise;
 /// cancelled; otherwise the scope's error is printed on stderr.
 ///
 /// Options: `grace = "10s"`, `cancel_timeout = "30s"` (the defaults),
-/// `flavor = "multi_thread" | "current_thread"`, `worker_threads = N`.
+/// `flavor = "multi_thread" | "current_thread"`, `worker_threads = N`,
+/// `crate = tt` for a dependency that Cargo.toml renames (see
+/// [`macro@scoped`]).
 ///
 /// ```no_run
 /// #[tethered::main(grace = "5s")]
@@ -362,7 +412,9 @@ pub use tethered_macros::main;
 
 /// `#[tokio::test]` plus a root scope named `test`; a failure of the scope
 /// fails the test. Options: `flavor`, `worker_threads`, `start_paused =
-/// true` (which needs tokio's `test-util` feature, as `#[tokio::test]` does).
+/// true` (which needs tokio's `test-util` feature, as `#[tokio::test]` does),
+/// `crate = tt` for a dependency that Cargo.toml renames (see
+/// [`macro@scoped`]).
 ///
 /// ```
 /// #[tethered::test(start_paused = true)]

@@ -11,7 +11,9 @@
 /// `spawn!(future)` or `spawn!("name", future)`. A future whose output is a
 /// `Result` fails the scope on `Err` (when the error type is
 /// `Display + Debug + Send + Sync + 'static`); any other future fails it
-/// only by panicking. Usable only inside a [`macro@crate::scoped`] fn.
+/// only by panicking. An `async` block that never returns (ending in a
+/// `loop` with no `break`, a `panic!` or `pending().await`) is spawned as a
+/// future of `!`. Usable only inside a [`macro@crate::scoped`] fn.
 #[macro_export]
 macro_rules! spawn {
     ($($tokens:tt)*) => {

@@ -9,6 +9,10 @@ use std::future::Future;
 
 pub use tokio;
 
+/// `supervise!` itself, which `tethered::supervise!` calls with
+/// `crate = $crate;` before the user's entries.
+pub use tethered_macros::supervise as supervise_impl;
+
 use crate::error::TaskError;
 use crate::node::NodeKind;
 use crate::scope::{Scope, ScopeBuilder};
@@ -80,6 +84,21 @@ impl<'s, F> Spawn<'s, F> {
                 self.scope
                     .spawn_fallible_task(self.kind.node_kind(), name, fut, erase)
             }
+            None => already_spawned(),
+        }
+    }
+
+    /// Starts a task whose future never returns (`spawn!` of an async block
+    /// that can only loop, panic or wait forever), with no dispatch on its
+    /// output: the type checker learns that it is `!` only at the very end,
+    /// too late for the dispatch.
+    #[track_caller]
+    pub fn spawn_never(&self) -> TaskHandle<'s, Never>
+    where
+        F: Future<Output = Never> + Send + 'static,
+    {
+        match self.parts() {
+            Some((fut, name)) => self.scope.spawn_task(self.kind.node_kind(), name, fut),
             None => already_spawned(),
         }
     }
@@ -314,7 +333,7 @@ where
 }
 
 /// A `supervise!` child's future, its type erased: its type, or its
-/// mistake, stops at [`supervised_child`], so that the mistake is reported
+/// mistake, stops at [`Supervise::child`], so that the mistake is reported
 /// once, where the child is written.
 pub type ChildFuture = std::pin::Pin<Box<dyn Future<Output = ChildResult> + Send>>;
 
@@ -328,7 +347,18 @@ impl ChildOutput for ChildResult {
     }
 }
 
-/// A `supervise!` child's future, checked where the child is written.
-pub fn supervised_child<F: SupervisedChild>(child: F) -> ChildFuture {
-    child.into_child()
+/// What `supervise!` calls its children's expressions through.
+///
+/// A type, not a module: the expansion calls `<$crate::__private::Supervise>::child(…)`,
+/// a call that starts with `<`, written at the child. A call that started
+/// with `$crate` would be located in the macro, and so would the errors
+/// about it and about the closure around it.
+#[derive(Debug)]
+pub enum Supervise {}
+
+impl Supervise {
+    /// A `supervise!` child's future, checked where the child is written.
+    pub fn child<F: SupervisedChild>(child: F) -> ChildFuture {
+        child.into_child()
+    }
 }

@@ -32,6 +32,58 @@ async fn each_run_gets_its_own_copy_of_the_arguments() {
     assert_eq!(hits.load(Ordering::SeqCst), 50);
 }
 
+/// An argument compiled out by `#[cfg]` has no copy in the runs, and one
+/// compiled in has its own.
+#[periodic(every = "1s")]
+async fn count_configured(
+    hits: Arc<AtomicU32>,
+    #[cfg(not(test))] compiled_out: Arc<AtomicU32>,
+    #[cfg(test)] step: u32,
+) {
+    #[cfg(not(test))]
+    compiled_out.fetch_add(1, Ordering::SeqCst);
+    hits.fetch_add(step, Ordering::SeqCst);
+}
+
+#[tokio::test(start_paused = true)]
+async fn arguments_keep_their_cfg_in_each_run() {
+    let hits = Arc::new(AtomicU32::new(0));
+    let stats = run_for(
+        count_configured(hits.clone(), 3),
+        Duration::from_millis(1_500),
+    )
+    .await;
+    assert_eq!(stats.completed, 2);
+    assert_eq!(hits.load(Ordering::SeqCst), 6);
+}
+
+mod inner_attributes {
+    #![deny(unused_mut)]
+
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// An inner attribute stays at the top of the body.
+    #[tethered::periodic(every = "1s")]
+    pub(super) async fn count(hits: Arc<AtomicU32>) {
+        #![allow(unused_mut)]
+        let mut step = 1;
+        hits.fetch_add(step, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn inner_attributes_of_the_body_are_kept() {
+    let hits = Arc::new(AtomicU32::new(0));
+    let stats = run_for(
+        inner_attributes::count(hits.clone()),
+        Duration::from_millis(500),
+    )
+    .await;
+    assert_eq!(stats.completed, 1);
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
 #[derive(Debug)]
 struct Full;
 

@@ -1,6 +1,7 @@
 //! What `#[scoped]`, the scoped macros and `#[tethered::test]` expand into,
 //! checked by behaviour.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -419,6 +420,135 @@ mod hygiene {
 #[::tokio::test(start_paused = true)]
 async fn expansions_survive_shadowed_names() {
     assert_eq!(hygiene::shadowed().await.unwrap(), 2);
+}
+
+/// Attributes on the statements the macros rewrite apply to what they are
+/// rewritten into: a call compiled out by `#[cfg]` starts nothing.
+#[scoped]
+async fn attributes_on_rewritten_statements(
+    log: Arc<Mutex<Vec<&'static str>>>,
+) -> Result<(), ScopeError> {
+    #[cfg(not(test))]
+    spawn!("compiled-out", async {
+        Err::<(), _>("a task compiled out ran")
+    });
+    #[cfg(not(test))]
+    shield!(async { Err::<(), _>("a shield compiled out ran") });
+    #[cfg(not(test))]
+    spawn_blocking!(|| panic!("blocking work compiled out ran"));
+    #[cfg(not(test))]
+    defer!(async { Err::<(), _>("a cleanup compiled out ran") });
+    #[cfg(not(test))]
+    scope!().cancel("compiled out");
+    let spawned = log.clone();
+    #[cfg(test)]
+    spawn!("compiled-in", async move {
+        spawned.lock().unwrap().push("spawned")
+    });
+    let cleaned = log.clone();
+    #[cfg(test)]
+    defer!(async move { cleaned.lock().unwrap().push("cleaned up") });
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn cfg_on_a_rewritten_statement_compiles_it_in_or_out() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    attributes_on_rewritten_statements(log.clone())
+        .await
+        .unwrap();
+    assert_eq!(*log.lock().unwrap(), ["spawned", "cleaned up"]);
+}
+
+/// Lint attributes on rewritten statements still apply, and an allowed
+/// unused handle is the user's call.
+mod lints_on_rewritten_statements {
+    #![deny(unused_mut, unused_variables)]
+
+    #[tethered::scoped]
+    pub(super) async fn allowed() -> u32 {
+        #[allow(unused_mut)]
+        spawn!(async {
+            let mut kept = 1;
+            kept + 1
+        });
+        #[allow(unused_variables)]
+        let quiet = spawn!(async { 2 });
+        3
+    }
+
+    /// An inner attribute stays at the top of the body.
+    #[tethered::scoped]
+    pub(super) async fn allowed_inside() -> u32 {
+        #![allow(unused_mut)]
+        let mut kept = 4;
+        kept - 1
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn lint_attributes_on_rewritten_statements_are_kept() {
+    assert_eq!(lints_on_rewritten_statements::allowed().await, 3);
+    assert_eq!(lints_on_rewritten_statements::allowed_inside().await, 3);
+}
+
+/// `spawn!` of an async block that never returns: a loop nothing breaks
+/// out of, or `pending().await`. Its output is `!`, and the scope's
+/// `on_exit = cancel`, or its handle, ends it.
+#[scoped(on_exit = cancel)]
+async fn futures_that_never_return(beats: Arc<AtomicU32>) -> Result<(), ScopeError> {
+    let counted = beats.clone();
+    spawn!("heartbeat", async move {
+        loop {
+            counted.fetch_add(1, Ordering::SeqCst);
+            sleep(Duration::from_secs(1)).await;
+        }
+    });
+    spawn!("idle", async { std::future::pending().await });
+    let ticking = beats.clone();
+    let spawned_at = line!() + 1;
+    let ticker = spawn!(async move {
+        loop {
+            sleep(Duration::from_secs(1)).await;
+            ticking.fetch_add(100, Ordering::SeqCst);
+        }
+    });
+    // Located at the macro call, as any other spawn.
+    assert_eq!(ticker.location().line(), spawned_at);
+    sleep(Duration::from_millis(2_500)).await;
+    match ticker.cancel_and_wait("enough ticks").await {
+        Outcome::Cancelled(reason) => assert_eq!(reason.message(), Some("enough ticks")),
+        other => panic!("{other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn spawn_takes_a_future_that_never_returns() {
+    let beats = Arc::new(AtomicU32::new(0));
+    let started = Instant::now();
+    futures_that_never_return(beats.clone()).await.unwrap();
+    assert_eq!(started.elapsed(), Duration::from_millis(2_500));
+    // Beats at 0, 1 and 2 s; ticks at 1 and 2 s.
+    assert_eq!(beats.load(Ordering::SeqCst), 203);
+}
+
+#[scoped(on_exit = cancel)]
+async fn a_shield_that_never_returns() -> Result<(), ScopeError> {
+    shield!("watch", async {
+        tethered::stop_requested().await;
+        panic!("the watch was asked to stop")
+    });
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn shield_takes_a_future_that_never_returns() {
+    let error = a_shield_that_never_returns().await.unwrap_err();
+    let failure = &error.failures()[0];
+    assert_eq!(failure.task(), Some("watch"));
+    let message = failure.panic().expect("a panic").message();
+    assert_eq!(message, "the watch was asked to stop");
 }
 
 /// An alias of `Result` is a `Result`: the type checker, not the spelling,

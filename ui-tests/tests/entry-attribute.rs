@@ -22,6 +22,13 @@ async fn returns_a_result() -> Result<(), std::num::ParseIntError> {
 }
 
 #[tethered::test]
+async fn inner_attributes_stay_in_the_body() {
+    #![allow(unused_mut)]
+    let mut kept = 1;
+    assert_eq!(kept, 1);
+}
+
+#[tethered::test]
 async fn the_root_scope_is_named_test() {
     assert_eq!(scope!().name(), Some("test"));
     let sleeper = spawn!(tokio::time::sleep(Duration::from_millis(1)));

@@ -9,13 +9,13 @@
 use std::cell::Cell;
 
 use proc_macro2::{Group, Ident, Span, TokenStream, TokenTree};
-use quote::{ToTokens, quote_spanned};
+use quote::{ToTokens, quote, quote_spanned};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::visit_mut::{self, VisitMut};
-use syn::{Block, Expr, ExprMacro, Item, Local, Macro, Pat, Stmt, Token};
+use syn::{Attribute, Block, Expr, ExprMacro, Item, Local, Macro, Meta, Pat, Stmt, Token};
 
-use super::Errors;
+use super::{Errors, Support};
 
 /// The name of the scope inside an expanded body. Prefixed so that user code
 /// cannot collide with it.
@@ -23,16 +23,67 @@ pub(crate) fn scope_ident() -> Ident {
     Ident::new("__tethered_scope", Span::call_site())
 }
 
-/// Checks and rewrites `block` in place, recording every mistake.
-pub(crate) fn prepare(block: &mut Block, errors: &Errors) {
+/// Checks and rewrites `block` in place, recording every mistake. The
+/// rewritten calls name the runtime crate by `support`.
+pub(crate) fn prepare(block: &mut Block, support: &Support, errors: &Errors) {
+    let names = MacroNames::new(support);
     // Before the rewrite, while `let h = spawn!(…)` is still a macro call.
-    UnjoinedHandles { errors }.visit_block_mut(block);
+    UnjoinedHandles {
+        errors,
+        names: &names,
+    }
+    .visit_block_mut(block);
     Rewriter {
         errors,
+        support,
+        names: &names,
         scope: scope_ident(),
         inside: Cell::new(None),
     }
     .visit_block_mut(block);
+}
+
+/// How the scoped macros may be named: `spawn!`, `tethered::spawn!`, and,
+/// for a crate renamed with `crate = tt`, `tt::spawn!` (with `crate =
+/// crate::rt`, both `crate::rt::spawn!` and `rt::spawn!`).
+struct MacroNames {
+    /// The paths (as segment names) the macros may be reached through.
+    crates: Vec<Vec<String>>,
+}
+
+impl MacroNames {
+    fn new(support: &Support) -> Self {
+        let mut crates = vec![vec!["tethered".to_owned()]];
+        if let Some(segments) = support.segments() {
+            let last = segments.last().map(|name| vec![name.clone()]);
+            for path in [Some(segments), last].into_iter().flatten() {
+                if !crates.contains(&path) {
+                    crates.push(path);
+                }
+            }
+        }
+        MacroNames { crates }
+    }
+
+    /// The scoped macro named by these segments, if any.
+    fn find<S: AsRef<str>>(&self, segments: &[S]) -> Option<ScopedMacro> {
+        let (name, prefix) = segments.split_last()?;
+        let prefixed = prefix.is_empty()
+            || self.crates.iter().any(|krate| {
+                krate.len() == prefix.len()
+                    && krate.iter().zip(prefix).all(|(a, b)| a == b.as_ref())
+            });
+        if prefixed {
+            ScopedMacro::from_name(name.as_ref())
+        } else {
+            None
+        }
+    }
+
+    fn of_path(&self, path: &syn::Path) -> Option<ScopedMacro> {
+        let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+        self.find(&segments)
+    }
 }
 
 /// The tethered macros that only make sense inside a scope.
@@ -46,16 +97,6 @@ enum ScopedMacro {
 }
 
 impl ScopedMacro {
-    fn from_path(path: &syn::Path) -> Option<Self> {
-        let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
-        let name = match segments.as_slice() {
-            [name] => name,
-            [krate, name] if krate == "tethered" => name,
-            _ => return None,
-        };
-        Self::from_name(name)
-    }
-
     fn from_name(name: &str) -> Option<Self> {
         Some(match name {
             "spawn" => ScopedMacro::Spawn,
@@ -99,33 +140,36 @@ fn expand_macro(
     span: Span,
     tokens: TokenStream,
     scope: &Ident,
+    support: &Support,
 ) -> syn::Result<TokenStream> {
     let args = syn::parse::Parser::parse2(Punctuated::<Expr, Token![,]>::parse_terminated, tokens)
         .map_err(|error| syn::Error::new(span, format!("{}; {}", error, usage(which))))?;
     let args: Vec<Expr> = args.into_iter().collect();
-    let private = quote_spanned!(span=> ::tethered::__private);
+    let support = support.at(span);
+    let private = quote_spanned!(span=> #support::__private);
     Ok(match (which, args.as_slice()) {
-        (ScopedMacro::Spawn | ScopedMacro::Shield, [fut]) => {
-            let kind = task_kind(which, span);
-            quote_spanned! {span=> {
-                #[allow(unused_imports)]
-                use #private::{SpawnAny as _, SpawnFallible as _, SpawnFallibleDebug as _};
-                (&&#private::Spawn::new(#scope, #kind, ::core::option::Option::None, #fut)).spawn_task()
-            }}
-        }
-        (ScopedMacro::Spawn | ScopedMacro::Shield, [name, fut]) => {
-            let kind = task_kind(which, span);
-            quote_spanned! {span=> {
-                #[allow(unused_imports)]
-                use #private::{SpawnAny as _, SpawnFallible as _, SpawnFallibleDebug as _};
-                (&&#private::Spawn::new(
-                    #scope,
-                    #kind,
-                    ::core::option::Option::Some(::core::convert::Into::into(#name)),
-                    #fut,
-                ))
-                .spawn_task()
-            }}
+        (ScopedMacro::Spawn | ScopedMacro::Shield, [fut] | [_, fut]) => {
+            let kind = task_kind(which, span, &private);
+            let name = match args.as_slice() {
+                [name, _] => {
+                    quote_spanned!(span=> ::core::option::Option::Some(::core::convert::Into::into(#name)))
+                }
+                _ => quote_spanned!(span=> ::core::option::Option::None),
+            };
+            if never_returns(fut) {
+                // Its output is not known until the very end of type
+                // checking, too late to pick a `spawn_task` by it: a future
+                // of `!`, spawned as it is.
+                quote_spanned! {span=>
+                    (#private::Spawn::new(#scope, #kind, #name, #fut)).spawn_never()
+                }
+            } else {
+                quote_spanned! {span=> {
+                    #[allow(unused_imports)]
+                    use #private::{SpawnAny as _, SpawnFallible as _, SpawnFallibleDebug as _};
+                    (&&#private::Spawn::new(#scope, #kind, #name, #fut)).spawn_task()
+                }}
+            }
         }
         (ScopedMacro::SpawnBlocking, [work]) => {
             quote_spanned!(span=> #scope.spawn_blocking(#work))
@@ -139,21 +183,209 @@ fn expand_macro(
     })
 }
 
-/// What a mistaken call becomes, typed like the real one so that the rest of
-/// the body reports nothing more: the scope for `scope!`, a handle for the
-/// spawning macros, `()` for `defer!`.
-fn stand_in(which: ScopedMacro, span: Span, scope: &Ident) -> TokenStream {
-    match which {
-        ScopedMacro::Scope => quote_spanned!(span=> #scope),
-        ScopedMacro::Defer => quote_spanned!(span=> ()),
-        _ => quote_spanned!(span=> ::tethered::__private::unavailable()),
+/// Whether `fut` is an `async` block (`move` or not) whose value can only
+/// diverge: it ends in a `loop` that no `break` leaves, a `panic!`,
+/// `unreachable!`, `todo!` or `unimplemented!`, `std::process::exit(…)`, or
+/// `pending().await` (`std::future::pending`, without a turbofish), and
+/// nothing in it returns early (`return`, `?`; nested closures, async blocks
+/// and items aside). Its output is then an inference variable that becomes
+/// `!` only at the end of type checking.
+///
+/// A syntactic check, which errs on the side of "no": a `break`, `return`
+/// or `?` in the tokens of a macro inside counts. A block it misses keeps
+/// the usual dispatch (and its "type annotations needed"); one it wrongly
+/// took would not compile either, since the spawn then requires its output
+/// to be `!`.
+fn never_returns(fut: &Expr) -> bool {
+    let Expr::Async(block) = fut else {
+        return false;
+    };
+    let ends_diverging = match block.block.stmts.last() {
+        Some(Stmt::Expr(expr, _)) => diverges(expr),
+        Some(Stmt::Macro(statement)) => is_diverging_macro(&statement.mac),
+        _ => false,
+    };
+    let mut exits = EarlyExits::default();
+    exits.visit_block_mut(&mut block.block.clone());
+    ends_diverging && !exits.found
+}
+
+/// Whether evaluating `expr` can only diverge, in the forms `never_returns`
+/// recognises.
+fn diverges(expr: &Expr) -> bool {
+    match expr {
+        Expr::Loop(looped) => {
+            let mut breaks = Breaks {
+                label: looped
+                    .label
+                    .as_ref()
+                    .map(|label| label.name.ident.to_string()),
+                depth: 0,
+                found: false,
+            };
+            breaks.visit_block_mut(&mut looped.body.clone());
+            !breaks.found
+        }
+        Expr::Macro(mac) => is_diverging_macro(&mac.mac),
+        Expr::Call(call) => call_path(&call.func).is_some_and(|path| {
+            let path: Vec<&str> = path.iter().map(String::as_str).collect();
+            matches!(path[..], ["std", "process", "exit"] | ["process", "exit"])
+        }),
+        Expr::Await(awaited) => match &*awaited.base {
+            Expr::Call(call) if call.args.is_empty() => call_path(&call.func).is_some_and(|path| {
+                let path: Vec<&str> = path.iter().map(String::as_str).collect();
+                matches!(
+                    path[..],
+                    ["pending"] | ["future", "pending"] | ["std" | "core", "future", "pending"]
+                )
+            }),
+            _ => false,
+        },
+        _ => false,
     }
 }
 
-fn task_kind(which: ScopedMacro, span: Span) -> TokenStream {
+/// The segments of a called path without generic arguments (`pending()`,
+/// not `pending::<u8>()`, whose output is known).
+fn call_path(func: &Expr) -> Option<Vec<String>> {
+    let Expr::Path(path) = func else {
+        return None;
+    };
+    if path.qself.is_some() || path.path.segments.iter().any(|s| !s.arguments.is_none()) {
+        return None;
+    }
+    Some(
+        path.path
+            .segments
+            .iter()
+            .map(|s| s.ident.to_string())
+            .collect(),
+    )
+}
+
+fn is_diverging_macro(mac: &Macro) -> bool {
+    let segments: Vec<String> = mac
+        .path
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect();
+    let name = match segments.as_slice() {
+        [name] => name,
+        [krate, name] if krate == "std" || krate == "core" => name,
+        _ => return false,
+    };
+    matches!(
+        name.as_str(),
+        "panic" | "unreachable" | "todo" | "unimplemented"
+    )
+}
+
+/// Finds a `break` out of a loop: an unlabeled one outside the loops nested
+/// in it, or one with its label.
+struct Breaks {
+    label: Option<String>,
+    /// How many loops nested in it the walk is in.
+    depth: usize,
+    found: bool,
+}
+
+impl Breaks {
+    fn nested(&mut self, visit: impl FnOnce(&mut Self)) {
+        self.depth += 1;
+        visit(self);
+        self.depth -= 1;
+    }
+}
+
+// Closures, async blocks and items have loops of their own, which a `break`
+// in them cannot leave.
+impl VisitMut for Breaks {
+    fn visit_item_mut(&mut self, _item: &mut Item) {}
+    fn visit_expr_closure_mut(&mut self, _closure: &mut syn::ExprClosure) {}
+    fn visit_expr_async_mut(&mut self, _block: &mut syn::ExprAsync) {}
+
+    fn visit_expr_break_mut(&mut self, exit: &mut syn::ExprBreak) {
+        self.found |= match &exit.label {
+            None => self.depth == 0,
+            Some(label) => self.label.as_deref() == Some(&*label.ident.to_string()),
+        };
+        visit_mut::visit_expr_break_mut(self, exit);
+    }
+
+    fn visit_expr_loop_mut(&mut self, looped: &mut syn::ExprLoop) {
+        self.nested(|this| visit_mut::visit_expr_loop_mut(this, looped));
+    }
+
+    fn visit_expr_while_mut(&mut self, looped: &mut syn::ExprWhile) {
+        self.nested(|this| visit_mut::visit_expr_while_mut(this, looped));
+    }
+
+    fn visit_expr_for_loop_mut(&mut self, looped: &mut syn::ExprForLoop) {
+        self.nested(|this| visit_mut::visit_expr_for_loop_mut(this, looped));
+    }
+
+    fn visit_macro_mut(&mut self, mac: &mut Macro) {
+        self.found |= has_word(&mac.tokens, "break");
+    }
+}
+
+/// Finds a `return` or a `?` that would end an async block early.
+#[derive(Default)]
+struct EarlyExits {
+    found: bool,
+}
+
+impl VisitMut for EarlyExits {
+    fn visit_item_mut(&mut self, _item: &mut Item) {}
+    fn visit_expr_closure_mut(&mut self, _closure: &mut syn::ExprClosure) {}
+    fn visit_expr_async_mut(&mut self, _block: &mut syn::ExprAsync) {}
+
+    fn visit_expr_return_mut(&mut self, _exit: &mut syn::ExprReturn) {
+        self.found = true;
+    }
+
+    fn visit_expr_try_mut(&mut self, _exit: &mut syn::ExprTry) {
+        self.found = true;
+    }
+
+    fn visit_macro_mut(&mut self, mac: &mut Macro) {
+        self.found |= has_word(&mac.tokens, "return") || has_punct(&mac.tokens, '?');
+    }
+}
+
+fn has_word(tokens: &TokenStream, word: &str) -> bool {
+    tokens.clone().into_iter().any(|tree| match tree {
+        TokenTree::Ident(ident) => ident == word,
+        TokenTree::Group(group) => has_word(&group.stream(), word),
+        _ => false,
+    })
+}
+
+fn has_punct(tokens: &TokenStream, ch: char) -> bool {
+    tokens.clone().into_iter().any(|tree| match tree {
+        TokenTree::Punct(punct) => punct.as_char() == ch,
+        TokenTree::Group(group) => has_punct(&group.stream(), ch),
+        _ => false,
+    })
+}
+
+/// What a mistaken call becomes, typed like the real one so that the rest of
+/// the body reports nothing more: the scope for `scope!`, a handle for the
+/// spawning macros, `()` for `defer!`.
+fn stand_in(which: ScopedMacro, span: Span, scope: &Ident, support: &Support) -> TokenStream {
+    let support = support.at(span);
     match which {
-        ScopedMacro::Shield => quote_spanned!(span=> ::tethered::__private::Kind::Shield),
-        _ => quote_spanned!(span=> ::tethered::__private::Kind::Task),
+        ScopedMacro::Scope => quote_spanned!(span=> #scope),
+        ScopedMacro::Defer => quote_spanned!(span=> ()),
+        _ => quote_spanned!(span=> #support::__private::unavailable()),
+    }
+}
+
+fn task_kind(which: ScopedMacro, span: Span, private: &TokenStream) -> TokenStream {
+    match which {
+        ScopedMacro::Shield => quote_spanned!(span=> #private::Kind::Shield),
+        _ => quote_spanned!(span=> #private::Kind::Task),
     }
 }
 
@@ -211,6 +443,8 @@ fn apart_message(inner: ScopedMacro, outer: ScopedMacro) -> String {
 
 struct Rewriter<'a> {
     errors: &'a Errors,
+    support: &'a Support,
+    names: &'a MacroNames,
     scope: Ident,
     /// The tethered macro whose arguments are being rewritten, if any.
     inside: Cell<Option<ScopedMacro>>,
@@ -219,7 +453,7 @@ struct Rewriter<'a> {
 impl Rewriter<'_> {
     /// The replacement of a tethered macro call, or `None` for other macros.
     fn replace(&self, mac: &Macro) -> Option<TokenStream> {
-        let which = ScopedMacro::from_path(&mac.path)?;
+        let which = self.names.of_path(&mac.path)?;
         Some(self.expand_call(which, mac.path.span(), mac.tokens.clone()))
     }
 
@@ -229,12 +463,13 @@ impl Rewriter<'_> {
         if let Some(outer) = self.inside.get() {
             self.errors
                 .push(syn::Error::new(span, apart_message(which, outer)));
+            let support = self.support.at(span);
             return match which {
                 // The real scope cannot be borrowed in there either.
                 ScopedMacro::Scope => {
-                    quote_spanned!(span=> ::tethered::__private::unavailable_scope())
+                    quote_spanned!(span=> #support::__private::unavailable_scope())
                 }
-                _ => stand_in(which, span, &self.scope),
+                _ => stand_in(which, span, &self.scope, self.support),
             };
         }
         // The arguments may hold tethered macros too (mistakes, as they run
@@ -242,11 +477,11 @@ impl Rewriter<'_> {
         let previous = self.inside.replace(which.runs_apart().then_some(which));
         let tokens = self.rewrite_tokens(tokens);
         self.inside.set(previous);
-        match expand_macro(which, span, tokens, &self.scope) {
+        match expand_macro(which, span, tokens, &self.scope, self.support) {
             Ok(tokens) => tokens,
             Err(error) => {
                 self.errors.push(error);
-                stand_in(which, span, &self.scope)
+                stand_in(which, span, &self.scope, self.support)
             }
         }
     }
@@ -293,10 +528,7 @@ impl Rewriter<'_> {
                     _ => return None,
                 };
                 let names: Vec<&str> = segments.iter().map(|(name, _)| name.as_str()).collect();
-                let which = match names.as_slice() {
-                    [name] | ["tethered", name] => ScopedMacro::from_name(name)?,
-                    _ => return None,
-                };
+                let which = self.names.find(&names)?;
                 let span = segments.last().map(|(_, span)| *span)?;
                 let replacement = self.expand_call(which, span, group.stream());
                 Some((end + 2 - i, replacement))
@@ -353,9 +585,9 @@ impl VisitMut for Rewriter<'_> {
 
     fn visit_expr_mut(&mut self, expr: &mut Expr) {
         match expr {
-            Expr::Macro(ExprMacro { mac, .. }) => {
+            Expr::Macro(ExprMacro { attrs, mac }) => {
                 if let Some(replacement) = self.replace(mac) {
-                    *expr = Expr::Verbatim(replacement);
+                    *expr = Expr::Verbatim(with_attributes(attrs, replacement));
                     return;
                 }
                 mac.tokens = self.rewrite_tokens(mac.tokens.clone());
@@ -384,6 +616,7 @@ impl VisitMut for Rewriter<'_> {
         if let Stmt::Macro(statement) = stmt {
             if let Some(replacement) = self.replace(&statement.mac) {
                 let semi = statement.semi_token;
+                let replacement = with_attributes(&statement.attrs, replacement);
                 *stmt = Stmt::Expr(Expr::Verbatim(replacement), semi);
                 return;
             }
@@ -394,9 +627,21 @@ impl VisitMut for Rewriter<'_> {
     }
 }
 
+/// The replacement of a macro call, under the attributes written on the
+/// call (`#[cfg(…)]`, `#[allow(…)]`), so that they apply to it as they
+/// applied to the call. In braces: an attribute then covers the whole
+/// replacement, a method call included, in any position.
+fn with_attributes(attrs: &[Attribute], replacement: TokenStream) -> TokenStream {
+    if attrs.is_empty() {
+        return replacement;
+    }
+    quote!(#(#attrs)* { #replacement })
+}
+
 /// Finds `let h = spawn!(…);` whose `h` the rest of its block never mentions.
 struct UnjoinedHandles<'a> {
     errors: &'a Errors,
+    names: &'a MacroNames,
 }
 
 // A `VisitMut` that changes nothing: syn's read-only `Visit` would be a
@@ -409,9 +654,13 @@ impl VisitMut for UnjoinedHandles<'_> {
             let Stmt::Local(local) = &block.stmts[index] else {
                 continue;
             };
-            let Some((binding, which)) = handle_binding(local) else {
+            let Some((binding, which)) = handle_binding(local, self.names) else {
                 continue;
             };
+            // The user said so: rustc's own lint is silenced too.
+            if allows_unused(&local.attrs) {
+                continue;
+            }
             let name = binding.to_string();
             let used = block.stmts[index + 1..]
                 .iter()
@@ -442,8 +691,25 @@ impl VisitMut for UnjoinedHandles<'_> {
     }
 }
 
+/// Whether `#[allow(…)]` or `#[expect(…)]` names `unused_variables` or the
+/// `unused` group.
+fn allows_unused(attrs: &[Attribute]) -> bool {
+    attrs.iter().any(|attr| {
+        let lint_level = attr.path().is_ident("allow") || attr.path().is_ident("expect");
+        lint_level
+            && attr
+                .parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated)
+                .is_ok_and(|lints| {
+                    lints.iter().any(|lint| {
+                        matches!(lint, Meta::Path(path)
+                            if path.is_ident("unused_variables") || path.is_ident("unused"))
+                    })
+                })
+    })
+}
+
 /// `let h = spawn!(…)` (or `shield!`, `spawn_blocking!`): the bound name.
-fn handle_binding(local: &Local) -> Option<(&Ident, ScopedMacro)> {
+fn handle_binding<'l>(local: &'l Local, names: &MacroNames) -> Option<(&'l Ident, ScopedMacro)> {
     let Pat::Ident(pattern) = &local.pat else {
         return None;
     };
@@ -454,7 +720,7 @@ fn handle_binding(local: &Local) -> Option<(&Ident, ScopedMacro)> {
     let Expr::Macro(ExprMacro { mac, .. }) = &*init.expr else {
         return None;
     };
-    let which = ScopedMacro::from_path(&mac.path)?;
+    let which = names.of_path(&mac.path)?;
     which.returns_handle().then_some((&pattern.ident, which))
 }
 
@@ -474,7 +740,7 @@ mod tests {
     fn prepared(body: TokenStream) -> (String, Vec<String>) {
         let mut block: Block = syn::parse2(quote!({ #body })).unwrap();
         let errors = Errors::new();
-        prepare(&mut block, &errors);
+        prepare(&mut block, &Support::Tethered, &errors);
         let messages = match errors.finish() {
             Ok(()) => Vec::new(),
             Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
@@ -542,6 +808,225 @@ mod tests {
         assert!(errors[0].contains("handle `unused` is never joined"));
         assert!(errors[1].contains("handle `inner`"));
         assert!(errors[1].contains("`shield!(…);`"));
+    }
+
+    #[test]
+    fn keeps_the_attributes_of_every_rewritten_call() {
+        let (code, errors) = prepared(quote! {
+            #[cfg(feature = "a")] spawn!(a());
+            #[cfg(feature = "b")] shield!("b", b());
+            #[cfg(feature = "c")] spawn_blocking!(|| c());
+            #[cfg(feature = "d")] defer!(async move {});
+            #[cfg(feature = "e")] scope!();
+            let tail = vec![#[cfg(feature = "f")] spawn!(f()), #[allow(unused_mut)] defer!(g())];
+            #[allow(unused_mut)] spawn!(async { let mut h = 1; h })
+        });
+        assert!(errors.is_empty(), "{errors:?}");
+        for feature in ["a", "b", "c", "d", "e", "f"] {
+            let kept = format!("# [cfg (feature = \"{feature}\")] {{");
+            assert!(code.contains(&kept), "{kept} in {code}");
+        }
+        // Inside another macro's tokens, the attribute stays where it was,
+        // before the replacement.
+        assert!(
+            code.contains("# [allow (unused_mut)] __tethered_scope . defer (g ())"),
+            "{code}"
+        );
+        assert!(code.contains("# [allow (unused_mut)] { {"), "{code}");
+        assert!(!code.contains("spawn !"), "{code}");
+    }
+
+    #[test]
+    fn an_allowed_unused_handle_is_not_reported() {
+        let (_, errors) = prepared(quote! {
+            #[allow(unused_variables)] let quiet = spawn!(a());
+            #[allow(unused)] let also_quiet = shield!(b());
+            #[expect(unused_variables, reason = "kept for its drop")] let expected = spawn!(c());
+            #[allow(dead_code)] let loud = spawn!(d());
+        });
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("handle `loud`"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_renamed_crate_names_the_macros_and_the_expansion() {
+        let support = syn::parse2::<syn::Path>(quote!(crate::rt)).unwrap();
+        let support = Support::Given(support.to_token_stream());
+        let mut block: Block = syn::parse2(quote!({
+            crate::rt::spawn!(a());
+            let unused = rt::shield!(b());
+            tt::defer!(c());
+        }))
+        .unwrap();
+        let errors = Errors::new();
+        prepare(&mut block, &support, &errors);
+        let messages: Vec<String> = match errors.finish() {
+            Ok(()) => Vec::new(),
+            Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
+        };
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert!(messages[0].contains("handle `unused`"), "{messages:?}");
+        let code = block.to_token_stream().to_string();
+        assert!(!code.contains("rt :: spawn !"), "{code}");
+        assert!(!code.contains("rt :: shield !"), "{code}");
+        // Another crate's `defer!` is left alone.
+        assert!(code.contains("tt :: defer !"), "{code}");
+        assert!(code.contains("crate :: rt :: __private :: Spawn"), "{code}");
+        assert!(!code.contains(":: tethered"), "{code}");
+    }
+
+    fn never(fut: TokenStream) -> bool {
+        never_returns(&syn::parse2(fut).unwrap())
+    }
+
+    #[test]
+    fn sees_async_blocks_that_never_return() {
+        let diverging = [
+            quote!(async move {
+                loop {
+                    beat().await;
+                    sleep(period).await;
+                }
+            }),
+            quote!(async { loop {} }),
+            quote!(async {
+                let mut n = 0;
+                loop {
+                    n += 1;
+                }
+            }),
+            quote!(async { panic!("no") }),
+            quote!(async {
+                unreachable!();
+            }),
+            quote!(async { std::todo!() }),
+            quote!(async { unimplemented!() }),
+            quote!(async { std::process::exit(1) }),
+            quote!(async { pending().await }),
+            quote!(async { std::future::pending().await }),
+            quote!(async { future::pending().await }),
+            // Breaks that leave only the loops, closures and blocks inside.
+            quote!(async {
+                loop {
+                    for x in xs {
+                        if x {
+                            break;
+                        }
+                    }
+                    while go() {
+                        break;
+                    }
+                }
+            }),
+            quote!(async {
+                loop {
+                    loop {
+                        break;
+                    }
+                    let f = || loop {
+                        break;
+                    };
+                    'b: {
+                        break 'b;
+                    }
+                }
+            }),
+            quote!(async {
+                'outer: loop {
+                    'inner: loop {
+                        break 'inner;
+                    }
+                }
+            }),
+            quote!(async {
+                loop {
+                    spawn(async {
+                        return 1;
+                    });
+                    let f = |x| x?;
+                }
+            }),
+        ];
+        for fut in diverging {
+            assert!(never(fut.clone()), "{fut}");
+        }
+    }
+
+    #[test]
+    fn does_not_take_blocks_that_may_return() {
+        let returning = [
+            quote!(async {
+                loop {
+                    break;
+                }
+            }),
+            quote!(async {
+                loop {
+                    if done() {
+                        break 5;
+                    }
+                }
+            }),
+            quote!(async {
+                loop {
+                    if failed() {
+                        return Err(Failed);
+                    }
+                }
+            }),
+            quote!(async {
+                'outer: loop {
+                    loop {
+                        break 'outer;
+                    }
+                }
+            }),
+            quote!(async {
+                loop {
+                    step()?;
+                }
+            }),
+            quote!(async {
+                loop {
+                    tokio::select! { _ = stop() => break, _ = tick() => {} }
+                }
+            }),
+            quote!(async {
+                loop {
+                    log!(return)
+                }
+            }),
+            quote!(async {
+                let Some(x) = y else {
+                    return;
+                };
+                loop {}
+            }),
+            quote!(async {
+                loop {}
+                1
+            }),
+            quote!(async { pending::<u8>().await }),
+            quote!(async { other::pending().await }),
+            quote!(async { abort() }),
+            quote!(work()),
+            quote!(|| async { loop {} }),
+        ];
+        for fut in returning {
+            assert!(!never(fut.clone()), "{fut}");
+        }
+    }
+
+    #[test]
+    fn spawns_a_future_that_never_returns_without_dispatch() {
+        let (code, errors) = prepared(quote! {
+            spawn!("heartbeat", async move { loop { beat().await } });
+            shield!(async { std::future::pending().await });
+            spawn!(async { 1 });
+        });
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(code.matches(". spawn_never ()").count(), 2, "{code}");
+        assert_eq!(code.matches(". spawn_task ()").count(), 1, "{code}");
     }
 
     #[test]

@@ -6,12 +6,14 @@ pub(crate) mod duration;
 mod errors;
 pub(crate) mod options;
 mod parse;
+mod support;
 
 pub(crate) use errors::Errors;
+pub(crate) use support::Support;
 
 use proc_macro2::{Ident, TokenStream, TokenTree};
 use quote::ToTokens;
-use syn::{ItemFn, Signature};
+use syn::{AttrStyle, Attribute, ItemFn, Signature};
 
 /// Checks that `item` is an `async fn` and not a `const fn`, recording an
 /// error for each that is not so; returns whether the fn can be expanded.
@@ -102,15 +104,26 @@ fn fallback(item: &ItemFn, error: syn::Error, entry: bool) -> TokenStream {
     let asyncness = asyncness.filter(|_| !entry);
     let inputs = (!entry).then_some(inputs);
     let variadic = (!entry).then_some(variadic);
+    let (outer, inner) = split_attributes(attrs);
     quote::quote! {
-        #(#attrs)*
+        #(#outer)*
         #[allow(unused_variables, unreachable_code, clippy::diverging_sub_expression)]
         #vis #asyncness #unsafety #abi #fn_token #ident #generics (#inputs #variadic) #output #where_clause {
+            #(#inner)*
             loop {}
         }
     }
     .to_tokens(&mut tokens);
     tokens
+}
+
+/// A fn's attributes, split as syn keeps them together: the outer ones
+/// (`#[inline]`) go on the fn the expansion emits, the inner ones
+/// (`#![allow(…)]` at the top of the body) at the top of its body.
+pub(crate) fn split_attributes(attrs: &[Attribute]) -> (Vec<&Attribute>, Vec<&Attribute>) {
+    attrs
+        .iter()
+        .partition(|attr| matches!(attr.style, AttrStyle::Outer))
 }
 
 /// Whether `ident` appears anywhere in `tokens`, macro arguments included.
@@ -120,4 +133,27 @@ pub(crate) fn mentions(tokens: &TokenStream, ident: &Ident) -> bool {
         TokenTree::Group(group) => mentions(&group.stream(), ident),
         _ => false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    #[test]
+    fn inner_attributes_stay_in_the_body_of_the_fallback() {
+        let item = syn::parse2::<ItemFn>(quote! {
+            #[inline]
+            fn run() {
+                #![allow(unused_mut)]
+            }
+        })
+        .unwrap();
+        let error = syn::Error::new(proc_macro2::Span::call_site(), "mistake");
+        let tokens = fallback(&item, error, false).to_string();
+        let (before, body) = tokens.split_once("fn run").unwrap();
+        assert!(before.contains("# [inline]"), "{tokens}");
+        assert!(!before.contains("# !"), "{tokens}");
+        assert!(body.contains("# ! [allow (unused_mut)]"), "{tokens}");
+    }
 }

@@ -119,7 +119,9 @@ pub(crate) fn string(option: &RawOption, example: &str) -> syn::Result<LitStr> {
 /// The value as a duration string, parsed and checked.
 pub(crate) fn duration(option: &RawOption) -> syn::Result<(Duration, LitStr)> {
     let text = string(option, "\"5s\"")?;
-    duration::parse(&text).map(|parsed| (parsed, text))
+    // Without a `timeout`, nothing times out.
+    let unlimited = (option.key == "timeout").then_some("for no timeout, leave `timeout` out");
+    duration::parse(&text, unlimited).map(|parsed| (parsed, text))
 }
 
 /// The value as one of the bare words in `accepted`.

@@ -6,14 +6,14 @@ use syn::{ItemFn, LitStr, ReturnType};
 
 use super::Entry;
 use super::model::{EntryFn, Flavor};
-use crate::common::{body, duration};
+use crate::common::{body, duration, split_attributes};
 
 // Input:
 //
 //     #[tethered::main(grace = "5s")]
 //     async fn main() -> Result<(), Error> { … }
 //
-// Output:
+// Output (`::tethered` is the path given by `crate = …`, if any):
 //
 //     fn main() -> ::std::process::ExitCode {
 //         let runtime = ::tethered::__private::tokio::runtime::Builder::new_multi_thread()
@@ -29,21 +29,24 @@ pub(crate) fn expand(model: EntryFn) -> TokenStream {
         block,
     } = &model.item;
     let scope = body::scope_ident();
+    let support = &model.support;
     let runtime = runtime(&model);
     let annotation = match &sig.output {
         ReturnType::Default => TokenStream::new(),
         ReturnType::Type(arrow, ty) => quote!(#arrow #ty),
     };
     let ident = &sig.ident;
-    let body = quote!(async move |#scope: &::tethered::Scope| #annotation #block);
+    let body = quote!(async move |#scope: &#support::Scope| #annotation #block);
+    let (outer, inner) = split_attributes(attrs);
     match model.entry {
         Entry::Main => {
             let grace = duration_tokens(&model.grace);
             let cancel_timeout = duration_tokens(&model.cancel_timeout);
             quote! {
-                #(#attrs)*
+                #(#outer)*
                 #vis fn #ident() -> ::std::process::ExitCode {
-                    ::tethered::__private::main(#runtime, #grace, #cancel_timeout, #body)
+                    #(#inner)*
+                    #support::__private::main(#runtime, #grace, #cancel_timeout, #body)
                 }
             }
         }
@@ -51,9 +54,10 @@ pub(crate) fn expand(model: EntryFn) -> TokenStream {
             let output = &sig.output;
             quote! {
                 #[::core::prelude::v1::test]
-                #(#attrs)*
+                #(#outer)*
                 #vis fn #ident() #output {
-                    ::tethered::__private::test(#runtime, #body)
+                    #(#inner)*
+                    #support::__private::test(#runtime, #body)
                 }
             }
         }
@@ -61,12 +65,13 @@ pub(crate) fn expand(model: EntryFn) -> TokenStream {
 }
 
 fn runtime(model: &EntryFn) -> TokenStream {
+    let support = &model.support;
     let mut builder = match model.flavor {
         Flavor::CurrentThread => {
-            quote!(::tethered::__private::tokio::runtime::Builder::new_current_thread())
+            quote!(#support::__private::tokio::runtime::Builder::new_current_thread())
         }
         Flavor::MultiThread => {
-            quote!(::tethered::__private::tokio::runtime::Builder::new_multi_thread())
+            quote!(#support::__private::tokio::runtime::Builder::new_multi_thread())
         }
     };
     if let Some(threads) = model.worker_threads {

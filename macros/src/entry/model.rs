@@ -6,10 +6,16 @@ use syn::{ItemFn, LitStr};
 
 use super::Entry;
 use crate::common::options::{self, RawOption};
-use crate::common::{Errors, body};
+use crate::common::{Errors, Support, body};
 
-const MAIN_KEYS: &[&str] = &["grace", "cancel_timeout", "flavor", "worker_threads"];
-const TEST_KEYS: &[&str] = &["flavor", "worker_threads", "start_paused"];
+const MAIN_KEYS: &[&str] = &[
+    "grace",
+    "cancel_timeout",
+    "flavor",
+    "worker_threads",
+    "crate",
+];
+const TEST_KEYS: &[&str] = &["flavor", "worker_threads", "start_paused", "crate"];
 
 /// How long `main` waits after a stop before cancelling, by default.
 pub(crate) const DEFAULT_GRACE: Duration = Duration::from_secs(10);
@@ -30,6 +36,8 @@ pub(crate) struct EntryFn {
     pub(crate) start_paused: bool,
     pub(crate) grace: (Duration, Option<LitStr>),
     pub(crate) cancel_timeout: (Duration, Option<LitStr>),
+    /// `crate = …`: the path of the runtime crate.
+    pub(crate) support: Support,
 }
 
 impl EntryFn {
@@ -65,6 +73,7 @@ impl EntryFn {
             start_paused: false,
             grace: (DEFAULT_GRACE, None),
             cancel_timeout: (DEFAULT_CANCEL_TIMEOUT, None),
+            support: Support::Tethered,
             item: item.clone(),
         };
         let keys = match entry {
@@ -105,6 +114,11 @@ impl EntryFn {
                         model.cancel_timeout = (limit, Some(literal));
                     }
                 }
+                "crate" => {
+                    if let Some(support) = errors.take(Support::from_option(option)) {
+                        model.support = support;
+                    }
+                }
                 _ => {}
             }
         }
@@ -120,7 +134,7 @@ impl EntryFn {
         if fatal {
             return None;
         }
-        body::prepare(&mut item.block, errors);
+        body::prepare(&mut item.block, &model.support, errors);
         model.item = item;
         Some(model)
     }

@@ -6,7 +6,7 @@ use syn::visit_mut::VisitMut;
 use syn::{ItemFn, Signature};
 
 use super::model::{Argument, Every, OverlapModel, PeriodicFn, Receiver};
-use crate::common::{duration, mentions};
+use crate::common::{duration, mentions, split_attributes};
 
 // Input:
 //
@@ -15,11 +15,13 @@ use crate::common::{duration, mentions};
 //
 // Output:
 //
+//     // `::tethered` is the path given by `crate = …`, if any.
 //     fn refresh(cache: Cache) -> ::tethered::PeriodicTask {
 //         ::tethered::Periodic::every(const { … })
 //             .overlap(::tethered::Overlap::Cancel)
 //             .name("refresh")
 //             .run(move || {
+//                 // With the argument's own `#[cfg(…)]`, if any.
 //                 let cache = ::tethered::__private::copy_for_run(&cache);
 //                 async move {
 //                     let __tethered_output: Result<(), Error> =
@@ -49,6 +51,7 @@ pub(crate) fn expand(model: PeriodicFn) -> TokenStream {
     } = sig;
     let where_clause = &generics.where_clause;
     let span = ident.span();
+    let support = model.support.at(span);
     let schedule = schedule(&model);
     let output = &model.output;
     // Only the arguments the body names are copied into each run: one used
@@ -63,15 +66,25 @@ pub(crate) fn expand(model: PeriodicFn) -> TokenStream {
         .filter(|argument| mentions(&body_tokens, &argument.name))
         .map(
             |Argument {
+                 attrs,
                  name,
                  nameable_type,
              }| match nameable_type {
-                Some(ty) => quote_spanned!(syn::spanned::Spanned::span(ty)=>
-                    let #name = ::tethered::__private::copy_for_run::<#ty>(&#name);
-                ),
-                None => quote_spanned!(name.span()=>
-                    let #name = ::tethered::__private::copy_for_run(&#name);
-                ),
+                Some(ty) => {
+                    let span = syn::spanned::Spanned::span(ty);
+                    let support = model.support.at(span);
+                    quote_spanned!(span=>
+                        #(#attrs)*
+                        let #name = #support::__private::copy_for_run::<#ty>(&#name);
+                    )
+                }
+                None => {
+                    let support = model.support.at(name.span());
+                    quote_spanned!(name.span()=>
+                        #(#attrs)*
+                        let #name = #support::__private::copy_for_run(&#name);
+                    )
+                }
             },
         );
     let this = self_copy();
@@ -79,11 +92,11 @@ pub(crate) fn expand(model: PeriodicFn) -> TokenStream {
         None => (TokenStream::new(), TokenStream::new()),
         Some(Receiver::Value) => (
             quote!(let #this = self;),
-            quote!(let #this = ::tethered::__private::copy_for_run(&#this);),
+            quote!(let #this = #support::__private::copy_for_run(&#this);),
         ),
         Some(Receiver::Reference) => (
-            quote!(let #this = ::tethered::__private::copy_for_run(self);),
-            quote!(let #this = ::tethered::__private::copy_for_run(&#this);),
+            quote!(let #this = #support::__private::copy_for_run(self);),
+            quote!(let #this = #support::__private::copy_for_run(&#this);),
         ),
     };
     // Inside the run, `self` is the run's own copy.
@@ -92,9 +105,11 @@ pub(crate) fn expand(model: PeriodicFn) -> TokenStream {
         RenameSelf { to: this.clone() }.visit_block_mut(&mut block);
     }
     let body = quote!(#block);
+    let (outer, inner) = split_attributes(attrs);
     quote_spanned! {span=>
-        #(#attrs)*
-        #vis #unsafety #abi #fn_token #ident #generics (#inputs) -> ::tethered::PeriodicTask #where_clause {
+        #(#outer)*
+        #vis #unsafety #abi #fn_token #ident #generics (#inputs) -> #support::PeriodicTask #where_clause {
+            #(#inner)*
             #owned_self
             #schedule
                 .run(move || {
@@ -110,8 +125,8 @@ pub(crate) fn expand(model: PeriodicFn) -> TokenStream {
                         }
                         .await;
                         #[allow(unused_imports)]
-                        use ::tethered::__private::{FinishDebug as _, FinishDisplay as _, FinishUnit as _};
-                        (&&::tethered::__private::Finished::new(__tethered_output)).finish()
+                        use #support::__private::{FinishDebug as _, FinishDisplay as _, FinishUnit as _};
+                        (&&#support::__private::Finished::new(__tethered_output)).finish()
                     }
                 })
                 .boxed()
@@ -140,16 +155,18 @@ fn schedule(model: &PeriodicFn) -> TokenStream {
         }
     };
     let name = &model.name;
-    let mut tokens = quote!(::tethered::Periodic::every(#every).name(#name));
+    let support = &model.support;
+    let mut tokens = quote!(#support::Periodic::every(#every).name(#name));
     if let Some((overlap, span)) = &model.overlap {
+        let support = support.at(*span);
         let policy = match overlap {
-            OverlapModel::Cancel => quote_spanned!(*span=> ::tethered::Overlap::Cancel),
-            OverlapModel::Skip => quote_spanned!(*span=> ::tethered::Overlap::Skip),
-            OverlapModel::Queue => quote_spanned!(*span=> ::tethered::Overlap::Queue),
+            OverlapModel::Cancel => quote_spanned!(*span=> #support::Overlap::Cancel),
+            OverlapModel::Skip => quote_spanned!(*span=> #support::Overlap::Skip),
+            OverlapModel::Queue => quote_spanned!(*span=> #support::Overlap::Queue),
             OverlapModel::Concurrent(limit) => {
                 let limit = *limit as usize;
                 quote_spanned! {*span=>
-                    ::tethered::Overlap::Concurrent(
+                    #support::Overlap::Concurrent(
                         const { ::core::num::NonZeroUsize::new(#limit).unwrap() }
                     )
                 }
@@ -163,7 +180,7 @@ fn schedule(model: &PeriodicFn) -> TokenStream {
             "delay" => quote!(Delay),
             _ => quote!(Skip),
         };
-        tokens.extend(quote!(.missed(::tethered::Missed::#variant)));
+        tokens.extend(quote!(.missed(#support::Missed::#variant)));
     }
     if model.first_after {
         tokens.extend(quote!(.first_after()));
@@ -181,10 +198,10 @@ fn schedule(model: &PeriodicFn) -> TokenStream {
         tokens.extend(quote!(.timeout(#timeout)));
     }
     if model.on_error_stop {
-        tokens.extend(quote!(.on_error(::tethered::OnError::Stop)));
+        tokens.extend(quote!(.on_error(#support::OnError::Stop)));
     }
     if model.on_stop_continue {
-        tokens.extend(quote!(.on_stop(::tethered::OnStop::Continue)));
+        tokens.extend(quote!(.on_stop(#support::OnStop::Continue)));
     }
     tokens
 }

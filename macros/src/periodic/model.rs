@@ -4,14 +4,16 @@ use std::time::Duration;
 
 use proc_macro2::Span;
 use quote::ToTokens;
-use syn::{Expr, ExprCall, ExprLit, FnArg, Ident, ItemFn, Lit, LitStr, Pat, ReturnType, Type};
+use syn::{
+    Attribute, Expr, ExprCall, ExprLit, FnArg, Ident, ItemFn, Lit, LitStr, Pat, ReturnType, Type,
+};
 
 use crate::common::options::{self, RawOption};
-use crate::common::{Errors, check_async_fn, mentions};
+use crate::common::{Errors, Support, check_async_fn, mentions};
 
 const KEYS: &[&str] = &[
     "every", "overlap", "missed", "first", "jitter", "seed", "timeout", "on_error", "on_stop",
-    "name",
+    "name", "crate",
 ];
 
 /// `overlap = …`
@@ -40,6 +42,9 @@ pub(crate) enum Every {
 
 /// A named argument of the fn.
 pub(crate) struct Argument {
+    /// Its attributes (`#[cfg(…)]`, lint levels), which go on its copy too:
+    /// an argument compiled out has no copy.
+    pub(crate) attrs: Vec<Attribute>,
     pub(crate) name: Ident,
     /// Its type, when it can be written in an expression: not when it holds
     /// an `impl Trait`, which only an argument position accepts.
@@ -64,6 +69,8 @@ pub(crate) struct PeriodicFn {
     pub(crate) receiver: Option<Receiver>,
     /// The run's return type (`()` when none is written).
     pub(crate) output: Type,
+    /// `crate = …`: the path of the runtime crate.
+    pub(crate) support: Support,
 }
 
 impl PeriodicFn {
@@ -98,6 +105,7 @@ impl PeriodicFn {
             arguments,
             receiver,
             output,
+            support: Support::Tethered,
             item,
         };
         for option in options::check_keys(options, KEYS, errors) {
@@ -124,6 +132,11 @@ impl PeriodicFn {
                 "name" => {
                     if let Some(name) = errors.take(options::string(option, "\"refresh-prices\"")) {
                         model.name = name;
+                    }
+                }
+                "crate" => {
+                    if let Some(support) = errors.take(Support::from_option(option)) {
+                        model.support = support;
                     }
                 }
                 _ => {}
@@ -158,6 +171,7 @@ impl PeriodicFn {
 }
 
 /// `every = "5s"`, or `every = (expression)` for a period known at run time.
+/// A literal period is at least a millisecond, the timer's resolution.
 fn every_option(option: &RawOption) -> syn::Result<Every> {
     match &option.value {
         Expr::Paren(paren) => Ok(Every::Runtime(
@@ -166,7 +180,19 @@ fn every_option(option: &RawOption) -> syn::Result<Every> {
         )),
         Expr::Lit(ExprLit {
             lit: Lit::Str(_), ..
-        }) => options::duration(option).map(|(duration, text)| Every::Literal(duration, text)),
+        }) => {
+            let (every, text) = options::duration(option)?;
+            if every < Duration::from_millis(1) {
+                return Err(syn::Error::new(
+                    text.span(),
+                    format!(
+                        "`every = \"{}\"` is shorter than a millisecond, but tokio's timer fires at most once a millisecond; use \"1ms\" or more",
+                        text.value()
+                    ),
+                ));
+            }
+            Ok(Every::Literal(every, text))
+        }
         other => Err(syn::Error::new_spanned(
             other,
             "`every` takes a string, like `every = \"5s\"`, or, for a period known only at run time, an expression in parentheses: `every = (config.period)`",
@@ -219,6 +245,7 @@ fn arguments(
                         &Ident::new("impl", Span::call_site()),
                     );
                     names.push(Argument {
+                        attrs: typed.attrs.clone(),
                         name: pattern.ident.clone(),
                         nameable_type: (!has_impl).then(|| (*typed.ty).clone()),
                     });
@@ -332,5 +359,30 @@ fn integer(option: &RawOption) -> syn::Result<u64> {
                 option.key, option.key
             ),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    fn every(tokens: proc_macro2::TokenStream) -> syn::Result<Every> {
+        let options = options::parse(tokens).unwrap();
+        every_option(&options[0])
+    }
+
+    #[test]
+    fn a_literal_period_is_at_least_a_millisecond() {
+        let error = every(quote!(every = "999us")).err().unwrap().to_string();
+        assert!(error.contains("shorter than a millisecond"), "{error}");
+        assert!(error.contains("tokio's timer"), "{error}");
+        assert!(matches!(
+            every(quote!(every = "1ms")),
+            Ok(Every::Literal(period, _)) if period == Duration::from_millis(1)
+        ));
+        assert!(every(quote!(every = "1500us")).is_ok());
+        // Known only at run time: the schedule takes care of it.
+        assert!(every(quote!(every = (period))).is_ok());
     }
 }

@@ -7,14 +7,14 @@ use syn::visit_mut::{self, VisitMut};
 use syn::{ItemFn, Type};
 
 use super::model::{Output, ScopedFn};
-use crate::common::{body, duration};
+use crate::common::{body, duration, split_attributes};
 
 // Input:
 //
 //     #[scoped(timeout = "5s")]
 //     async fn fetch(url: String) -> Result<Page, Error> { …spawn!(get(url))… }
 //
-// Output:
+// Output (`::tethered` is the path given by `crate = …`, if any):
 //
 //     async fn fetch(url: String) -> Result<Page, Error> {
 //         // How failures reach the caller, picked by the type checker from
@@ -47,7 +47,8 @@ pub(crate) fn expand(model: ScopedFn) -> TokenStream {
     let scope = body::scope_ident();
     let span = sig.ident.span();
     let builder = builder(&model);
-    let private = quote!(::tethered::__private);
+    let support = &model.support;
+    let private = quote!(#support::__private);
     let (kind, annotation) = match &model.output {
         Output::Unit => (
             quote!((&&&&&#private::Scoped::<()>::new()).kind()),
@@ -68,12 +69,14 @@ pub(crate) fn expand(model: ScopedFn) -> TokenStream {
         }
     };
     let run = quote_spanned! {span=>
-        __tethered_kind.checked().run(#builder, async move |#scope: &::tethered::Scope| #annotation #block)
+        __tethered_kind.checked().run(#builder, async move |#scope: &#support::Scope| #annotation #block)
     };
     let raise = quote_spanned!(span=> __tethered_failure.raise());
+    let (outer, inner) = split_attributes(attrs);
     quote! {
-        #(#attrs)*
+        #(#outer)*
         #vis #sig {
+            #(#inner)*
             let __tethered_kind = {
                 #[allow(unused_imports)]
                 use #private::{
@@ -106,14 +109,15 @@ impl VisitMut for InferOpaque {
 
 fn builder(model: &ScopedFn) -> TokenStream {
     let name = &model.name;
-    let mut tokens = quote!(::tethered::__private::builder().name(#name));
+    let support = &model.support;
+    let mut tokens = quote!(#support::__private::builder().name(#name));
     if let Some(on_exit) = &model.on_exit {
         let variant = if on_exit == "cancel" {
             quote_spanned!(on_exit.span()=> Cancel)
         } else {
             quote_spanned!(on_exit.span()=> Join)
         };
-        tokens.extend(quote!(.on_exit(::tethered::OnExit::#variant)));
+        tokens.extend(quote!(.on_exit(#support::OnExit::#variant)));
     }
     if let Some((timeout, literal)) = &model.timeout {
         let timeout = duration::to_tokens(*timeout, literal);

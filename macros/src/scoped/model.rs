@@ -6,9 +6,9 @@ use std::time::Duration;
 use syn::{Ident, ItemFn, LitStr, ReturnType, Type};
 
 use crate::common::options::{self, RawOption};
-use crate::common::{Errors, body, check_async_fn};
+use crate::common::{Errors, Support, body, check_async_fn};
 
-const KEYS: &[&str] = &["name", "on_exit", "timeout", "cleanup_timeout"];
+const KEYS: &[&str] = &["name", "on_exit", "timeout", "cleanup_timeout", "crate"];
 
 /// The fn's return type. How a failed scope reaches the caller is decided
 /// from it by the type checker (see `tethered::__private::Scoped`), so that
@@ -29,6 +29,8 @@ pub(crate) struct ScopedFn {
     pub(crate) on_exit: Option<Ident>,
     pub(crate) timeout: Option<(Duration, LitStr)>,
     pub(crate) cleanup_timeout: Option<(Duration, LitStr)>,
+    /// `crate = …`: the path of the runtime crate.
+    pub(crate) support: Support,
 }
 
 impl ScopedFn {
@@ -52,6 +54,7 @@ impl ScopedFn {
             on_exit: None,
             timeout: None,
             cleanup_timeout: None,
+            support: Support::Tethered,
             item: item.clone(),
         };
         for option in options::check_keys(options, KEYS, errors) {
@@ -68,13 +71,18 @@ impl ScopedFn {
                 "cleanup_timeout" => {
                     model.cleanup_timeout = errors.take(options::duration(option));
                 }
+                "crate" => {
+                    if let Some(support) = errors.take(Support::from_option(option)) {
+                        model.support = support;
+                    }
+                }
                 _ => {}
             }
         }
         if fatal {
             return None;
         }
-        body::prepare(&mut item.block, errors);
+        body::prepare(&mut item.block, &model.support, errors);
         model.item = item;
         Some(model)
     }

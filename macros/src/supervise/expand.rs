@@ -5,40 +5,55 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use super::model::{
-    BackoffModel, BodyModel, ChildModel, Delays, RestartModel, StrategyModel, Supervise, Timing,
+    BackoffModel, BodyModel, ChildModel, ChildShutdownModel, Delays, RestartModel, StrategyModel,
+    Supervise, Timing,
 };
-use crate::common::duration;
+use crate::common::{Support, duration};
 
 // Input:
 //
 //     supervise! {
 //         name: "svc",
 //         strategy: one_for_all,
-//         child "ingest" (transient, backoff "100ms".."5s") => ingest(rx.clone()),
+//         child "ingest" (transient, backoff "100ms".."5s", shutdown "2s") => ingest(rx.clone()),
 //         body |sv| { serve(sv).await },
 //     }
 //
-// Output:
+// Output (`::tethered` is `$crate` when called as `tethered::supervise!`):
 //
 //     ::tethered::Supervisor::builder()
 //         .name("svc")
 //         .strategy(::tethered::Strategy::OneForAll)
 //         .child(
 //             // Spanned on `child`, where the child's location points.
-//             ::tethered::ChildSpec::new("ingest", || {
+//             <::tethered::ChildSpec>::new("ingest", || {
 //                 // Spanned on the expression: a non-future is reported there.
-//                 ::tethered::__private::supervised_child(ingest(rx.clone()))
+//                 <::tethered::__private::Supervise>::child(ingest(rx.clone()))
 //             })
 //             .restart(::tethered::Restart::Transient)
-//             .backoff(::tethered::Backoff::new(const { … }, const { … })),
+//             .backoff(::tethered::Backoff::new(const { … }, const { … }))
+//             // `(shutdown "2s")`; or `Brutal`, `Infinity`.
+//             .shutdown(::tethered::ChildShutdown::Timeout(const { … })),
 //         )
 //         .run(async |sv: &::tethered::Supervisor| { serve(sv).await })
 //         .await
 //
 // Settings left out keep the builder's defaults; without a body, the body
-// waits until the supervisor is asked to stop.
+// waits until the supervisor is asked to stop. When a child has a
+// `#[cfg(…)]`, the builder is a local and each child is added by a
+// statement that carries its attributes:
+//
+//     {
+//         let mut __tethered_builder = ::tethered::Supervisor::builder().name("svc");
+//         #[cfg(feature = "ingest")]
+//         {
+//             __tethered_builder = __tethered_builder.child(…);
+//         }
+//         __tethered_builder.run(…).await
+//     }
 pub(crate) fn expand(model: Supervise) -> TokenStream {
-    let mut builder = quote!(::tethered::Supervisor::builder());
+    let support = &model.support;
+    let mut builder = quote!(#support::Supervisor::builder());
     if let Some(name) = &model.name {
         builder.extend(quote!(.name(#name)));
     }
@@ -48,7 +63,7 @@ pub(crate) fn expand(model: Supervise) -> TokenStream {
             StrategyModel::OneForAll => quote_spanned!(*span=> OneForAll),
             StrategyModel::RestForOne => quote_spanned!(*span=> RestForOne),
         };
-        builder.extend(quote!(.strategy(::tethered::Strategy::#variant)));
+        builder.extend(quote!(.strategy(#support::Strategy::#variant)));
     }
     if let Some((restarts, span, (window, literal))) = &model.intensity {
         let restarts = spanned(Literal::u32_suffixed(*restarts), *span);
@@ -67,55 +82,110 @@ pub(crate) fn expand(model: Supervise) -> TokenStream {
         let seed = spanned(Literal::u64_suffixed(*seed), *span);
         builder.extend(quote!(.seed(#seed)));
     }
+    // With a `#[cfg(…)]` child, every child is added by a statement of its
+    // own, in order, so that the attribute can go on it.
+    let cfgs = model.children.iter().any(|child| !child.cfgs.is_empty());
+    let mut statements = TokenStream::new();
     for child in &model.children {
-        let spec = child_spec(child);
-        builder.extend(quote!(.child(#spec)));
+        let spec = child_spec(child, support);
+        if cfgs {
+            let cfg = &child.cfgs;
+            statements.extend(quote! {
+                #(#cfg)*
+                {
+                    __tethered_builder = __tethered_builder.child(#spec);
+                }
+            });
+        } else {
+            builder.extend(quote!(.child(#spec)));
+        }
     }
     let body = match &model.body {
         // Ends when the supervisor is asked to stop, so that the stop phase
         // goes straight on to the children instead of waiting out the grace
         // period for a body that does nothing.
         BodyModel::Forever => quote! {
-            async |_: &::tethered::Supervisor| {
-                ::tethered::stop_requested().await;
+            async |_: &#support::Supervisor| {
+                #support::stop_requested().await;
             }
         },
         BodyModel::Closure(closure) => quote!(#closure),
         // Any type, so the code around reports nothing more.
-        BodyModel::Rejected(span) => quote_spanned! {*span=>
-            async |_: &::tethered::Supervisor| loop {}
-        },
+        BodyModel::Rejected(span) => {
+            let support = support.at(*span);
+            quote_spanned! {*span=>
+                async |_: &#support::Supervisor| loop {}
+            }
+        }
     };
-    quote!(#builder.run(#body).await)
+    if !cfgs {
+        return quote!(#builder.run(#body).await);
+    }
+    quote! {
+        {
+            let mut __tethered_builder = #builder;
+            #statements
+            __tethered_builder.run(#body).await
+        }
+    }
 }
 
-fn child_spec(child: &ChildModel) -> TokenStream {
+fn child_spec(child: &ChildModel, support: &Support) -> TokenStream {
     let ChildModel {
+        cfgs: _,
         keyword,
         name,
         restart,
         backoff,
+        shutdown,
         expr,
     } = child;
-    let make = quote_spanned!(expr.span()=> ::tethered::__private::supervised_child(#expr));
+    // Both calls start with a token of the user's (`<`), not with the crate's
+    // path, which may be `$crate`: a call is located where its first token
+    // is, and `ChildSpec::new` records its location as the child's. So are
+    // the errors about the calls, and about the closure around the child.
+    let make = {
+        let support = support.at(expr.span());
+        quote_spanned!(expr.span()=> <#support::__private::Supervise>::child(#expr))
+    };
     // Not `move`: the factory borrows what it clones into each new future.
-    let mut spec = quote_spanned!(keyword.span()=> ::tethered::ChildSpec::new(#name, || #make));
+    let mut spec = {
+        let support = support.at(keyword.span());
+        quote_spanned!(keyword.span()=> <#support::ChildSpec>::new(#name, || #make))
+    };
     if let Some((restart, span)) = restart {
         let variant = match restart {
             RestartModel::Permanent => quote_spanned!(*span=> Permanent),
             RestartModel::Transient => quote_spanned!(*span=> Transient),
             RestartModel::Temporary => quote_spanned!(*span=> Temporary),
         };
-        spec.extend(quote!(.restart(::tethered::Restart::#variant)));
+        spec.extend(quote!(.restart(#support::Restart::#variant)));
     }
-    if let Some(backoff) = backoff_tokens(backoff) {
+    if let Some(backoff) = backoff_tokens(backoff, support) {
         spec.extend(quote!(.backoff(#backoff)));
+    }
+    if let Some(shutdown) = shutdown {
+        let shutdown = match shutdown {
+            ChildShutdownModel::Brutal(span) => {
+                let support = support.at(*span);
+                quote_spanned!(*span=> #support::ChildShutdown::Brutal)
+            }
+            ChildShutdownModel::Infinity(span) => {
+                let support = support.at(*span);
+                quote_spanned!(*span=> #support::ChildShutdown::Infinity)
+            }
+            ChildShutdownModel::Timeout(timeout) => {
+                let timeout = timing(timeout);
+                quote!(#support::ChildShutdown::Timeout(#timeout))
+            }
+        };
+        spec.extend(quote!(.shutdown(#shutdown)));
     }
     spec
 }
 
 /// The child's `Backoff`, or `None` for the default.
-fn backoff_tokens(backoff: &BackoffModel) -> Option<TokenStream> {
+fn backoff_tokens(backoff: &BackoffModel, support: &Support) -> Option<TokenStream> {
     let BackoffModel {
         delays,
         factor,
@@ -125,12 +195,15 @@ fn backoff_tokens(backoff: &BackoffModel) -> Option<TokenStream> {
         return None;
     }
     let mut tokens = match delays {
-        None => quote!(<::tethered::Backoff as ::core::default::Default>::default()),
-        Some(Delays::None(span)) => quote_spanned!(*span=> ::tethered::Backoff::none()),
+        None => quote!(<#support::Backoff as ::core::default::Default>::default()),
+        Some(Delays::None(span)) => {
+            let support = support.at(*span);
+            quote_spanned!(*span=> #support::Backoff::none())
+        }
         Some(Delays::Range { initial, max }) => {
             let initial = duration::to_tokens(initial.0, &initial.1);
             let max = duration::to_tokens(max.0, &max.1);
-            quote!(::tethered::Backoff::new(#initial, #max))
+            quote!(#support::Backoff::new(#initial, #max))
         }
     };
     if let Some((factor, span)) = factor {

@@ -2,25 +2,26 @@
 //! mistake recorded. The model is built whatever the mistakes, from what
 //! was right, so that the expansion still checks the user's expressions.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use proc_macro2::{Span, TokenStream};
-use quote::quote;
+use quote::{ToTokens, quote};
 use syn::spanned::Spanned;
-use syn::{Expr, ExprClosure, Ident, Lit, LitStr, Pat, PatType};
+use syn::{Attribute, Expr, ExprClosure, Ident, Lit, LitStr, Meta, Pat, PatType};
 
 use super::parse::{Body, Child, Entry, Input, Key, Reader, Setting, suggest};
-use crate::common::{Errors, duration};
+use crate::common::{Errors, Support, duration};
 
 const STRATEGIES: &[&str] = &["one_for_one", "one_for_all", "rest_for_one"];
 const RESTARTS: &[&str] = &["permanent", "transient", "temporary"];
-const CHILD_OPTIONS: &[&str] = &["backoff", "factor", "jitter"];
+const CHILD_OPTIONS: &[&str] = &["backoff", "factor", "jitter", "shutdown"];
+const CHILD_SHUTDOWNS: &[&str] = &["brutal", "infinity"];
 
 const INTENSITY_FORM: &str = "expected `intensity: 5 within \"10s\"`: at most 5 restarts within any 10 seconds, past which the supervisor fails";
 const SHUTDOWN_FORM: &str = "expected `shutdown: grace \"5s\" then cancel \"10s\"` (or `grace \"5s\"` alone; a duration known at run time goes in parentheses: `grace (config.grace)`): how long children may finish after being asked to stop, then how long they get once cancelled";
 const BACKOFF_FORM: &str = "expected `backoff \"100ms\"..\"5s\"` (the first delay, then the longest) or `backoff none` (restart at once)";
-const CHILD_OPTION_FORM: &str = "accepted: `permanent`, `transient`, `temporary`, `backoff \"100ms\"..\"5s\"`, `backoff none`, `factor 2`, `jitter 0.1`";
+const CHILD_OPTION_FORM: &str = "accepted: `permanent`, `transient`, `temporary`, `backoff \"100ms\"..\"5s\"`, `backoff none`, `factor 2`, `jitter 0.1`, `shutdown \"5s\"`, `shutdown brutal`, `shutdown infinity`";
+const CHILD_SHUTDOWN_FORM: &str = "expected `shutdown \"5s\"` (asked to stop, then cancelled after 5 s), `shutdown brutal` (cancelled at once), `shutdown infinity` (waited for as long as it takes) or, for a duration known only at run time, `shutdown (config.shutdown)`";
 
 /// `strategy: …`
 pub(crate) enum StrategyModel {
@@ -37,6 +38,8 @@ pub(crate) enum RestartModel {
 }
 
 pub(crate) struct Supervise {
+    /// The path of the runtime crate.
+    pub(crate) support: Support,
     pub(crate) name: Option<LitStr>,
     pub(crate) strategy: Option<(StrategyModel, Span)>,
     /// The most restarts, where it was written, and the window.
@@ -49,13 +52,29 @@ pub(crate) struct Supervise {
 }
 
 pub(crate) struct ChildModel {
+    /// Its `#[cfg(…)]` attributes: a child compiled out is not declared.
+    pub(crate) cfgs: Vec<Attribute>,
     /// `child`, where the child's location points.
     pub(crate) keyword: Ident,
     pub(crate) name: LitStr,
     pub(crate) restart: Option<(RestartModel, Span)>,
     pub(crate) backoff: BackoffModel,
+    /// `shutdown …`: how the child is stopped; absent, the supervisor's
+    /// shutdown phases decide.
+    pub(crate) shutdown: Option<ChildShutdownModel>,
     /// What makes the child's future.
     pub(crate) expr: Expr,
+}
+
+/// A child's `shutdown …`.
+pub(crate) enum ChildShutdownModel {
+    /// `shutdown brutal`: cancelled at once.
+    Brutal(Span),
+    /// `shutdown infinity`: waited for as long as it takes.
+    Infinity(Span),
+    /// `shutdown "5s"` or `shutdown (expression)`: asked to stop, then
+    /// cancelled after that long.
+    Timeout(Timing),
 }
 
 /// `backoff …`, `factor …` and `jitter …`; all absent for the default.
@@ -89,6 +108,7 @@ pub(crate) enum BodyModel {
 impl Supervise {
     pub(crate) fn new(input: Input, errors: &Errors) -> Self {
         let mut model = Supervise {
+            support: input.support,
             name: None,
             strategy: None,
             intensity: None,
@@ -99,13 +119,16 @@ impl Supervise {
             body: BodyModel::Forever,
         };
         let mut settings: Vec<Key> = Vec::new();
-        let mut names: HashMap<String, usize> = HashMap::new();
+        // Each child's name, its place, and its `#[cfg(…)]` as written.
+        let mut names: Vec<(String, usize, Option<String>)> = Vec::new();
         let mut declared = 0;
         let mut body: Option<Ident> = None;
         let mut supervises = false;
         for entry in input.entries {
             match entry {
                 Entry::Setting(setting) => {
+                    let key = setting.key.name();
+                    reject_attributes(&setting.attrs, &format!("`{key}: …`"), errors);
                     if settings.contains(&setting.key) {
                         let key = setting.key.name();
                         errors.error_spanned_by(
@@ -121,8 +144,15 @@ impl Supervise {
                     supervises = true;
                     declared += 1;
                     let name = child.name.value();
-                    match names.get(&name) {
-                        Some(first) => errors.error_spanned_by(
+                    let cfg = cfg_key(&child.attrs);
+                    // Children under different `#[cfg(…)]`s may be the same
+                    // child in two builds.
+                    let clash = names.iter().find(|(other, _, other_cfg)| {
+                        *other == name
+                            && (cfg.is_none() || other_cfg.is_none() || *other_cfg == cfg)
+                    });
+                    match clash {
+                        Some((_, first, _)) => errors.error_spanned_by(
                             &child.name,
                             format!(
                                 "two children are named {name:?}: the {} child and this one, the {}; \
@@ -131,16 +161,19 @@ impl Supervise {
                                 ordinal(declared),
                             ),
                         ),
-                        None => {
-                            names.insert(name, declared);
-                        }
+                        None => names.push((name, declared, cfg)),
                     }
                     if let Some(child) = ChildModel::new(child, errors) {
                         model.children.push(child);
                     }
                 }
-                Entry::Body(Body { keyword, expr }) => {
+                Entry::Body(Body {
+                    attrs,
+                    keyword,
+                    expr,
+                }) => {
                     supervises = true;
+                    reject_attributes(&attrs, "the body", errors);
                     if body.is_some() {
                         errors.error_spanned_by(
                             &keyword,
@@ -148,7 +181,7 @@ impl Supervise {
                         );
                         continue;
                     }
-                    model.body = body_model(&keyword, expr, errors);
+                    model.body = body_model(&keyword, expr, &model.support, errors);
                     body = Some(keyword);
                 }
                 Entry::Broken {
@@ -185,6 +218,41 @@ impl Supervise {
             }
             Key::Seed => self.seed = errors.take(read_all(reader, key, seed)),
         }
+    }
+}
+
+/// The `#[cfg(…)]` attributes of a child, as written, to compare children;
+/// `None` without any.
+fn cfg_key(attrs: &[Attribute]) -> Option<String> {
+    let cfgs: Vec<String> = attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("cfg"))
+        .map(|attr| attr.to_token_stream().to_string())
+        .collect();
+    (!cfgs.is_empty()).then(|| cfgs.join(" "))
+}
+
+/// An attribute where none can go: only a child takes one, `#[cfg(…)]`.
+/// Doc comments are comments, on any entry.
+fn reject_attributes(attrs: &[Attribute], entry: &str, errors: &Errors) {
+    for attr in attrs.iter().filter(|attr| !attr.path().is_ident("doc")) {
+        errors.error_spanned_by(
+            attr,
+            format!(
+                "`{}` cannot go on {entry}: only a child takes an attribute, `#[cfg(…)]`; remove it",
+                attribute_form(attr)
+            ),
+        );
+    }
+}
+
+/// An attribute as a message names it: `#[allow(…)]`, `#[doc = …]`, `#[inline]`.
+fn attribute_form(attr: &Attribute) -> String {
+    let path = attr.path().to_token_stream().to_string().replace(' ', "");
+    match &attr.meta {
+        Meta::Path(_) => format!("#[{path}]"),
+        Meta::List(_) => format!("#[{path}(…)]"),
+        Meta::NameValue(_) => format!("#[{path} = …]"),
     }
 }
 
@@ -328,7 +396,7 @@ fn duration_after(
             "expected a duration after `{word}`, like `{word} \"{example}\"`"
         )));
     };
-    duration::parse(&text).map(|parsed| (parsed, text))
+    duration::parse(&text, None).map(|parsed| (parsed, text))
 }
 
 fn seed(reader: &mut Reader<'_>) -> syn::Result<(u64, Span)> {
@@ -348,13 +416,32 @@ impl ChildModel {
     /// The checked child, or `None` when its expression cannot be used.
     fn new(child: Child, errors: &Errors) -> Option<Self> {
         let Child {
+            attrs,
             keyword,
             name,
             options,
             expr,
         } = child;
+        let mut cfgs = Vec::new();
+        for attr in attrs {
+            if attr.path().is_ident("cfg") {
+                cfgs.push(attr);
+            } else if attr.path().is_ident("doc") {
+                // A doc comment (`/// Restarts on failure.`) is a comment.
+            } else {
+                errors.error_spanned_by(
+                    &attr,
+                    format!(
+                        "`{}` cannot go on a child: a child takes `#[cfg(…)]`, which declares it only in the builds the condition selects; remove it",
+                        attribute_form(&attr)
+                    ),
+                );
+            }
+        }
         let mut restart: Option<(RestartModel, Ident)> = None;
         let mut backoff = BackoffModel::default();
+        let mut shutdown: Option<ChildShutdownModel> = None;
+        let mut shutdown_given = false;
         // The backoff options given, for the checks between them.
         let mut given: Vec<Ident> = Vec::new();
         for option in &options {
@@ -380,6 +467,18 @@ impl ChildModel {
                     );
                 } else {
                     restart = Some((policy, word));
+                }
+                continue;
+            }
+            if text == "shutdown" {
+                if shutdown_given {
+                    errors.error_spanned_by(
+                        &word,
+                        "`shutdown` is given twice; keep one `shutdown …`",
+                    );
+                } else {
+                    shutdown_given = true;
+                    shutdown = errors.take(read_child_option(&mut reader, &text, child_shutdown));
                 }
                 continue;
             }
@@ -446,10 +545,12 @@ impl ChildModel {
             return None;
         }
         Some(ChildModel {
+            cfgs,
             keyword,
             name,
             restart: restart.map(|(policy, word)| (policy, word.span())),
             backoff,
+            shutdown,
             expr,
         })
     }
@@ -527,8 +628,8 @@ fn delays(reader: &mut Reader<'_>) -> syn::Result<Delays> {
             ),
         ));
     }
-    let first = duration::parse(&initial)?;
-    let longest = duration::parse(&max)?;
+    let first = duration::parse(&initial, None)?;
+    let longest = duration::parse(&max, None)?;
     if first > longest {
         return Err(reader.whole_error(format!(
             "the backoff starts at `{}`, after its longest delay `{}`; write the first delay first: `backoff {:?}..{:?}`",
@@ -542,6 +643,49 @@ fn delays(reader: &mut Reader<'_>) -> syn::Result<Delays> {
         initial: (first, initial),
         max: (longest, max),
     })
+}
+
+/// A child's `shutdown …`: `brutal`, `infinity`, a duration, or a duration
+/// known at run time in parentheses.
+fn child_shutdown(reader: &mut Reader<'_>) -> syn::Result<ChildShutdownModel> {
+    if let Some(word) = reader.any_word() {
+        return match word.to_string().as_str() {
+            "brutal" => Ok(ChildShutdownModel::Brutal(word.span())),
+            "infinity" => Ok(ChildShutdownModel::Infinity(word.span())),
+            other => {
+                let message = match suggest(other, CHILD_SHUTDOWNS) {
+                    Some(suggestion) => format!(
+                        "unknown `shutdown` value `{other}`; did you mean `{suggestion}`? ({CHILD_SHUTDOWN_FORM})"
+                    ),
+                    None => format!("unknown `shutdown` value `{other}`; {CHILD_SHUTDOWN_FORM}"),
+                };
+                Err(syn::Error::new(word.span(), message))
+            }
+        };
+    }
+    if reader.is_done() {
+        return Err(reader.whole_error(CHILD_SHUTDOWN_FORM));
+    }
+    if reader.peek_parenthesised() {
+        return timing_after(reader, "shutdown", "5s").map(ChildShutdownModel::Timeout);
+    }
+    let Some(text) = reader.string() else {
+        return Err(reader.error(CHILD_SHUTDOWN_FORM));
+    };
+    if is_zero(&text) {
+        return Err(syn::Error::new(
+            text.span(),
+            format!(
+                "`{}` is zero, which leaves the child no time to stop; to cancel it at once, write `shutdown brutal`",
+                text.value()
+            ),
+        ));
+    }
+    let timeout = duration::parse(
+        &text,
+        Some("to wait for the child as long as it takes, write `shutdown infinity`"),
+    )?;
+    Ok(ChildShutdownModel::Timeout(Timing::Literal(timeout, text)))
 }
 
 /// Whether a duration literal reads as zero (`"0s"`, `"0ms"`).
@@ -578,7 +722,7 @@ fn jitter(reader: &mut Reader<'_>) -> syn::Result<f64> {
 }
 
 /// The body: a closure of one argument, made `async`, its argument typed.
-fn body_model(keyword: &Ident, expr: Expr, errors: &Errors) -> BodyModel {
+fn body_model(keyword: &Ident, expr: Expr, support: &Support, errors: &Errors) -> BodyModel {
     let mut closure = match expr {
         Expr::Closure(closure) => closure,
         other => {
@@ -609,7 +753,8 @@ fn body_model(keyword: &Ident, expr: Expr, errors: &Errors) -> BodyModel {
         if !matches!(input, Pat::Type(_)) {
             let pat = input.clone();
             let span = pat.span();
-            let ty: TokenStream = quote::quote_spanned!(span=> &::tethered::Supervisor);
+            let support = support.at(span);
+            let ty: TokenStream = quote::quote_spanned!(span=> &#support::Supervisor);
             *input = Pat::Type(PatType {
                 attrs: Vec::new(),
                 pat: Box::new(pat),
@@ -740,6 +885,64 @@ mod tests {
     }
 
     #[test]
+    fn a_child_takes_a_shutdown_of_its_own() {
+        let found = messages(quote! {
+            child "a" (shutdown "2s") => a(),
+            child "b" (shutdown brutal) => b(),
+            child "c" (temporary, shutdown infinity) => c(),
+            child "d" (backoff none, shutdown (config.grace * 2)) => d(),
+        });
+        assert!(found.is_empty(), "{found:?}");
+        let output = super::super::expand(quote! {
+            child "a" (shutdown "2s") => a(),
+            child "b" (shutdown brutal) => b(),
+            child "c" (shutdown infinity) => c(),
+            child "d" (shutdown (grace)) => d(),
+        })
+        .to_string();
+        for expected in [
+            ". shutdown (:: tethered :: ChildShutdown :: Timeout (const { :: core :: time :: Duration :: new (2u64 , 0u32) }))",
+            ". shutdown (:: tethered :: ChildShutdown :: Brutal)",
+            ". shutdown (:: tethered :: ChildShutdown :: Infinity)",
+            ". shutdown (:: tethered :: ChildShutdown :: Timeout ({ let duration : :: core :: time :: Duration = grace ; duration }))",
+        ] {
+            assert!(output.contains(expected), "{expected} in {output}");
+        }
+    }
+
+    #[test]
+    fn checks_a_childs_shutdown() {
+        let found = messages(quote! {
+            child "a" (shutdown forever) => a(),
+            child "b" (shutdown) => b(),
+            child "c" (shutdown "1s", shutdown brutal) => c(),
+            child "d" (shutdown "5 parsecs") => d(),
+            child "e" (shutdown "0s") => e(),
+            child "f" (shutdown brutl) => f(),
+            child "g" (shutdown "1s" "2s") => g(),
+            child "h" (shutdown "600000000000y") => h(),
+            child "i" (shutdwn "1s") => i(),
+            child "j" (shutdown 5) => j(),
+        });
+        let expected = [
+            "unknown `shutdown` value `forever`; expected `shutdown \"5s\"`",
+            "expected `shutdown \"5s\"` (asked to stop, then cancelled after 5 s)",
+            "`shutdown` is given twice; keep one `shutdown …`",
+            "`5 parsecs` is not a duration",
+            "`0s` is zero, which leaves the child no time to stop; to cancel it at once, write `shutdown brutal`",
+            "did you mean `brutal`?",
+            "unexpected token after the value of `shutdown`",
+            "is too large: a duration holds at most about 584 billion years; to wait for the child as long as it takes, write `shutdown infinity`",
+            "unknown child option `shutdwn`; did you mean `shutdown`?",
+            "expected `shutdown \"5s\"`",
+        ];
+        assert_eq!(found.len(), expected.len(), "{found:?}");
+        for (message, expected) in found.iter().zip(expected) {
+            assert!(message.contains(expected), "{message:?} lacks {expected:?}");
+        }
+    }
+
+    #[test]
     fn numbers_out_of_range_are_errors() {
         let found = messages(quote!(child "a" (factor 1e400, jitter -0.5) => a()));
         assert_eq!(found.len(), 2, "{found:?}");
@@ -757,6 +960,104 @@ mod tests {
         // And the expansion of what is left still happens.
         let output = super::super::expand(quote!(child "a" (factor 1e400) => a()));
         assert!(output.to_string().contains("compile_error"), "{output}");
+    }
+
+    #[test]
+    fn a_child_takes_cfg_and_nothing_else_takes_an_attribute() {
+        let found = messages(quote! {
+            #[cfg(feature = "a")]
+            child "one" => a(),
+            #[cfg(not(feature = "a"))]
+            child "one" => b(),
+            #[cfg(all())] #[cfg(unix)]
+            child "two" => c(),
+            #[allow(unused)]
+            child "three" => d(),
+            #[cfg(feature = "b")]
+            name: "svc",
+            #[inline]
+            body |_| {},
+            /// Doc comments are comments, anywhere.
+            child "four" => e(),
+            /// Even on a setting.
+            seed: 4,
+        });
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(
+            found[0].contains("`#[allow(…)]` cannot go on a child: a child takes `#[cfg(…)]`"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].contains("`#[cfg(…)]` cannot go on `name: …`"),
+            "{found:?}"
+        );
+        assert!(
+            found[2].contains("`#[inline]` cannot go on the body"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn children_of_one_name_clash_unless_their_cfgs_differ() {
+        let found = messages(quote! {
+            child "one" => a(),
+            #[cfg(feature = "a")]
+            child "one" => b(),
+            #[cfg(feature = "b")]
+            child "two" => c(),
+            #[cfg(feature = "b")]
+            child "two" => d(),
+        });
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].contains("the 1st child and this one, the 2nd"));
+        assert!(found[1].contains("the 3rd child and this one, the 4th"));
+    }
+
+    #[test]
+    fn an_entry_after_attributes_is_still_an_entry() {
+        // A missing comma before it, and a broken entry before it.
+        let found = messages(quote! {
+            child "a" => a() #[cfg(unix)] child "b" => b(),
+            chlid "c" => c(), #[cfg(unix)] child "d" => d(),
+        });
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].contains("expected `,` before this entry"));
+        assert!(found[1].contains("did you mean `child`"));
+    }
+
+    #[test]
+    fn a_cfg_child_is_added_by_a_statement_under_its_cfg() {
+        let output = super::super::expand(quote! {
+            child "a" => a(),
+            #[cfg(feature = "b")]
+            child "b" => b(),
+        })
+        .to_string();
+        assert!(!output.contains("compile_error"), "{output}");
+        assert!(output.contains("let mut __tethered_builder"), "{output}");
+        let a = output.find("ChildSpec > :: new (\"a\"").unwrap();
+        let b = output
+            .find("# [cfg (feature = \"b\")] { __tethered_builder = __tethered_builder . child")
+            .unwrap();
+        assert!(a < b, "declaration order: {output}");
+    }
+
+    #[test]
+    fn names_the_crate_by_the_path_it_is_given() {
+        let output = super::super::expand(quote! {
+            crate = tt;
+            child "a" => a(),
+        })
+        .to_string();
+        assert!(!output.contains("compile_error"), "{output}");
+        assert!(
+            output.starts_with("tt :: Supervisor :: builder ()"),
+            "{output}"
+        );
+        assert!(output.contains("< tt :: ChildSpec > :: new"), "{output}");
+        assert!(!output.contains(":: tethered"), "{output}");
+        let plain = super::super::expand(quote!(child "a" => a())).to_string();
+        assert!(plain.starts_with(":: tethered :: Supervisor"), "{plain}");
     }
 
     #[test]

@@ -11,8 +11,9 @@ use syn::buffer::Cursor;
 use syn::ext::IdentExt;
 use syn::parse::discouraged::Speculative;
 use syn::parse::{ParseStream, Parser};
-use syn::{Expr, Ident, Lit, LitStr, Token};
+use syn::{Attribute, Expr, Ident, Lit, LitStr, Token};
 
+use crate::common::Support;
 use crate::common::options::closest;
 
 /// The settings, `key: value`.
@@ -79,11 +80,15 @@ const CHILD_OPTION_WORDS: &[&str] = &[
     "backoff",
     "factor",
     "jitter",
+    "shutdown",
 ];
 
 const EXPECTED_ENTRY: &str = "expected an entry of the supervisor: `name: …`, `strategy: …`, `intensity: …`, `shutdown: …`, `seed: …`, `child \"name\" => …` or `body |sv| { … }`";
 
 pub(crate) struct Input {
+    /// The path of the runtime crate: `$crate` through
+    /// `tethered::supervise!`, `::tethered` without a `crate = …;`.
+    pub(crate) support: Support,
     pub(crate) entries: Vec<Entry>,
 }
 
@@ -101,13 +106,17 @@ pub(crate) enum Entry {
 
 /// `key: value`.
 pub(crate) struct Setting {
+    /// The attributes written before it, which a setting cannot take.
+    pub(crate) attrs: Vec<Attribute>,
     pub(crate) key: Key,
     pub(crate) ident: Ident,
     pub(crate) value: Vec<TokenTree>,
 }
 
-/// `child "name" (options) => expression`.
+/// `#[cfg(…)] child "name" (options) => expression`.
 pub(crate) struct Child {
+    /// The attributes written before it: `#[cfg(…)]`, or mistakes.
+    pub(crate) attrs: Vec<Attribute>,
     pub(crate) keyword: Ident,
     pub(crate) name: LitStr,
     /// The options between the parentheses, split at their commas; none is
@@ -118,6 +127,8 @@ pub(crate) struct Child {
 
 /// `body |sv| { … }`.
 pub(crate) struct Body {
+    /// The attributes written before it, which the body cannot take.
+    pub(crate) attrs: Vec<Attribute>,
     pub(crate) keyword: Ident,
     pub(crate) expr: Expr,
 }
@@ -126,6 +137,7 @@ pub(crate) struct Body {
 /// entries. A plain function over tokens, so it can be tested (and fuzzed)
 /// without a compiler.
 pub(crate) fn parse(tokens: TokenStream) -> Input {
+    let (support, tokens) = split_support(tokens);
     let parser = |input: ParseStream<'_>| {
         let mut entries = Vec::new();
         while !input.is_empty() {
@@ -170,9 +182,10 @@ pub(crate) fn parse(tokens: TokenStream) -> Input {
         Ok(entries)
     };
     match parser.parse2(tokens) {
-        Ok(entries) => Input { entries },
+        Ok(entries) => Input { support, entries },
         // Every token is consumed above; kept for safety all the same.
         Err(error) => Input {
+            support,
             entries: vec![Entry::Broken {
                 error,
                 supervises: true,
@@ -181,7 +194,28 @@ pub(crate) fn parse(tokens: TokenStream) -> Input {
     }
 }
 
+/// `crate = path;` before the entries, which `tethered::supervise!` passes
+/// as `crate = $crate;`, so that the expansion names the runtime crate
+/// under whatever name the user depends on it: the path, and the entries.
+fn split_support(tokens: TokenStream) -> (Support, TokenStream) {
+    let trees: Vec<TokenTree> = tokens.into_iter().collect();
+    let prefixed = matches!(trees.first(), Some(TokenTree::Ident(word)) if word == "crate")
+        && matches!(trees.get(1), Some(TokenTree::Punct(eq)) if eq.as_char() == '=');
+    let semi = trees
+        .iter()
+        .position(|tree| matches!(tree, TokenTree::Punct(semi) if semi.as_char() == ';'));
+    match semi {
+        Some(semi) if prefixed && semi > 2 => {
+            let path = trees[2..semi].iter().cloned().collect();
+            let rest = trees[semi + 1..].iter().cloned().collect();
+            (Support::Given(path), rest)
+        }
+        _ => (Support::Tethered, trees.into_iter().collect()),
+    }
+}
+
 fn entry(input: ParseStream<'_>) -> syn::Result<Entry> {
+    let attrs = input.call(Attribute::parse_outer)?;
     if !input.peek(Ident::peek_any) {
         return Err(input.error(EXPECTED_ENTRY));
     }
@@ -189,8 +223,8 @@ fn entry(input: ParseStream<'_>) -> syn::Result<Entry> {
     let colon = input.peek(Token![:]) && !input.peek(Token![::]);
     let name = word.to_string();
     match (name.as_str(), colon) {
-        ("child", false) => child(word, input).map(Entry::Child),
-        ("body", false) => body(word, input).map(Entry::Body),
+        ("child", false) => child(attrs, word, input).map(Entry::Child),
+        ("body", false) => body(attrs, word, input).map(Entry::Body),
         ("child", true) => Err(syn::Error::new(
             input.span(),
             "a child takes no colon: write `child \"name\" => worker(…)`",
@@ -203,6 +237,7 @@ fn entry(input: ParseStream<'_>) -> syn::Result<Entry> {
             Some(key) => {
                 input.parse::<Token![:]>()?;
                 Ok(Entry::Setting(Setting {
+                    attrs,
                     key,
                     ident: word,
                     value: value(input)?,
@@ -270,7 +305,7 @@ fn value(input: ParseStream<'_>) -> syn::Result<Vec<TokenTree>> {
     Ok(trees)
 }
 
-fn child(keyword: Ident, input: ParseStream<'_>) -> syn::Result<Child> {
+fn child(attrs: Vec<Attribute>, keyword: Ident, input: ParseStream<'_>) -> syn::Result<Child> {
     let name: LitStr = if input.peek(LitStr) {
         input.parse()?
     } else if let Some((ident, _)) = input.cursor().ident() {
@@ -334,6 +369,7 @@ fn child(keyword: Ident, input: ParseStream<'_>) -> syn::Result<Child> {
     }
     let expr: Expr = input.parse()?;
     Ok(Child {
+        attrs,
         keyword,
         name,
         options,
@@ -341,7 +377,7 @@ fn child(keyword: Ident, input: ParseStream<'_>) -> syn::Result<Child> {
     })
 }
 
-fn body(keyword: Ident, input: ParseStream<'_>) -> syn::Result<Body> {
+fn body(attrs: Vec<Attribute>, keyword: Ident, input: ParseStream<'_>) -> syn::Result<Body> {
     if input.is_empty() || input.peek(Token![,]) {
         return Err(syn::Error::new(
             keyword.span(),
@@ -349,7 +385,11 @@ fn body(keyword: Ident, input: ParseStream<'_>) -> syn::Result<Body> {
         ));
     }
     let expr: Expr = input.parse()?;
-    Ok(Body { keyword, expr })
+    Ok(Body {
+        attrs,
+        keyword,
+        expr,
+    })
 }
 
 /// An error at the next token, or at `fallback` at the end of the input.
@@ -362,8 +402,16 @@ fn error_at(input: ParseStream<'_>, fallback: Span, message: impl std::fmt::Disp
 }
 
 /// Whether an entry starts at `cursor`: `key:`, `child "…"`, `child (` or
-/// `body |…`.
-fn starts_entry(cursor: Cursor<'_>) -> bool {
+/// `body |…`, after any attributes (`#[cfg(…)]`).
+fn starts_entry(mut cursor: Cursor<'_>) -> bool {
+    while let Some((pound, rest)) = cursor.punct()
+        && pound.as_char() == '#'
+    {
+        match rest.group(proc_macro2::Delimiter::Bracket) {
+            Some((_, _, next)) => cursor = next,
+            None => return false,
+        }
+    }
     let Some((word, rest)) = cursor.ident() else {
         return false;
     };
@@ -482,6 +530,12 @@ impl<'a> Reader<'a> {
             },
             _ => None,
         }
+    }
+
+    /// Whether a parenthesised group comes next.
+    pub(crate) fn peek_parenthesised(&self) -> bool {
+        matches!(self.peek(), Some(TokenTree::Group(group))
+            if group.delimiter() == proc_macro2::Delimiter::Parenthesis)
     }
 
     /// A parenthesised group, if one comes next: an expression computed at

@@ -1,5 +1,5 @@
 //! What a supervisor is told about its restartable children: [`ChildSpec`],
-//! [`Restart`], [`Strategy`] and [`Backoff`].
+//! [`Restart`], [`Strategy`], [`Backoff`] and [`ChildShutdown`].
 
 use std::borrow::Cow;
 use std::fmt;

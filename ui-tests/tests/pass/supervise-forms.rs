@@ -41,6 +41,7 @@ mod shadowed {
     struct SupervisorBuilder;
     struct ChildSpec;
     struct Backoff;
+    struct ChildShutdown;
     struct Restart;
     struct Strategy;
     struct Duration;
@@ -62,6 +63,14 @@ mod shadowed {
             child "once" (temporary) => super::once(),
             child "at-once" (backoff none) => super::until_stopped(name.clone()),
             child "steep" (factor 1.5, jitter 0) => super::until_stopped(name.clone()),
+            child "timed" (shutdown "1s") => super::until_stopped(name.clone()),
+            child "brutal" (transient, shutdown brutal) => super::until_stopped(name.clone()),
+            child "patient" (shutdown infinity, backoff none) => super::until_stopped(name.clone()),
+            child "configured" (shutdown (::core::time::Duration::from_millis(500))) => super::until_stopped(name.clone()),
+            #[cfg(any())]
+            child "compiled-out" => super::once(),
+            #[cfg(all())]
+            child "compiled-in" (temporary) => super::once(),
             body |sv| {
                 while starts.load(Ordering::SeqCst) < 2 {
                     ::tokio::task::yield_now().await;
