@@ -75,3 +75,49 @@ async fn a_child_is_located_at_its_declaration() {
     assert_eq!((location.file(), location.line()), (file!(), line));
     assert_eq!(location.column(), 9);
 }
+
+/// Runs until asked to stop, then takes `flush` to finish.
+async fn flushing(flush: Duration) {
+    tethered::stop_requested().await;
+    sleep(flush).await;
+}
+
+/// Each child's `shutdown` option is its own budget: stopped last declared
+/// first, each within its own time.
+#[tokio::test(start_paused = true)]
+async fn each_childs_shutdown_option_is_its_own_budget() {
+    let started = tokio::time::Instant::now();
+    let drain = Duration::from_secs(5);
+    let supervised = tethered::supervise! {
+        shutdown: grace "1s" then cancel "1s",
+        // Stopped last: needs 3 s, is given (drain) = 5 s, ends cleanly.
+        child "writer" (shutdown (drain)) => flushing(Duration::from_secs(3)),
+        // Needs 3 s, is given 2 s: cancelled.
+        child "slow" (shutdown "2s") => flushing(Duration::from_secs(3)),
+        // Cancelled at once.
+        child "metrics" (shutdown brutal) => std::future::pending::<()>(),
+        body |_| {},
+    }
+    .unwrap();
+    let report = supervised.report;
+    let ended: Vec<(&str, bool, Duration)> = report
+        .children()
+        .iter()
+        .map(|child| {
+            let tethered::ChildEnd::Exited { exit, after } = child.end() else {
+                panic!("{child}")
+            };
+            let completed = matches!(exit, tethered::ChildExit::Completed);
+            (child.name().unwrap(), completed, *after)
+        })
+        .collect();
+    assert_eq!(
+        ended,
+        [
+            ("metrics", false, Duration::ZERO),
+            ("slow", false, Duration::from_secs(2)),
+            ("writer", true, Duration::from_secs(5)),
+        ]
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+}

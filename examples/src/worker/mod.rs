@@ -338,9 +338,10 @@ async fn supervised(
         // their claims return them to the queue.
         shutdown: grace (grace) then cancel "5s",
         // Static children are stopped last: leases are kept while the jobs
-        // in flight finish.
-        child "lease-keeper" => lease_keeper(shared.queue.clone(), shared.owner.clone(), lease),
-        child "metrics" => metrics(shared.clone()),
+        // in flight finish. Each then stops within a second of its own (a
+        // schedule ends once its run in progress has).
+        child "lease-keeper" (shutdown "1s") => lease_keeper(shared.queue.clone(), shared.owner.clone(), lease),
+        child "metrics" (shutdown "1s") => metrics(shared.clone()),
         body |sv| { take_jobs(sv, &shared).await },
     }
     .map_err(WorkerError::Supervisor)?;

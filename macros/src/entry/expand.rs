@@ -1,7 +1,8 @@
 //! A checked model of `#[tethered::main]` / `#[tethered::test]` to tokens.
 
 use proc_macro2::{Span, TokenStream};
-use quote::quote;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
 use syn::{ItemFn, LitStr, ReturnType};
 
 use super::Entry;
@@ -42,11 +43,21 @@ pub(crate) fn expand(model: EntryFn) -> TokenStream {
         Entry::Main => {
             let grace = duration_tokens(&model.grace);
             let cancel_timeout = duration_tokens(&model.cancel_timeout);
+            // Spanned on the return type, where a type `main` cannot
+            // return is reported.
+            let span = match &sig.output {
+                ReturnType::Default => Span::call_site(),
+                ReturnType::Type(_, ty) => ty.span(),
+            };
+            let support_here = support.at(span);
+            let run = quote_spanned! {span=>
+                #support_here::__private::main(#runtime, #grace, #cancel_timeout, #body)
+            };
             quote! {
                 #(#outer)*
                 #vis fn #ident() -> ::std::process::ExitCode {
                     #(#inner)*
-                    #support::__private::main(#runtime, #grace, #cancel_timeout, #body)
+                    #run
                 }
             }
         }
