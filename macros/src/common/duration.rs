@@ -37,7 +37,7 @@ pub(crate) fn parse(literal: &LitStr, unlimited: Option<&str>) -> syn::Result<Du
             Err(syn::Error::new(
                 literal.span(),
                 format!(
-                    "`{text}` is finer than a nanosecond, the smallest step of a duration; round it to whole nanoseconds"
+                    "`{text}` is not a whole number of nanoseconds, the smallest step of a duration; round it"
                 ),
             ))
         }
@@ -137,7 +137,10 @@ mod tests {
     fn finer_than_a_nanosecond_is_not_too_large() {
         for text in ["1.5ns", "0.0000000001s"] {
             let error = parse(&lit(text)).unwrap_err().to_string();
-            assert!(error.contains("finer than a nanosecond"), "{error}");
+            assert!(
+                error.contains("not a whole number of nanoseconds"),
+                "{error}"
+            );
         }
         assert_eq!(without_fractions("1.5ns 2.25s"), "1ns 2s");
     }
