@@ -2,6 +2,7 @@
 //! durations, and the analysis of scoped bodies.
 
 pub(crate) mod body;
+mod diverging;
 pub(crate) mod duration;
 mod errors;
 pub(crate) mod options;
