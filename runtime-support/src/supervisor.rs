@@ -223,12 +223,7 @@ impl<'a> SupervisorBuilder<'a> {
         let statics: Option<Vec<Duration>> = self
             .children
             .iter()
-            .map(|child| {
-                child
-                    .shutdown
-                    .unwrap_or(ChildShutdown::Timeout(self.grace))
-                    .budget()
-            })
+            .map(|child| ChildShutdown::or_grace(child.shutdown, self.grace).budget())
             .collect();
         Some(total_budget(self.grace, statics?, self.cancel_timeout))
     }
@@ -456,7 +451,6 @@ impl Supervisor {
         if self.shared.is_shutting_down() {
             return Err(SpawnError::closed(self.shared.node.name()));
         }
-        // The child is added by the manager; its budget counts from now.
         self.shared
             .events
             .send(Event::Adopt(child))
@@ -706,7 +700,7 @@ impl Shared {
 
     /// Records a static child's shutdown budget (its own, or the grace).
     fn add_static(&self, shutdown: Option<ChildShutdown>) {
-        let shutdown = shutdown.unwrap_or(ChildShutdown::Timeout(self.grace));
+        let shutdown = ChildShutdown::or_grace(shutdown, self.grace);
         self.state().statics.push(Static {
             node: None,
             shutdown,

@@ -66,21 +66,20 @@ pub(crate) async fn run(shared: Arc<Shared>, reason: CancelReason) {
     }
     // Counted rather than listed: this is checked every time a child ends,
     // and there may be many.
+    let statics_alive = || statics.iter().filter(|(child, _)| !child.is_done()).count();
     let exempt = |shields_too: bool| {
-        let state = shared.state();
-        let alive = |child: &&NodeArc<Node>| !child.is_done();
-        let statics_alive = statics.iter().map(|(child, _)| child).filter(alive).count();
         let shields_alive = if shields_too {
-            shields.iter().filter(alive).count()
+            shields.iter().filter(|child| !child.is_done()).count()
         } else {
             0
         };
+        let state = shared.state();
         let others_awaiting = state
             .awaiting
             .iter()
             .filter(|&&id| id != node.id() && !statics.iter().any(|(s, _)| s.id() == id))
             .count();
-        statics_alive + shields_alive + others_awaiting
+        statics_alive() + shields_alive + others_awaiting
     };
     wait_until(&node, grace_over, || {
         body_settled() && node.child_count() <= exempt(false)
@@ -90,7 +89,6 @@ pub(crate) async fn run(shared: Arc<Shared>, reason: CancelReason) {
     // 2. Cancel those still running, the ones awaiting the report among
     // them (they would wait for us for ever), and the body too, unless it
     // awaits the report; wait for them before stopping what they may use.
-    let statics_alive = || statics.iter().filter(|(child, _)| !child.is_done()).count();
     if !body_settled() || node.child_count() > statics_alive() {
         for child in node.children() {
             if is_static(&child) {
@@ -121,13 +119,11 @@ pub(crate) async fn run(shared: Arc<Shared>, reason: CancelReason) {
     for (child, shutdown) in statics.iter().rev() {
         let ended_or_awaits = || child.is_done() || waits_for_us(child.id());
         if !ended_or_awaits() {
-            let budget = shutdown.budget();
-            if budget != Some(Duration::ZERO) {
+            // No budget: as long as it takes, a deadline that is never due.
+            let budget = shutdown.budget().unwrap_or(Duration::MAX);
+            if !budget.is_zero() {
                 child.stop(reason.clone());
-                let time_up = budget.map_or_else(
-                    || deadline::never(Instant::now()),
-                    |budget| deadline::after(Instant::now(), budget),
-                );
+                let time_up = deadline::after(Instant::now(), budget);
                 wait_until(&node, time_up, ended_or_awaits).await;
             }
         }

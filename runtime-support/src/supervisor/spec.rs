@@ -181,6 +181,11 @@ pub enum ChildShutdown {
 }
 
 impl ChildShutdown {
+    /// A child's `shutdown`, or the supervisor's `grace` when it has none.
+    pub(crate) fn or_grace(shutdown: Option<ChildShutdown>, grace: Duration) -> ChildShutdown {
+        shutdown.unwrap_or(ChildShutdown::Timeout(grace))
+    }
+
     /// How long the child may keep running once asked to stop, before it
     /// is cancelled; `None` for as long as it takes.
     pub fn budget(self) -> Option<Duration> {
