@@ -340,3 +340,34 @@ async fn on_stop_continue_keeps_ticking_until_cancelled() {
     assert_eq!(reason.message(), Some("drained"));
     assert_eq!(beats.load(Ordering::SeqCst), 3);
 }
+
+#[periodic(every = (period))]
+async fn configured_tick(period: Duration, hits: Arc<AtomicU32>) {
+    hits.fetch_add(1, Ordering::SeqCst);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_period_computed_as_zero_ends_the_schedule_with_an_error() {
+    // A literal zero is a compile error; a computed one cannot be.
+    let hits = Arc::new(AtomicU32::new(0));
+    let ended = configured_tick(Duration::ZERO, hits.clone()).await;
+    assert!(matches!(ended, Err(PeriodicError::ZeroPeriod)), "{ended:?}");
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "never ran");
+}
+
+#[periodic(every = "1s", timeout = "500000000000y")]
+async fn with_a_timeout_of_ages(hits: Arc<AtomicU32>) {
+    hits.fetch_add(1, Ordering::SeqCst);
+    sleep(Duration::from_millis(500)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_too_long_for_an_instant_never_passes() {
+    let hits = Arc::new(AtomicU32::new(0));
+    let stats = run_for(
+        with_a_timeout_of_ages(hits.clone()),
+        Duration::from_millis(2_500),
+    )
+    .await;
+    assert_eq!((stats.completed, stats.timed_out), (3, 0));
+}

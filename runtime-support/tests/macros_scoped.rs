@@ -695,3 +695,15 @@ fn a_failing_unit_fn_outside_any_scope_panics_with_its_error_at_the_fn() {
         Some((file!().to_owned(), unit_fn_line()))
     );
 }
+
+/// Half a trillion years: a duration, but no instant is that far away.
+#[scoped(timeout = "500000000000y", cleanup_timeout = "500000000000y")]
+async fn with_a_timeout_of_ages() -> u32 {
+    defer!(async {});
+    spawn!(async { 7u32 }).join().await.unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_too_long_for_an_instant_never_passes() {
+    assert_eq!(with_a_timeout_of_ages().await, 7);
+}
