@@ -68,7 +68,7 @@ impl<E: fmt::Debug> MainOutput for Result<(), E> {
 /// rather than hang.
 ///
 /// The signals and the deadlines are watched from a thread of its own (see
-/// [`Watchdog`]): a task that blocks the runtime's threads cannot hold them
+/// `Watchdog`): a task that blocks the runtime's threads cannot hold them
 /// up.
 ///
 /// Exit code 0 when the scope ended cleanly or was cleanly cancelled by a

@@ -18,13 +18,18 @@
 //! cancellation from an enclosing scope, or the intensity limit all lead to
 //! the same phases, run once, in a task of their own:
 //!
-//! 1. **stop**: no new children; the body, the dynamic children and the
-//!    shields are asked to stop, then the static children, last declared
-//!    first, each waited for in turn, all within `grace`;
-//! 2. **cancel**: whatever is left is cancelled (shields only asked to
-//!    stop), and waited for up to `cancel_timeout`;
+//! 1. **the rest first**: no new children; the body, the dynamic children
+//!    and the shields are asked to stop and given `grace`; those still
+//!    running are then cancelled (shields are only ever asked to stop);
+//! 2. **the static children**, last declared first, one at a time, each
+//!    within its own [`ChildShutdown`] budget (by default `grace`): asked to
+//!    stop, then cancelled when its time is up (OTP's `shutdown`);
 //! 3. **report**: a [`ShutdownReport`] says how each child ended; a child
 //!    still running is a straggler, reported rather than waited for forever.
+//!
+//! Cancelled children are waited for out of one `cancel_timeout`, shared by
+//! the whole shutdown. The whole is bounded by
+//! [`Supervisor::shutdown_budget`].
 //!
 //! A straggler stays tethered: the supervisor stays in [`crate::tree()`],
 //! under its parent, which does not end before it.
@@ -459,7 +464,7 @@ impl Supervisor {
 
     /// Starts `future` as a shield: cancellation does not reach it (only a
     /// stop request does), and shutdown waits for it, reporting it if it
-    /// outlives `grace + cancel_timeout`. For work that must not be cut in
+    /// outlives the shutdown's budget. For work that must not be cut in
     /// half, like flushing a buffer to disk.
     #[track_caller]
     pub fn shield<F>(
@@ -487,8 +492,8 @@ impl Supervisor {
     }
 
     /// Shuts the supervisor down (see the module docs) and returns the
-    /// report once it is done: within `grace + cancel_timeout`, whatever the
-    /// children do. Callable from any task, any number of times: the first
+    /// report once it is done: within its
+    /// [`shutdown_budget`](Self::shutdown_budget), whatever the children do. Callable from any task, any number of times: the first
     /// reason is kept and every caller gets the same report.
     ///
     /// The request is made when `shutdown` is called, not when the future
