@@ -1,16 +1,13 @@
-//! [`current()`]: the task (or scope body, or cleanup) that is running now,
-//! and the soft-stop signals [`stop_requested`] and [`is_stopping`].
+//! [`current()`]: the task (or scope body, or cleanup) that is running now.
 
 use std::borrow::Cow;
 use std::fmt;
-use std::future::Future;
 use std::panic::Location;
-use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
 
 use crate::node::sync::Arc;
 use crate::node::{self, Node, NodeKind};
 use crate::reason::CancelReason;
+use crate::stop::StopSignal;
 
 /// A view of the tethered task, scope body or cleanup phase running now.
 ///
@@ -54,105 +51,6 @@ pub fn current() -> Current {
 /// The name of the current node, for [`CancelReason::origin`].
 pub(crate) fn current_name() -> Option<Cow<'static, str>> {
     node::current().and_then(|node| node.name_cow())
-}
-
-/// Whether the current task has been asked to stop (or was cancelled).
-///
-/// ```
-/// assert!(!tethered::is_stopping()); // outside any tethered task
-/// ```
-pub fn is_stopping() -> bool {
-    node::current().is_some_and(|node| node.is_stopping())
-}
-
-/// Resolves, with the reason, once the current task is asked to stop.
-///
-/// A stop is a request to finish the work in hand and take no more. Outside
-/// any tethered task the future never resolves (nothing can stop it).
-///
-/// # Examples
-///
-/// ```
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() {
-/// use tethered::Scope;
-///
-/// let (jobs, mut queue) = tokio::sync::mpsc::channel::<u32>(8);
-/// let handled = Scope::run(async |scope| {
-///     let consumer = scope.spawn(async move {
-///         let mut handled = Vec::new();
-///         loop {
-///             tokio::select! {
-///                 biased;
-///                 reason = tethered::stop_requested() => {
-///                     assert_eq!(reason.message(), Some("draining"));
-///                     return handled; // finish cleanly, take no more work
-///                 }
-///                 Some(job) = queue.recv() => handled.push(job),
-///             }
-///         }
-///     });
-///     jobs.send(1).await.unwrap();
-///     tokio::task::yield_now().await; // let the consumer take job 1
-///     consumer.stop("draining");
-///     consumer.join().await.unwrap()
-/// })
-/// .await
-/// .unwrap();
-/// assert_eq!(handled, [1]);
-/// # }
-/// ```
-pub fn stop_requested() -> StopRequested {
-    StopRequested {
-        node: node::current(),
-        registered: None,
-    }
-}
-
-/// The future returned by [`stop_requested`].
-#[must_use = "futures do nothing unless polled"]
-pub struct StopRequested {
-    node: Option<Arc<Node>>,
-    /// The waker registered with the node by the last poll. Polled again
-    /// with the same waker and no stop yet, the future only reads the
-    /// node's flags: a loop that selects on it every turn takes no lock.
-    registered: Option<Waker>,
-}
-
-impl Future for StopRequested {
-    type Output = CancelReason;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CancelReason> {
-        let this = self.get_mut();
-        let Some(node) = &this.node else {
-            return Poll::Pending;
-        };
-        // The registered waker stays with the node until a stop wakes it,
-        // and the stop sets the flag before it does.
-        if !node.is_stopping()
-            && this
-                .registered
-                .as_ref()
-                .is_some_and(|waker| waker.will_wake(cx.waker()))
-        {
-            return Poll::Pending;
-        }
-        match node.poll_stop(cx.waker()) {
-            Some(reason) => Poll::Ready(reason),
-            None => {
-                this.registered = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        }
-    }
-}
-
-impl fmt::Debug for StopRequested {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StopRequested")
-            .field("task", &self.node.as_ref().and_then(|node| node.name()))
-            .finish()
-    }
 }
 
 /// The running task, scope body or cleanup phase; see [`current()`].
@@ -200,6 +98,13 @@ impl Current {
     /// Whether the task has been asked to stop (or cancelled).
     pub fn is_stopping(&self) -> bool {
         self.node.as_ref().is_some_and(|node| node.is_stopping())
+    }
+
+    /// An owned [`StopSignal`] for this task (or scope body, or cleanup),
+    /// to move into code that runs elsewhere (a server's shutdown future,
+    /// a plain tokio task); `None` outside any tethered task.
+    pub fn stop_signal(&self) -> Option<StopSignal> {
+        self.node.clone().map(StopSignal::new)
     }
 }
 

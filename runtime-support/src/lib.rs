@@ -62,6 +62,7 @@ mod reason;
 mod scope;
 mod scoped_fn;
 mod shield;
+mod stop;
 mod supervisor;
 mod task;
 mod tree;
@@ -430,7 +431,7 @@ pub use tethered_macros::test;
 #[doc(inline)]
 pub use cleanup::CleanupOutput;
 #[doc(inline)]
-pub use current::{Current, StopRequested, current, is_stopping, stop_requested};
+pub use current::{Current, current};
 #[doc(inline)]
 pub use error::{
     FailureKind, PanicPayload, ScopeError, ScopeErrorKind, SpawnError, TaskError, TaskFailure,
@@ -446,6 +447,8 @@ pub use periodic::{
 pub use reason::{CancelKind, CancelReason, IntoCancelReason};
 #[doc(inline)]
 pub use scope::{DEFAULT_CLEANUP_TIMEOUT, OnExit, Scope, ScopeBuilder, ScopeHandle};
+#[doc(inline)]
+pub use stop::{StopRequested, StopSignal, is_stopping, stop_requested};
 #[doc(inline)]
 pub use supervisor::{
     Backoff, ChildEnd, ChildExit, ChildHandle, ChildOutput, ChildReport, ChildRole, ChildShutdown,

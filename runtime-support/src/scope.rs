@@ -48,6 +48,7 @@ use crate::error::{FailureKind, ScopeError, TaskError, TaskFailure};
 use crate::node::sync::Arc;
 use crate::node::{FinishOnDrop, Guarded, Node, NodeKind, Settled, children_done};
 use crate::reason::{CancelKind, CancelReason, IntoCancelReason};
+use crate::stop::StopSignal;
 use crate::task::{Split, TaskHandle, spawn_child};
 
 /// What a scope does with children still running when its body returns.
@@ -571,6 +572,28 @@ impl Scope {
         self.node.name()
     }
 
+    /// An owned [`StopSignal`] of this scope's stop, to move into code that
+    /// runs outside the scope's tasks: a server library's graceful-shutdown
+    /// future, a plain tokio task.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use tethered::Scope;
+    ///
+    /// Scope::run(async |scope| {
+    ///     let drained = tokio::spawn(scope.stop_signal().stopped());
+    ///     scope.stop("deploy");
+    ///     drained.await.unwrap();
+    /// })
+    /// .await
+    /// .unwrap();
+    /// # }
+    /// ```
+    pub fn stop_signal(&self) -> StopSignal {
+        StopSignal::new(self.node.clone())
+    }
+
     pub(crate) fn node(&self) -> &Arc<Node> {
         &self.node
     }
@@ -836,6 +859,12 @@ impl ScopeHandle {
     /// Whether the scope refuses new children (closing or closed).
     pub fn is_closed(&self) -> bool {
         self.node.is_closed()
+    }
+
+    /// An owned [`StopSignal`] of the scope's stop; see
+    /// [`Scope::stop_signal`].
+    pub fn stop_signal(&self) -> StopSignal {
+        StopSignal::new(self.node.clone())
     }
 }
 

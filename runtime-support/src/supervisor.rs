@@ -64,6 +64,7 @@ use crate::error::SpawnError;
 use crate::node::sync::Arc as NodeArc;
 use crate::node::{Guarded, Node, NodeKind, Settled};
 use crate::reason::{CancelKind, CancelReason, IntoCancelReason};
+use crate::stop::StopSignal;
 use child::{Role, spawn_supervised};
 use restarts::{Event, Manager};
 use stats::Counters;
@@ -536,6 +537,14 @@ impl Supervisor {
     /// given, its children would be cut short and its report lost.
     pub fn shutdown_budget(&self) -> Option<Duration> {
         self.shared.shutdown_budget()
+    }
+
+    /// An owned [`StopSignal`] of the supervisor's stop: it fires when the
+    /// shutdown begins (whoever asked for it), for code that runs outside
+    /// the supervisor's tasks, such as a server library's graceful-shutdown
+    /// future.
+    pub fn stop_signal(&self) -> StopSignal {
+        StopSignal::new(self.shared.node.clone())
     }
 
     /// Whether the supervisor has started shutting down.

@@ -176,12 +176,102 @@ async fn scope_stop_reaches_every_child_and_the_body() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn outside_any_task_nothing_is_stopping_and_stop_requested_never_resolves() {
+async fn outside_any_task_nothing_is_stopping_and_there_is_no_stop_signal() {
     assert!(!tethered::is_stopping());
     assert!(!tethered::current().is_tethered());
     assert!(tethered::current().cancel_reason().is_none());
-    let waited = tokio::time::timeout(secs(3600), tethered::stop_requested()).await;
-    assert!(waited.is_err());
+    assert!(tethered::current().stop_signal().is_none());
+}
+
+#[test]
+fn stop_requested_outside_any_task_says_what_to_do_instead_of_never_resolving() {
+    // Where a server library polls its graceful-shutdown future: a task
+    // tethered did not spawn. Waiting there would wait for ever.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let panicked = runtime
+        .block_on(async {
+            tokio::spawn(async {
+                tethered::stop_requested().await;
+            })
+            .await
+        })
+        .unwrap_err()
+        .into_panic();
+    let message = panicked.downcast::<&str>().map(|text| text.to_string());
+    let message = message.unwrap_or_else(|payload| *payload.downcast::<String>().unwrap());
+    assert!(message.contains("outside any tethered task"), "{message}");
+    assert!(message.contains("stop_signal()"), "{message}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_signal_moved_into_an_untethered_task_sees_the_stop() {
+    // The shape of axum's `with_graceful_shutdown`: a future polled on a
+    // task of the library's own.
+    let (accepting, mut accepted) = tokio::sync::watch::channel(true);
+    let reason = Scope::builder()
+        .name("main")
+        .run(async |scope| {
+            let signal = scope.stop_signal();
+            assert!(!signal.is_stopping());
+            let server = tokio::spawn(async move {
+                let shutdown = signal.clone().stopped();
+                shutdown.await;
+                accepting.send(false).unwrap();
+                signal.reason()
+            });
+            sleep(secs(1)).await;
+            assert!(*accepted.borrow_and_update());
+            scope.stop("SIGTERM");
+            let reason = server.await.unwrap();
+            assert!(!*accepted.borrow());
+            reason
+        })
+        .await
+        .unwrap();
+    assert_eq!(reason.unwrap().message(), Some("SIGTERM"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_signal_taken_after_the_stop_sees_it_at_once_and_a_cancel_is_a_stop() {
+    Scope::run(async |scope| {
+        let task = scope.spawn(async {
+            let signal = tethered::current().stop_signal().unwrap();
+            pending::<()>().await;
+            drop(signal);
+        });
+        let handle = scope.handle();
+        scope.stop("drain");
+        let late = handle.stop_signal();
+        assert_eq!(late.wait().await.message(), Some("drain"));
+        task.cancel("now");
+    })
+    .await
+    .unwrap();
+
+    let cancelled = Scope::run(async |scope| {
+        let signal = scope.stop_signal();
+        scope.cancel("gone");
+        signal.await
+    })
+    .await
+    .unwrap();
+    assert_eq!(cancelled.message(), Some("gone"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_supervisors_stop_signal_fires_when_its_shutdown_begins() {
+    let supervised = tethered::Supervisor::builder()
+        .run(async |sv| {
+            let signal = sv.stop_signal();
+            let watcher = tokio::spawn(signal.wait());
+            drop(sv.shutdown("maintenance"));
+            watcher.await.unwrap().message().map(str::to_owned)
+        })
+        .await
+        .unwrap();
+    assert_eq!(supervised.value.unwrap().as_deref(), Some("maintenance"));
 }
 
 #[tokio::test(start_paused = true)]
