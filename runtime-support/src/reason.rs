@@ -44,6 +44,9 @@ pub enum CancelKind {
     /// A scope's future was dropped before it finished (by `select!`,
     /// `tokio::time::timeout` or its task being cancelled).
     Dropped,
+    /// The peer the work was for went away: a client closed its
+    /// connection before its response was sent.
+    Disconnected,
 }
 
 impl CancelKind {
@@ -58,6 +61,7 @@ impl CancelKind {
             CancelKind::Signal => "signal",
             CancelKind::Overlap => "overlapped by the next run",
             CancelKind::Dropped => "scope dropped",
+            CancelKind::Disconnected => "disconnected",
         }
     }
 }

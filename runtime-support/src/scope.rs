@@ -861,6 +861,11 @@ impl ScopeHandle {
         self.node.is_closed()
     }
 
+    /// Why the scope was cancelled, if it was.
+    pub fn cancel_reason(&self) -> Option<CancelReason> {
+        self.node.reason()
+    }
+
     /// An owned [`StopSignal`] of the scope's stop; see
     /// [`Scope::stop_signal`].
     pub fn stop_signal(&self) -> StopSignal {
