@@ -45,6 +45,7 @@
 //!
 //! [`Supervisor`]: tethered::Supervisor
 
+mod body;
 mod connection;
 mod listener;
 mod readiness;
@@ -52,6 +53,8 @@ mod report;
 mod request;
 mod server;
 
+#[doc(inline)]
+pub use body::TrackedBody;
 #[doc(inline)]
 pub use listener::Listener;
 #[doc(inline)]

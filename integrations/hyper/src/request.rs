@@ -8,17 +8,15 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
-use http_body_util::{Either, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use tethered::{CancelKind, CancelReason, Scope, ScopeHandle};
 
 use crate::BoxError;
+use crate::body::TrackedBody;
 use crate::report::{Ending, Log};
-
-/// A response: the handler's body, or one of ours (a 500).
-pub(crate) type ResponseBody<B> = Either<B, Full<Bytes>>;
 
 /// The hyper service of one connection: each request in a scope of its
 /// own, around the user's tower service.
@@ -36,7 +34,7 @@ where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    type Response = Response<ResponseBody<B>>;
+    type Response = Response<TrackedBody<B>>;
     type Error = BoxError;
     type Future = RequestFuture<B>;
 
@@ -45,17 +43,24 @@ where
     }
 }
 
-/// The future of one request. Its fields drop in order: the guard first,
-/// so that a request dropped before it answered is cancelled with the
-/// reason its guard knows, before its scope is dropped.
+/// The future of one request, until its handler answers. Its fields drop
+/// in order: the guard first, so that a request dropped before it answered
+/// is cancelled with the reason its guard knows before its scope is
+/// dropped.
 pub(crate) struct RequestFuture<B> {
-    guard: EndGuard,
+    /// `None` once the response (and with it the guard) is handed over.
+    guard: Option<EndGuard>,
     handling: Pin<Box<dyn Future<Output = Handled<B>> + Send>>,
 }
 
-/// What a request's handling came to.
+/// What a request's handler came to.
 enum Handled<B> {
-    Response(Response<ResponseBody<B>>),
+    /// The handler's response.
+    Response(Response<B>),
+    /// The handler failed (it panicked, or a task of its scope failed):
+    /// answered 500.
+    Failed,
+    /// The service returned an error: hyper closes the connection.
     Error(BoxError),
 }
 
@@ -74,16 +79,18 @@ where
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let name = format!("{method} {path}");
+    let head = method == Method::HEAD;
     let key = log.start(method, path, peer);
     let scope: Arc<OnceLock<ScopeHandle>> = Arc::default();
     let guard = EndGuard {
         log,
         key,
         scope: scope.clone(),
+        head,
         ended: false,
     };
     let handling = async move {
-        let ended = Scope::builder()
+        let handled = Scope::builder()
             .name(name)
             .run(async |request_scope| {
                 let _ = scope.set(request_scope.handle());
@@ -93,8 +100,8 @@ where
                 service.call(request).await.map_err(Into::<BoxError>::into)
             })
             .await;
-        match ended {
-            Ok(Ok(response)) => Handled::Response(response.map(Either::Left)),
+        match handled {
+            Ok(Ok(response)) => Handled::Response(response),
             Ok(Err(error)) => Handled::Error(error),
             Err(error) => {
                 tracing::warn!(
@@ -103,50 +110,75 @@ where
                     %error,
                     "request failed; answered 500",
                 );
-                let mut response =
-                    Response::new(Either::Right(Full::from("internal server error")));
-                *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-                Handled::Response(response)
+                Handled::Failed
             }
         }
     };
     RequestFuture {
-        guard,
+        guard: Some(guard),
         handling: Box::pin(handling),
     }
 }
 
-impl<B> Future for RequestFuture<B> {
-    type Output = Result<Response<ResponseBody<B>>, BoxError>;
+impl<B> Future for RequestFuture<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Output = Result<Response<TrackedBody<B>>, BoxError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let handled = std::task::ready!(self.handling.as_mut().poll(cx));
-        let (ending, result) = match handled {
-            Handled::Response(response) if matches!(response.body(), Either::Right(_)) => {
-                (Ending::Failed, Ok(response))
-            }
-            Handled::Response(response) => (Ending::Completed, Ok(response)),
-            Handled::Error(error) => (Ending::Failed, Err(error)),
+        let Some(mut guard) = self.guard.take() else {
+            return Poll::Pending; // polled after it answered
         };
-        self.guard.end(ending);
-        Poll::Ready(result)
+        Poll::Ready(match handled {
+            // The request goes on until its body is sent.
+            Handled::Response(response) => {
+                let bodiless = guard.sends_no_body(response.status());
+                Ok(response.map(|body| TrackedBody::new(body, guard, bodiless)))
+            }
+            Handled::Failed => {
+                guard.end(Ending::Failed);
+                let body = Full::from("internal server error");
+                let mut response = Response::new(TrackedBody::untracked(body));
+                *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                Ok(response)
+            }
+            Handled::Error(error) => {
+                guard.end(Ending::Failed);
+                Err(error)
+            }
+        })
     }
 }
 
-/// Records the request's end, and tells why it ends when it is dropped
-/// before it answered.
-struct EndGuard {
+/// Records the request's end, and tells why it ended when it is dropped
+/// before it was sent.
+pub(crate) struct EndGuard {
     log: Arc<Log>,
     key: usize,
     /// The request's scope, once it runs.
     scope: Arc<OnceLock<ScopeHandle>>,
+    /// A `HEAD` request, whose response hyper sends without its body.
+    head: bool,
     ended: bool,
 }
 
 impl EndGuard {
-    fn end(&mut self, ending: Ending) {
-        self.ended = true;
-        self.log.end(self.key, ending);
+    pub(crate) fn end(&mut self, ending: Ending) {
+        if !std::mem::replace(&mut self.ended, true) {
+            self.log.end(self.key, ending);
+        }
+    }
+
+    /// Whether hyper sends a response of `status` to this request without
+    /// a body (and drops the body unread).
+    fn sends_no_body(&self, status: StatusCode) -> bool {
+        self.head
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
     }
 }
 
@@ -155,30 +187,30 @@ impl Drop for EndGuard {
         if self.ended {
             return;
         }
-        // Dropped before it answered. Whoever drops it runs as the
-        // connection: a connection being cancelled (the drain's grace is
-        // over) has cancelled the request already, with its reason; a
-        // connection that is not was torn down by hyper, because the client
-        // went away (hyper reads an end of stream, or the stream is reset).
-        let connection_cancelled = tethered::current().is_cancelled();
+        // Dropped before it was sent. Whoever drops it runs as the
+        // connection (or, for HTTP/2, its stream): one being cancelled (the
+        // drain's grace is over) has cancelled the request already, with
+        // its reason; one that is not was ended by hyper, because the
+        // client went away (hyper read the end of the stream, or the stream
+        // was reset).
+        let current = tethered::current();
         let handle = self.scope.get();
-        let ending = match (connection_cancelled, handle) {
-            (true, _) => Ending::Cancelled(
+        let ending = if current.is_cancelled() {
+            Ending::Cancelled(
                 handle
                     .and_then(ScopeHandle::cancel_reason)
-                    .or_else(|| tethered::current().cancel_reason())
+                    .or_else(|| current.cancel_reason())
                     .unwrap_or_else(|| CancelReason::new(CancelKind::Shutdown)),
-            ),
-            (false, handle) => {
-                let reason = CancelReason::new(CancelKind::Disconnected)
-                    .with_message("the client went away before the response was sent");
-                // The handler's children and cleanups see why.
-                if let Some(handle) = handle {
-                    handle.cancel(reason.clone());
-                }
-                Ending::Disconnected(reason)
+            )
+        } else {
+            let reason = CancelReason::new(CancelKind::Disconnected)
+                .with_message("the client went away before the response was sent");
+            // The handler's children and cleanups see why.
+            if let Some(handle) = handle {
+                handle.cancel(reason.clone());
             }
+            Ending::Disconnected(reason)
         };
-        self.log.end(self.key, ending);
+        self.end(ending);
     }
 }

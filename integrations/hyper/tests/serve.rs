@@ -395,3 +395,94 @@ async fn a_request_body_that_never_ends_is_cancelled_with_the_drain() {
     assert_eq!(requests.cancelled[0].path(), "/upload");
     assert_eq!(requests.cancelled[0].age(), secs(4));
 }
+
+/// A streamed body: a line every second, for ever (server-sent events, a
+/// feed).
+struct Ticker(tokio::time::Interval);
+
+impl http_body::Body for Ticker {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::task::ready!(self.0.poll_tick(cx));
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(bytes::Bytes::from_static(
+            b"tick\n",
+        )))))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_streamed_response_is_in_flight_until_its_body_ends_and_bodiless_ones_complete() {
+    use http_body_util::BodyExt;
+
+    let (listener, connector) = in_memory();
+    let app = Router::new()
+        .route(
+            "/feed",
+            get(|| async { http::Response::new(Ticker(tokio::time::interval(secs(1)))) }),
+        )
+        .route("/", get(|| async { "hello" }))
+        .route("/nothing", get(|| async { StatusCode::NO_CONTENT }));
+    let served = Scope::run(async |scope| {
+        let server = Server::new(listener).grace(secs(2)).cancel_timeout(secs(1));
+        let server = scope.spawn(server.serve(app));
+        let mut client = connector.http1().await;
+        let head = http::Request::head("/")
+            .header("host", "test")
+            .body(http_body_util::Empty::new())
+            .unwrap();
+        let response = client.sender.send_request(head).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let (status, _) = client.get("/nothing").await.unwrap();
+        assert_eq!(status, StatusCode::NO_CONTENT);
+
+        // A feed read for a while by one client, and left by another.
+        let mut reader = connector.http1().await;
+        let mut feed = reader
+            .sender
+            .send_request(common::get("/feed"))
+            .await
+            .unwrap()
+            .into_body();
+        let mut leaver = connector.http1().await;
+        let left = leaver
+            .sender
+            .send_request(common::get("/feed"))
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            let frame = feed.frame().await.unwrap().unwrap();
+            assert_eq!(frame.into_data().unwrap(), "tick\n");
+        }
+        drop(left);
+        leaver.disconnect();
+        settle().await;
+        scope.stop("deploy");
+        // The feed runs on through the grace, then is cut.
+        while let Some(frame) = feed.frame().await {
+            if frame.is_err() {
+                break;
+            }
+        }
+        server.join().await.unwrap().unwrap()
+    })
+    .await
+    .unwrap();
+    let requests = served.requests();
+    assert_eq!(
+        (requests.started, requests.completed, requests.disconnected),
+        (4, 2, 1),
+        "{requests}"
+    );
+    assert_eq!(requests.cancelled.len(), 1, "{requests}");
+    assert_eq!(requests.cancelled[0].path(), "/feed");
+    assert_eq!(
+        requests.cancelled[0].age(),
+        secs(4),
+        "2 s of feed, then the 2 s grace"
+    );
+}
