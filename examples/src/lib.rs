@@ -7,6 +7,9 @@
 //!   tethered-examples --bin worker -- demo`), a job worker on a SQLite
 //!   queue with a lease keeper, a single-instance lock row and a phased
 //!   shutdown that loses no job.
+//! * [`api`]: an HTTP service (axum, served by `tethered-hyper`) with a
+//!   cache refreshed on a schedule, whose requests live in the task tree
+//!   and are drained in phases on SIGTERM (`--bin api`).
 //! * [`demo`]: a small task tree that fails, cancels and reports
 //!   (`--example cancel_tree`).
 //! * [`scoped_fetch`]: fan-out with `#[scoped]` (`--example scoped_fetch`);
@@ -25,6 +28,7 @@
 //! This crate also compiles every Rust snippet of the book (`book/src`) as a
 //! doctest, so `cargo test` checks what the book says.
 
+pub mod api;
 pub mod demo;
 pub mod helpers_on_exit;
 pub mod periodic_overlap;

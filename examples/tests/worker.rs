@@ -125,7 +125,9 @@ fn jobs_cancelled_after_the_grace_period_are_returned() {
             "shutdown 1/4: stop taking jobs: signal: received SIGTERM",
             "shutdown 2/4: 3 jobs in flight get up to 100ms to finish",
             "shutdown 3/4: grace over; cancelling the 3 jobs still running \
-             (each returns its job to the queue), reason: signal: received SIGTERM",
+             (each returns its job to the queue), reason: timed out: still running when \
+             the shutdown's grace of 100ms ran out",
+            "caused by: signal: received SIGTERM",
             "0 jobs finished after the stop, 3 cancelled and returned, 0 failed or still running",
         ],
     );

@@ -265,16 +265,22 @@ async fn watch(
     let reason = CancelReason::raised_by(CancelKind::Signal, location, None)
         .with_message(format!("received {first}"));
     handle.stop(reason.clone());
-    tokio::select! {
+    // The cancellation says why it came before the work was done, and
+    // what it follows from.
+    let cancel = tokio::select! {
         () = tokio::time::sleep(grace) => {
             eprintln!("tethered: grace period over; cancelling");
+            CancelReason::raised_by(CancelKind::Timeout, location, None)
+                .with_message(format!("still running when `main`'s grace of {grace:?} ran out"))
         }
         second = signals.next() => {
             let again = if second == first { " again" } else { "" };
             eprintln!("tethered: received {second}{again}; cancelling now");
+            CancelReason::raised_by(CancelKind::Signal, location, None)
+                .with_message(format!("received {second}{again}"))
         }
-    }
-    handle.cancel(reason);
+    };
+    handle.cancel(cancel.caused_by(reason));
     tokio::time::sleep(cancel_timeout).await;
     eprintln!(
         "tethered: still running {cancel_timeout:?} after cancellation; exiting\n{}",

@@ -1294,9 +1294,17 @@ async fn a_child_that_ignores_stop_is_cancelled_exactly_at_grace() {
     assert_eq!(supervised.value.unwrap().as_deref(), Some("deploy"));
     // Asked at 1s, cancelled when the 2s grace is over.
     assert_eq!(probe.dropped_at(), Some(timeline.start + secs(3)));
+    // The cancellation says why it came (the grace ran out) and what it
+    // follows from (the shutdown's reason).
     let reason = probe.reason();
-    assert_eq!(reason.kind(), CancelKind::Shutdown);
-    assert_eq!(reason.message(), Some("deploy"));
+    assert_eq!(reason.kind(), CancelKind::Timeout);
+    assert_eq!(
+        reason.message(),
+        Some("still running when the shutdown's grace of 2s ran out")
+    );
+    let cause = reason.cause().unwrap();
+    assert_eq!(cause.kind(), CancelKind::Shutdown);
+    assert_eq!(cause.message(), Some("deploy"));
     assert!(probe.state().cancelled);
     // Then the static child, asked at 3s, with a grace of its own.
     assert_eq!(
@@ -1310,16 +1318,21 @@ async fn a_child_that_ignores_stop_is_cancelled_exactly_at_grace() {
     assert_eq!(report.took(), secs(4));
     assert!(report.reason().same_as(supervised.report.reason()));
     assert!(
-        reason.same_as(report.reason()),
-        "a Shutdown reason reaches children as is"
+        reason.cause().unwrap().same_as(report.reason()),
+        "the shutdown's reason reaches children as is, as the cause"
     );
-    for (name, after_shutdown) in [("deaf", secs(2)), ("deaf-static", secs(4))] {
+    for (name, after_shutdown, why) in [
+        ("deaf", secs(2), "the shutdown's grace of 2s"),
+        ("deaf-static", secs(4), "its shutdown budget of 2s"),
+    ] {
         let child = report.child(name).unwrap();
         assert_eq!(after(child), after_shutdown, "{child}");
+        let reason = cancel_reason(child.exit().unwrap());
         assert_eq!(
-            cancel_reason(child.exit().unwrap()).message(),
-            Some("deploy")
+            reason.message(),
+            Some(format!("still running when {why} ran out").as_str())
         );
+        assert_eq!(reason.cause().unwrap().message(), Some("deploy"));
     }
 }
 
@@ -1444,7 +1457,8 @@ async fn a_dynamic_child_holding_a_shielded_scope_is_a_straggler_in_cancelling_s
     let EntryState::Cancelling(reason) = state else {
         panic!("{state:?}")
     };
-    assert_eq!(reason.kind(), CancelKind::ScopeExit);
+    assert_eq!(reason.kind(), CancelKind::Timeout);
+    assert_eq!(reason.root().kind(), CancelKind::ScopeExit);
     assert_eq!(report.stragglers().count(), 1);
     assert!(report.to_string().contains("1 still running"));
 
@@ -1961,7 +1975,9 @@ async fn the_body_panicking_fails_the_supervisor_after_shutting_its_children_dow
     assert_eq!(report.children().len(), 3);
     let deaf = report.child("deaf").unwrap();
     assert_eq!(after(deaf), ms(1_100), "{deaf}");
-    assert!(cancel_reason(deaf.exit().unwrap()).same_as(report.reason()));
+    let reason = cancel_reason(deaf.exit().unwrap());
+    assert_eq!(reason.kind(), CancelKind::Timeout);
+    assert!(reason.cause().unwrap().same_as(report.reason()));
     let db = report.child("db").unwrap();
     assert_eq!(after(db), ms(1_100), "{db}");
     assert!(matches!(db.exit(), Some(ChildExit::Completed)), "{db}");

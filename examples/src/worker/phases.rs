@@ -4,7 +4,7 @@
 //! ```text
 //! shutdown 1/4: stop taking jobs: signal: received SIGTERM (at examples/src/bin/worker.rs:15:1)
 //! shutdown 2/4: 14 jobs in flight get up to 1s to finish
-//! shutdown 3/4: grace over; cancelling the 2 jobs still running (each returns its job to the queue), reason: signal: received SIGTERM (…)
+//! shutdown 3/4: grace over; cancelling the 2 jobs still running (each returns its job to the queue), reason: timed out: still running when the shutdown's grace of 1s ran out (…); caused by: signal: received SIGTERM (…)
 //! shutdown 4/4: supervisor `worker` stopped in 1.003s: 12 jobs finished after the stop, 2 cancelled and returned, …
 //! ```
 

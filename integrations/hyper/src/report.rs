@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use http::Method;
 use slab::Slab;
-use tethered::{CancelReason, ShutdownReport};
+use tethered::{CancelKind, CancelReason, ShutdownReport};
 use tokio::time::Instant;
 
 use crate::lock;
@@ -149,7 +149,15 @@ impl fmt::Display for RequestReport {
         let age = Duration::from_millis(self.age.as_millis().try_into().unwrap_or(u64::MAX));
         write!(f, "{} {} from {}: ", self.method, self.path, self.peer)?;
         match &self.end {
-            RequestEnd::Cancelled(reason) => write!(f, "cancelled after {age:?}: {reason}"),
+            RequestEnd::Cancelled(reason) => {
+                // The request inherits its connection's reason: the links
+                // that only say so are left out.
+                let said = reason
+                    .chain()
+                    .find(|link| link.kind() != CancelKind::ParentCancelled)
+                    .unwrap_or(reason);
+                write!(f, "cancelled after {age:?}: {said}")
+            }
             RequestEnd::Straggler => write!(f, "STILL RUNNING, for {age:?}"),
         }
     }

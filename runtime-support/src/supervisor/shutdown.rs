@@ -21,8 +21,17 @@ use crate::deadline;
 use crate::error::TaskFailure;
 use crate::node::sync::Arc as NodeArc;
 use crate::node::{FinishOnDrop, Node, NodeKind};
-use crate::reason::CancelReason;
+use crate::reason::{CancelKind, CancelReason};
 use crate::tree::EntryState;
+
+/// Why a child still running when its time is up is cancelled: the
+/// deadline (`why`), raised by the supervisor, caused by the shutdown's own
+/// reason.
+fn time_up(node: &Node, shutdown: &CancelReason, why: String) -> CancelReason {
+    CancelReason::raised_by(CancelKind::Timeout, node.location(), node.name_cow())
+        .with_message(format!("still running when {why}"))
+        .caused_by(shutdown.clone())
+}
 
 /// The shutdown task: the body, the dynamic children and the shields are
 /// asked to stop and given the grace, then cancelled (shields are only ever
@@ -90,12 +99,19 @@ pub(crate) async fn run(shared: Arc<Shared>, reason: CancelReason) {
     // them (they would wait for us for ever), and the body too, unless it
     // awaits the report; wait for them before stopping what they may use.
     if !body_settled() || node.child_count() > statics_alive() {
+        // Why: the grace ran out (unless only children awaiting the report
+        // are left, which are cancelled before it does).
+        let cancel = if Instant::now() >= grace_over {
+            time_up(&node, &reason, format!("the shutdown's grace of {:?} ran out", shared.grace))
+        } else {
+            reason.clone()
+        };
         for child in node.children() {
             if is_static(&child) {
                 continue;
             }
             match child.kind() {
-                NodeKind::Task | NodeKind::Scope => child.cancel(reason.clone(), true),
+                NodeKind::Task | NodeKind::Scope => child.cancel(cancel.clone(), true),
                 NodeKind::Shield | NodeKind::Cleanup | NodeKind::Supervisor => {
                     child.stop(reason.clone())
                 }
@@ -103,7 +119,7 @@ pub(crate) async fn run(shared: Arc<Shared>, reason: CancelReason) {
         }
         if !body_settled() {
             // The body alone: the static children are next, one at a time.
-            node.cancel_alone(reason.clone());
+            node.cancel_alone(cancel);
         }
         cancel_wait
             .wait(&node, || {
@@ -118,17 +134,22 @@ pub(crate) async fn run(shared: Arc<Shared>, reason: CancelReason) {
     // when its turn comes, as it will not stop by itself.
     for (child, shutdown) in statics.iter().rev() {
         let ended_or_awaits = || child.is_done() || waits_for_us(child.id());
-        if !ended_or_awaits() {
-            // No budget: as long as it takes, a deadline that is never due.
-            let budget = shutdown.budget().unwrap_or(Duration::MAX);
-            if !budget.is_zero() {
-                child.stop(reason.clone());
-                let time_up = deadline::after(Instant::now(), budget);
-                wait_until(&node, time_up, ended_or_awaits).await;
-            }
+        // No budget: as long as it takes, a deadline that is never due.
+        let budget = shutdown.budget().unwrap_or(Duration::MAX);
+        let mut ran_out = false;
+        if !ended_or_awaits() && !budget.is_zero() {
+            child.stop(reason.clone());
+            let due = deadline::after(Instant::now(), budget);
+            wait_until(&node, due, ended_or_awaits).await;
+            ran_out = !ended_or_awaits();
         }
         if !child.is_done() {
-            child.cancel(reason.clone(), true);
+            let cancel = if ran_out {
+                time_up(&node, &reason, format!("its shutdown budget of {budget:?} ran out"))
+            } else {
+                reason.clone()
+            };
+            child.cancel(cancel, true);
             cancel_wait.wait(&node, || child.is_done()).await;
         }
     }

@@ -1,0 +1,117 @@
+//! The service's routes, their state, and the cache refresh.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use tethered::{periodic, scoped};
+use tethered_hyper::Readiness;
+use tokio::time::sleep;
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct AppState {
+    /// Whether the server drains, for `/ready`.
+    readiness: Readiness,
+    /// The cache's version: how many refreshes have completed.
+    cache: RwLock<u64>,
+    /// How many audit records have been written.
+    audited: AtomicU64,
+}
+
+impl AppState {
+    /// The state of a service whose server reports `readiness`.
+    pub fn new(readiness: Readiness) -> Arc<Self> {
+        Arc::new(AppState {
+            readiness,
+            cache: RwLock::new(0),
+            audited: AtomicU64::new(0),
+        })
+    }
+
+    /// How many audit records have been written.
+    pub fn audited(&self) -> u64 {
+        self.audited.load(Ordering::SeqCst)
+    }
+
+    /// The cache's version.
+    pub fn cache_version(&self) -> u64 {
+        *self.cache.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The routes:
+///
+/// * `GET /`: `hello`;
+/// * `GET /ready`: 200 `ready`, or 503 `draining: <reason>` from the moment
+///   the server's stop arrives;
+/// * `GET /cache`: the cache's version;
+/// * `GET /work/{ms}/{id}`: two backend calls side by side, `ms` and
+///   `ms / 2` long, in a `#[scoped]` handler;
+/// * `POST /orders/{id}`: accepts an order, writing its audit record in a
+///   shield, which a client going away does not cut short;
+/// * `GET /tree`: the task tree, as `tethered::tree()` prints it.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(|| async { "hello\n" }))
+        .route("/ready", get(ready))
+        .route("/cache", get(cache))
+        .route("/work/{ms}/{id}", get(work))
+        .route("/orders/{id}", post(order))
+        .route("/tree", get(|| async { tethered::tree().to_string() }))
+        .with_state(state)
+}
+
+async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, String) {
+    match state.readiness.reason() {
+        None => (StatusCode::OK, "ready\n".into()),
+        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("draining: {reason}\n")),
+    }
+}
+
+async fn cache(State(state): State<Arc<AppState>>) -> String {
+    format!("cache version {}\n", state.cache_version())
+}
+
+async fn work(Path((ms, id)): Path<(u64, u64)>) -> String {
+    backends(Duration::from_millis(ms), id).await
+}
+
+/// Calls two backends side by side, and answers once both are done (the
+/// scope joins them). If the client goes away, or the drain's grace runs
+/// out, both are cancelled, with that reason.
+#[scoped]
+async fn backends(time: Duration, id: u64) -> String {
+    spawn!("database", sleep(time));
+    spawn!("index", sleep(time / 2));
+    format!("done {id}\n")
+}
+
+async fn order(State(state): State<Arc<AppState>>, Path(id): Path<u64>) -> String {
+    accept_order(state, id).await
+}
+
+/// Accepts an order. Its audit record is written in a shield: once begun,
+/// it is finished, whether the client waits for the answer or not, and the
+/// server's drain waits for it.
+#[scoped]
+async fn accept_order(state: Arc<AppState>, id: u64) -> String {
+    shield!("audit record", async move {
+        sleep(Duration::from_millis(200)).await; // the write
+        state.audited.fetch_add(1, Ordering::SeqCst);
+    });
+    format!("order {id} accepted\n")
+}
+
+/// Refreshes the cache from its origin (a 50 ms fetch). A refresh slower
+/// than the period is never run twice at once: the tick that finds one
+/// running is skipped.
+#[periodic(every = (every), overlap = skip)]
+pub async fn refresh_cache(state: Arc<AppState>, every: Duration) {
+    sleep(Duration::from_millis(50)).await;
+    *state.cache.write().unwrap_or_else(|poisoned| poisoned.into_inner()) += 1;
+}

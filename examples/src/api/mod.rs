@@ -1,0 +1,108 @@
+//! `api`: an HTTP service whose connections and requests live in the task
+//! tree, drained in phases on SIGTERM or Ctrl-C (the `api` program).
+//!
+//! The service is a supervisor with two parts: a static child refreshing
+//! a cache on a `#[periodic(overlap = skip)]` schedule, and, as its body,
+//! a [`tethered_hyper::Server`] serving an axum router (see [`app`]). On
+//! SIGTERM, `#[tethered::main]` stops the tree: the server closes its
+//! listener at once, `/ready` answers 503, connections are told to finish,
+//! requests in flight get the grace, the rest are cancelled with the
+//! signal as their reason, and the server's report is printed on stdout:
+//! every connection, every request the drain cut short.
+//!
+//! ```text
+//! $ api --addr 127.0.0.1:3000 --grace 5s
+//! listening on http://127.0.0.1:3000
+//! ^C
+//! api: draining (signal: received SIGINT …); new connections are refused
+//! …the report…
+//! ```
+
+pub mod app;
+pub mod cli;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tethered_hyper::Server;
+use tokio::net::TcpListener;
+
+/// What the service's supervisor gives its body (the server) to drain,
+/// and its cancel timeout: the server's grace and cancel timeout must fit
+/// in it (see [`cli::MAX_DRAIN`]).
+pub const SHUTDOWN_BUDGET: (Duration, Duration) = (Duration::from_secs(40), Duration::from_secs(5));
+
+/// Runs the service with `args` (without the program's name) until it is
+/// stopped, then prints the server's report.
+pub async fn main(args: Vec<String>) -> ExitCode {
+    let options = match cli::parse(&args) {
+        Ok(options) => options,
+        Err(error) => {
+            eprintln!("api: {error}\n{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_writer(std::io::stderr)
+        .init();
+    let listener = match TcpListener::bind(options.addr).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("api: cannot listen on {}: {error}", options.addr);
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = listener.local_addr().expect("a bound listener has an address");
+    println!("listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+
+    let server = Server::new(listener)
+        .name("api")
+        .grace(options.grace)
+        .cancel_timeout(options.cancel_timeout);
+    let state = app::AppState::new(server.readiness());
+    let app = app::router(state.clone());
+    let readiness = server.readiness();
+    let supervised = tethered::supervise! {
+        name: "service",
+        shutdown: grace (SHUTDOWN_BUDGET.0) then cancel (SHUTDOWN_BUDGET.1),
+        child "cache" (shutdown "1s") => app::refresh_cache(state.clone(), options.refresh),
+        body |sv| {
+            let _ = sv.spawn("drain notice", async move {
+                let reason = readiness.draining().await;
+                eprintln!("api: draining ({reason}); new connections are refused");
+            });
+            server.serve(app).await
+        },
+    };
+    let served = match supervised {
+        Ok(supervised) => match supervised.value {
+            Some(Ok(served)) => served,
+            Some(Err(error)) => {
+                eprintln!("api: the server failed: {error}");
+                return ExitCode::FAILURE;
+            }
+            None => {
+                eprintln!("api: the server was cancelled before it reported");
+                return ExitCode::FAILURE;
+            }
+        },
+        Err(error) => {
+            eprintln!("api: the service failed: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("{served}");
+    println!(
+        "api: audit records written: {}, cache version: {}",
+        state.audited(),
+        state.cache_version()
+    );
+    if served.requests().stragglers.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
