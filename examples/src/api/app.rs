@@ -40,7 +40,10 @@ impl AppState {
 
     /// The cache's version.
     pub fn cache_version(&self) -> u64 {
-        *self.cache.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        *self
+            .cache
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -69,7 +72,10 @@ pub fn router(state: Arc<AppState>) -> Router {
 async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, String) {
     match state.readiness.reason() {
         None => (StatusCode::OK, "ready\n".into()),
-        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("draining: {reason}\n")),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("draining: {reason}\n"),
+        ),
     }
 }
 
@@ -97,9 +103,16 @@ async fn order(State(state): State<Arc<AppState>>, Path(id): Path<u64>) -> Strin
 
 /// Accepts an order. Its audit record is written in a shield: once begun,
 /// it is finished, whether the client waits for the answer or not, and the
-/// server's drain waits for it.
+/// server's drain waits for it. A client that goes away cancels the rest,
+/// with a reason that says so.
 #[scoped]
 async fn accept_order(state: Arc<AppState>, id: u64) -> String {
+    // Runs however the scope ends; says why, when it was cut short.
+    defer!(async move {
+        if let Some(reason) = tethered::current().cancel_reason() {
+            eprintln!("api: order {id} cut short: {reason}");
+        }
+    });
     shield!("audit record", async move {
         sleep(Duration::from_millis(200)).await; // the write
         state.audited.fetch_add(1, Ordering::SeqCst);
@@ -113,5 +126,8 @@ async fn accept_order(state: Arc<AppState>, id: u64) -> String {
 #[periodic(every = (every), overlap = skip)]
 pub async fn refresh_cache(state: Arc<AppState>, every: Duration) {
     sleep(Duration::from_millis(50)).await;
-    *state.cache.write().unwrap_or_else(|poisoned| poisoned.into_inner()) += 1;
+    *state
+        .cache
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) += 1;
 }

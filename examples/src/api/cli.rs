@@ -50,10 +50,7 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
     let mut options = Options::default();
     let mut args = args.iter();
     while let Some(flag) = args.next() {
-        let mut value = || {
-            args.next()
-                .ok_or_else(|| format!("`{flag}` needs a value"))
-        };
+        let mut value = || args.next().ok_or_else(|| format!("`{flag}` needs a value"));
         match flag.as_str() {
             "--addr" => {
                 let text = value()?;
@@ -90,15 +87,34 @@ mod tests {
 
     #[test]
     fn parses_every_option_and_refuses_a_drain_longer_than_its_budget() {
-        let options = parse(&args("--addr 127.0.0.1:0 --grace 2s --cancel-timeout 500ms --refresh 250ms")).unwrap();
+        let options = parse(&args(
+            "--addr 127.0.0.1:0 --grace 2s --cancel-timeout 500ms --refresh 250ms",
+        ))
+        .unwrap();
         assert_eq!(options.addr.port(), 0);
         assert_eq!(options.grace, Duration::from_secs(2));
         assert_eq!(options.cancel_timeout, Duration::from_millis(500));
         assert_eq!(options.refresh, Duration::from_millis(250));
         assert_eq!(parse(&[]).unwrap(), Options::default());
-        assert!(parse(&args("--grace 39s --cancel-timeout 2s")).unwrap_err().contains("at most 40s"));
-        assert!(parse(&args("--grace")).unwrap_err().contains("needs a value"));
-        assert!(parse(&args("--addr nowhere")).unwrap_err().contains("--addr nowhere"));
-        assert!(parse(&args("--verbose")).unwrap_err().contains("unknown argument"));
+        assert!(
+            parse(&args("--grace 39s --cancel-timeout 2s"))
+                .unwrap_err()
+                .contains("at most 40s")
+        );
+        assert!(
+            parse(&args("--grace"))
+                .unwrap_err()
+                .contains("needs a value")
+        );
+        assert!(
+            parse(&args("--addr nowhere"))
+                .unwrap_err()
+                .contains("--addr nowhere")
+        );
+        assert!(
+            parse(&args("--verbose"))
+                .unwrap_err()
+                .contains("unknown argument")
+        );
     }
 }

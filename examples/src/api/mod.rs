@@ -54,7 +54,9 @@ pub async fn main(args: Vec<String>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let addr = listener.local_addr().expect("a bound listener has an address");
+    let addr = listener
+        .local_addr()
+        .expect("a bound listener has an address");
     println!("listening on http://{addr}");
     let _ = std::io::stdout().flush();
 

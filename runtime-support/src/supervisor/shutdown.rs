@@ -102,7 +102,11 @@ pub(crate) async fn run(shared: Arc<Shared>, reason: CancelReason) {
         // Why: the grace ran out (unless only children awaiting the report
         // are left, which are cancelled before it does).
         let cancel = if Instant::now() >= grace_over {
-            time_up(&node, &reason, format!("the shutdown's grace of {:?} ran out", shared.grace))
+            time_up(
+                &node,
+                &reason,
+                format!("the shutdown's grace of {:?} ran out", shared.grace),
+            )
         } else {
             reason.clone()
         };
@@ -145,7 +149,11 @@ pub(crate) async fn run(shared: Arc<Shared>, reason: CancelReason) {
         }
         if !child.is_done() {
             let cancel = if ran_out {
-                time_up(&node, &reason, format!("its shutdown budget of {budget:?} ran out"))
+                time_up(
+                    &node,
+                    &reason,
+                    format!("its shutdown budget of {budget:?} ran out"),
+                )
             } else {
                 reason.clone()
             };
