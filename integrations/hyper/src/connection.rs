@@ -16,6 +16,7 @@ use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -36,8 +37,20 @@ type StreamFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Serves one connection until it ends: the client closes it, an error
 /// ends it, or the server's stop has it finish its requests and close.
-pub(crate) async fn serve<I, S, B>(io: I, peer: SocketAddr, service: S, log: Arc<Log>)
-where
+/// How connections are served, as the [`Server`](crate::Server) was told.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Settings {
+    /// How long a client may take to send a request's head (HTTP/1).
+    pub(crate) header_read_timeout: Option<Duration>,
+}
+
+pub(crate) async fn serve<I, S, B>(
+    io: I,
+    peer: SocketAddr,
+    service: S,
+    log: Arc<Log>,
+    settings: Settings,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send,
@@ -47,10 +60,13 @@ where
 {
     let streams = Arc::new(Streams::default());
     let mut builder = auto::Builder::new(StreamExecutor(streams.clone()));
-    // A timer lets hyper bound how long a client may take to send a
-    // request's headers (30 seconds by default), and HTTP/2 keep-alive.
-    builder.http1().timer(TokioTimer::new());
-    builder.http2().timer(TokioTimer::new());
+    if let Some(timeout) = settings.header_read_timeout {
+        // Armed for every request head: a timer of tokio's each time.
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(timeout);
+    }
     let service = ScopedService { service, log, peer };
     let mut connection = pin!(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
 
@@ -60,7 +76,13 @@ where
     let mut closed = Some(closed);
     let mut stream_scope: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
     let mut streams_done = false;
+    let mut registered = false;
     let ended = poll_fn(|cx| {
+        // Once: a task's waker stays the same for its whole life.
+        if !registered {
+            registered = true;
+            streams.register(cx.waker());
+        }
         if !draining && stop.as_mut().poll(cx).is_ready() {
             // HTTP/1: keep-alive off, the request in flight finished, then
             // closed; HTTP/2: a GOAWAY, the open streams finished, then
@@ -70,7 +92,7 @@ where
         }
         let ended = connection.as_mut().poll(cx);
         if stream_scope.is_none()
-            && streams.wanted(cx.waker())
+            && streams.wanted()
             && let Some(closed) = closed.take()
         {
             stream_scope = Some(Box::pin(run_streams(streams.clone(), closed)));
@@ -135,21 +157,15 @@ struct StreamsState {
 }
 
 impl Streams {
-    /// Whether a stream waits for the scope to start; registers `waker`
-    /// for the first one otherwise.
-    fn wanted(&self, waker: &Waker) -> bool {
-        if self.wanted.load(Ordering::Acquire) {
-            return true;
-        }
-        let mut state = lock(&self.state);
-        if state.pending.is_empty() {
-            if !state.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
-                state.waker = Some(waker.clone());
-            }
-            false
-        } else {
-            true
-        }
+    /// Whether a stream waits for the scope to start.
+    fn wanted(&self) -> bool {
+        self.wanted.load(Ordering::Acquire)
+    }
+
+    /// Registers the connection's task, to be woken by a stream handed
+    /// over outside its poll.
+    fn register(&self, waker: &Waker) {
+        lock(&self.state).waker = Some(waker.clone());
     }
 
     /// The scope runs: spawns the streams that waited, and every later one
@@ -175,8 +191,8 @@ impl Streams {
             None => {
                 state.pending.push(stream);
                 self.wanted.store(true, Ordering::Release);
-                if let Some(waker) = state.waker.take() {
-                    waker.wake();
+                if let Some(waker) = &state.waker {
+                    waker.wake_by_ref();
                 }
             }
         }

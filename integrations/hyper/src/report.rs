@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use http::Method;
+use http::{Method, Uri};
 use slab::Slab;
 use tethered::{CancelKind, CancelReason, ShutdownReport};
 use tokio::time::Instant;
@@ -163,10 +163,12 @@ impl fmt::Display for RequestReport {
     }
 }
 
-/// A request in flight, as the log keeps it.
+/// A request in flight, as the log keeps it: its URI is shared with the
+/// request (a clone costs no allocation), and its path copied only if it
+/// is reported.
 struct InFlight {
     method: Method,
-    path: String,
+    uri: Uri,
     peer: SocketAddr,
     started: Instant,
 }
@@ -175,7 +177,7 @@ impl InFlight {
     fn report(self, end: RequestEnd) -> RequestReport {
         RequestReport {
             method: self.method,
-            path: self.path,
+            path: self.uri.path().to_owned(),
             peer: self.peer,
             age: self.started.elapsed(),
             end,
@@ -220,11 +222,11 @@ impl Log {
     }
 
     /// Records a request's start; the key ends it.
-    pub(crate) fn start(&self, method: Method, path: String, peer: SocketAddr) -> usize {
+    pub(crate) fn start(&self, method: Method, uri: Uri, peer: SocketAddr) -> usize {
         self.started.fetch_add(1, Ordering::Relaxed);
         lock(&self.in_flight).insert(InFlight {
             method,
-            path,
+            uri,
             peer,
             started: Instant::now(),
         })

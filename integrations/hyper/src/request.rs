@@ -76,11 +76,10 @@ where
     S::Error: Into<BoxError>,
     B: Body<Data = Bytes> + Send + 'static,
 {
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let name = format!("{method} {path}");
+    let method = request.method();
+    let name = format!("{method} {}", request.uri().path());
     let head = method == Method::HEAD;
-    let key = log.start(method, path, peer);
+    let key = log.start(method.clone(), request.uri().clone(), peer);
     let scope: Arc<OnceLock<ScopeHandle>> = Arc::default();
     let guard = EndGuard {
         log,

@@ -16,8 +16,9 @@ use hyper::body::Incoming;
 use tethered::{DEFAULT_CANCEL_TIMEOUT, DEFAULT_GRACE, Supervisor, SupervisorError};
 use tokio::net::TcpListener;
 
+use crate::connection::{self, Settings};
 use crate::report::{Log, Served};
-use crate::{BoxError, Listener, Readiness, connection};
+use crate::{BoxError, Listener, Readiness};
 
 /// An HTTP server (HTTP/1.1 and HTTP/2, on one listener) whose connections
 /// and requests live in tethered's task tree.
@@ -64,6 +65,7 @@ pub struct Server<L = TcpListener> {
     grace: Duration,
     cancel_timeout: Duration,
     readiness: Readiness,
+    settings: Settings,
 }
 
 impl<L: Listener> Server<L> {
@@ -76,6 +78,7 @@ impl<L: Listener> Server<L> {
             grace: DEFAULT_GRACE,
             cancel_timeout: DEFAULT_CANCEL_TIMEOUT,
             readiness: Readiness::default(),
+            settings: Settings::default(),
         }
     }
 
@@ -98,6 +101,19 @@ impl<L: Listener> Server<L> {
     /// [`DEFAULT_CANCEL_TIMEOUT`] by default.
     pub fn cancel_timeout(mut self, timeout: Duration) -> Self {
         self.cancel_timeout = timeout;
+        self
+    }
+
+    /// Closes an HTTP/1 connection whose client takes longer than
+    /// `timeout` to send a request's head (its request line and headers),
+    /// which keeps a client that trickles its headers in (slowloris) from
+    /// holding a connection for ever. Off by default, as with `axum::serve`
+    /// and hyper's own builders: arming the timer for every request costs
+    /// about 2% of a small request's time (see the book's servers
+    /// chapter). Set it when clients reach the server directly rather than
+    /// through a proxy that already bounds this.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.header_read_timeout = Some(timeout);
         self
     }
 
@@ -147,6 +163,7 @@ impl<L: Listener> Server<L> {
             grace,
             cancel_timeout,
             readiness,
+            settings,
         } = self;
         let log = Arc::new(Log::new(readiness.clone()));
         let requests = log.clone();
@@ -157,7 +174,7 @@ impl<L: Listener> Server<L> {
             .run(async move |sv| {
                 readiness.attach(sv.stop_signal());
                 accept_loop(sv, listener, |io, peer| {
-                    connection::serve(io, peer, service.clone(), log.clone())
+                    connection::serve(io, peer, service.clone(), log.clone(), settings)
                 })
                 .await;
             });

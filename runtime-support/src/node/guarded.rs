@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use pin_project_lite::pin_project;
 
@@ -38,6 +38,11 @@ pin_project! {
     pub(crate) struct Guarded<F> {
         // `None` only while the node is entered (moved into the thread-local).
         node: Option<Arc<Node>>,
+        // The waker last registered with the node. The node keeps it until
+        // a cancellation takes it (and sets the flag first), so while the
+        // node is not cancelled, a poll with the same waker registers
+        // nothing: a task that is polled often takes no lock for it.
+        registered: Option<Waker>,
         #[pin]
         fut: Option<F>,
     }
@@ -68,6 +73,7 @@ impl<F> Guarded<F> {
     pub(crate) fn new(node: Arc<Node>, fut: F) -> Self {
         Guarded {
             node: Some(node),
+            registered: None,
             fut: Some(fut),
         }
     }
@@ -98,8 +104,20 @@ impl<F: Future> Future for Guarded<F> {
                 Poll::Ready(drop_future(this.node, this.fut, Settled::Completed(value)))
             }
             Ok(Poll::Pending) => {
+                let registered = this.registered;
                 let cancelled = this.node.as_ref().is_some_and(|node| {
-                    node.register_waker(cx.waker()) && !node.awaits_failed_scope()
+                    let current = registered
+                        .as_ref()
+                        .is_some_and(|waker| waker.will_wake(cx.waker()));
+                    if current && !node.is_cancelled() {
+                        return false;
+                    }
+                    if node.register_waker(cx.waker()) {
+                        !node.awaits_failed_scope()
+                    } else {
+                        *registered = Some(cx.waker().clone());
+                        false
+                    }
                 });
                 if cancelled {
                     Poll::Ready(drop_future(this.node, this.fut, Settled::Cancelled))
