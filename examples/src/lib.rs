@@ -76,6 +76,9 @@ mod book {
     #[doc = include_str!("../../book/src/shutdown.md")]
     struct Shutdown;
 
+    #[doc = include_str!("../../book/src/servers.md")]
+    struct Servers;
+
     #[doc = include_str!("../../book/src/worker.md")]
     struct Worker;
 
