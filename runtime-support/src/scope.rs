@@ -184,8 +184,10 @@ impl ScopeBuilder {
     where
         F: AsyncFnOnce(&Scope) -> T,
     {
-        let ended = self.run_at(Location::caller(), body, |_| None);
-        async move { ended.await.into_result() }
+        MapEnded::new(
+            self.run_at(Location::caller(), body, |_| None),
+            Ended::into_result,
+        )
     }
 
     /// Runs `body` in a new scope located at `location`, and returns both
@@ -211,14 +213,32 @@ impl ScopeBuilder {
             Instant::now(),
             crate::node::current(),
         );
-        let scope = Scope {
+        let mut scope = Scope {
             node,
             cleanups: Mutex::new(Vec::new()),
             cleanup_timeout: self.cleanup_timeout.unwrap_or(DEFAULT_CLEANUP_TIMEOUT),
             finished: false,
         };
+        // The scope is driven here rather than in a function of its own:
+        // each `async fn` the body is handed through keeps a copy of it in
+        // its future, and a scope's future is as large as the copies.
+        let mut deadline = pin!(Deadline::new(self.timeout));
+        let value = {
+            let mut body = pin!(Guarded::new(scope.node.clone(), body(&scope)));
+            // Declared after `body`, so dropped before it: if this future is
+            // dropped mid-body, the scope is cancelled first, and the body's
+            // `Drop` code can see why.
+            let mut cancel_on_drop = CancelOnDrop(Some(&scope.node));
+            let value = poll_fn(|cx| {
+                deadline.as_mut().poll_expired(cx, &scope.node);
+                body.as_mut().poll(cx)
+            })
+            .await;
+            cancel_on_drop.0 = None;
+            value
+        };
         scope
-            .drive(body, self.on_exit, self.timeout, body_failure)
+            .finish(value, self.on_exit, deadline, body_failure)
             .await
     }
 }
@@ -238,6 +258,46 @@ impl<T> Ended<T> {
             Ended::Clean(value) => Ok(value),
             Ended::Failed { error, .. } => Err(error),
         }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A scope's future, its [`Ended`] turned into what the caller returns.
+    ///
+    /// A struct rather than an `async` block: a block awaiting the scope's
+    /// future would keep it twice (as captured, and as awaited), and a
+    /// scope's future holds its body.
+    pub(crate) struct MapEnded<Fut, G> {
+        #[pin]
+        ended: Fut,
+        map: Option<G>,
+    }
+}
+
+impl<Fut, G> MapEnded<Fut, G> {
+    pub(crate) fn new(ended: Fut, map: G) -> Self {
+        MapEnded {
+            ended,
+            map: Some(map),
+        }
+    }
+}
+
+impl<Fut, G, T, O> Future for MapEnded<Fut, G>
+where
+    Fut: Future<Output = Ended<T>>,
+    G: FnOnce(Ended<T>) -> O,
+{
+    type Output = O;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<O> {
+        let this = self.project();
+        let ended = std::task::ready!(this.ended.poll(cx));
+        let map = this
+            .map
+            .take()
+            .expect("a scope's future polled after it completed");
+        Poll::Ready(map(ended))
     }
 }
 
@@ -283,31 +343,15 @@ impl Scope {
         ScopeBuilder::new()
     }
 
-    async fn drive<F, T>(
-        mut self,
-        body: F,
+    /// What follows the body: its value or failure recorded, the children
+    /// joined, the cleanups run, and the scope's end.
+    async fn finish<T>(
+        &mut self,
+        value: Settled<T>,
         on_exit: OnExit,
-        timeout: Option<Duration>,
+        mut deadline: Pin<&mut Deadline>,
         body_failure: impl FnOnce(&T) -> Option<String>,
-    ) -> Ended<T>
-    where
-        F: AsyncFnOnce(&Scope) -> T,
-    {
-        let mut deadline = pin!(Deadline::new(timeout));
-        let value = {
-            let mut body = pin!(Guarded::new(self.node.clone(), body(&self)));
-            // Declared after `body`, so dropped before it: if this future is
-            // dropped mid-body, the scope is cancelled first, and the body's
-            // `Drop` code can see why.
-            let mut cancel_on_drop = CancelOnDrop(Some(&self.node));
-            let value = poll_fn(|cx| {
-                deadline.as_mut().poll_expired(cx, &self.node);
-                body.as_mut().poll(cx)
-            })
-            .await;
-            cancel_on_drop.0 = None;
-            value
-        };
+    ) -> Ended<T> {
         let value = match value {
             Settled::Completed(value) => Some(value),
             Settled::Cancelled => None,

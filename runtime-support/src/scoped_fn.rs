@@ -31,7 +31,7 @@ use std::marker::PhantomData;
 use std::panic::Location;
 
 use crate::error::ScopeError;
-use crate::scope::{Ended, Scope, ScopeBuilder};
+use crate::scope::{Ended, MapEnded, Scope, ScopeBuilder};
 
 /// A `#[scoped]` fn's return type, to dispatch on (see the module docs).
 pub struct Scoped<T>(PhantomData<fn() -> T>);
@@ -187,8 +187,8 @@ impl<T, E> ResultRun<T, E> {
                 None => "the body returned an error".to_owned(),
             })
         });
-        async move {
-            Ok(match ended.await {
+        MapEnded::new(ended, move |ended| {
+            Ok(match ended {
                 Ended::Clean(value) => value,
                 Ended::Failed {
                     value: Some(Err(error)),
@@ -203,7 +203,7 @@ impl<T, E> ResultRun<T, E> {
                 }
                 Ended::Failed { error, .. } => Err(convert(error)),
             })
-        }
+        })
     }
 }
 
@@ -228,14 +228,13 @@ impl UnitKind {
     where
         F: AsyncFnOnce(&Scope),
     {
-        let ran = ValueKind::new().run(builder, body);
-        async move {
+        let ended = builder.run_at(Location::caller(), body, |_| None);
+        MapEnded::new(ended, |ended| match ended {
+            Ended::Clean(()) => Ok(()),
             // A scope that cancelled itself has nothing to raise.
-            ran.await.or_else(|failure| match failure.0.is_cancelled() {
-                true => Ok(()),
-                false => Err(failure),
-            })
-        }
+            Ended::Failed { error, .. } if error.is_cancelled() => Ok(()),
+            Ended::Failed { error, .. } => Err(ScopeFailure(error)),
+        })
     }
 }
 
@@ -267,12 +266,10 @@ impl<T> ValueKind<T> {
         F: AsyncFnOnce(&Scope) -> T,
     {
         let ended = builder.run_at(Location::caller(), body, |_| None);
-        async move {
-            match ended.await {
-                Ended::Clean(value) => Ok(value),
-                Ended::Failed { error, .. } => Err(ScopeFailure(error)),
-            }
-        }
+        MapEnded::new(ended, |ended| match ended {
+            Ended::Clean(value) => Ok(value),
+            Ended::Failed { error, .. } => Err(ScopeFailure(error)),
+        })
     }
 }
 

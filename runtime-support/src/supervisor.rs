@@ -254,8 +254,9 @@ impl<'a> SupervisorBuilder<'a> {
     where
         F: AsyncFnOnce(&Supervisor) -> T,
     {
-        let location = Location::caller();
-        async move { self.drive(location, body).await }
+        // The future of `drive` itself: an `async` block awaiting it would
+        // keep the body twice.
+        self.drive(Location::caller(), body)
     }
 
     async fn drive<F, T>(

@@ -67,7 +67,10 @@ pub(crate) async fn serve<I, S, B>(
             .timer(TokioTimer::new())
             .header_read_timeout(timeout);
     }
-    let service = ScopedService { service, log, peer };
+    let service = ScopedService {
+        service,
+        log: log.connection(peer),
+    };
     let mut connection = pin!(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
 
     let mut stop = pin!(tethered::stop_requested());

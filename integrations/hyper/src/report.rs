@@ -3,8 +3,8 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use http::{Method, Uri};
@@ -169,30 +169,32 @@ impl fmt::Display for RequestReport {
 struct InFlight {
     method: Method,
     uri: Uri,
-    peer: SocketAddr,
     started: Instant,
 }
 
 impl InFlight {
-    fn report(self, end: RequestEnd) -> RequestReport {
+    fn report(self, peer: SocketAddr, end: RequestEnd) -> RequestReport {
         RequestReport {
             method: self.method,
             path: self.uri.path().to_owned(),
-            peer: self.peer,
+            peer,
             age: self.started.elapsed(),
             end,
         }
     }
 }
 
-/// The server's record of its requests: counts, the requests in flight,
-/// and (once it drains) the ones cancelled. Shared by every request.
+/// The server's record of its requests: counts, the requests in flight
+/// and, once it drains, the ones cancelled.
+///
+/// Each connection keeps its own counts and list of requests in flight,
+/// which no other connection's requests touch: with requests ending on
+/// every worker at once, shared counters bounce between the workers' caches
+/// and a shared list's lock is contended, and a worker preempted while
+/// holding it stalls the others. A connection's counts join the server's
+/// totals when it is gone.
 pub(crate) struct Log {
-    started: AtomicU64,
-    completed: AtomicU64,
-    failed: AtomicU64,
-    disconnected: AtomicU64,
-    in_flight: Mutex<Slab<InFlight>>,
+    shared: Mutex<Shared>,
     /// Recorded only while draining: a disconnect in normal operation is a
     /// count, not an entry that would grow the log for the server's life.
     cancelled: Mutex<Vec<RequestReport>>,
@@ -200,7 +202,42 @@ pub(crate) struct Log {
     draining: Readiness,
 }
 
-/// How a request's handling ended, for [`Log::end`].
+#[derive(Default)]
+struct Shared {
+    /// The counts of the connections that are gone.
+    totals: Counts,
+    /// The live connections: their counts, and their lists of requests in
+    /// flight (for the stragglers at the end). A connection's entry leaves,
+    /// its counts added to `totals`, when its last request is gone.
+    live: Slab<(Arc<Counts>, Weak<ConnectionLog>)>,
+}
+
+#[derive(Default)]
+struct Counts {
+    started: AtomicU64,
+    completed: AtomicU64,
+    failed: AtomicU64,
+    disconnected: AtomicU64,
+}
+
+impl Counts {
+    fn add(&self, other: &Counts) {
+        for (total, count) in self.fields().into_iter().zip(other.fields()) {
+            total.fetch_add(count.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
+    fn fields(&self) -> [&AtomicU64; 4] {
+        [
+            &self.started,
+            &self.completed,
+            &self.failed,
+            &self.disconnected,
+        ]
+    }
+}
+
+/// How a request's handling ended, for [`ConnectionLog::end`].
 pub(crate) enum Ending {
     Completed,
     Failed,
@@ -211,23 +248,102 @@ pub(crate) enum Ending {
 impl Log {
     pub(crate) fn new(draining: Readiness) -> Self {
         Log {
-            started: AtomicU64::new(0),
-            completed: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            disconnected: AtomicU64::new(0),
-            in_flight: Mutex::default(),
+            shared: Mutex::default(),
             cancelled: Mutex::default(),
             draining,
         }
     }
 
+    /// The record of a new connection's requests.
+    pub(crate) fn connection(self: &Arc<Self>, peer: SocketAddr) -> Arc<ConnectionLog> {
+        let counts = Arc::new(Counts::default());
+        let mut shared = lock(&self.shared);
+        let entry = shared.live.vacant_entry();
+        let connection = Arc::new(ConnectionLog {
+            server: self.clone(),
+            slot: entry.key(),
+            peer,
+            counts: counts.clone(),
+            in_flight: Mutex::default(),
+        });
+        entry.insert((counts, Arc::downgrade(&connection)));
+        connection
+    }
+
+    /// Keeps a cancelled request for the report, while the server drains.
+    fn cut_short(&self, request: InFlight, peer: SocketAddr, ending: Ending) {
+        let (Ending::Disconnected(reason) | Ending::Cancelled(reason)) = ending else {
+            return;
+        };
+        if self.draining.is_draining() {
+            let report = request.report(peer, RequestEnd::Cancelled(reason));
+            lock(&self.cancelled).push(report);
+        }
+    }
+
+    /// The counts, the requests cancelled, and the ones still in flight as
+    /// stragglers.
+    pub(crate) fn requests(&self) -> Requests {
+        let all = Counts::default();
+        // The lists taken out under the lock, and dropped after it: the
+        // last reference to one removes its entry.
+        let live: Vec<Arc<ConnectionLog>> = {
+            let shared = lock(&self.shared);
+            all.add(&shared.totals);
+            for (counts, _) in shared.live.iter().map(|(_, entry)| entry) {
+                all.add(counts);
+            }
+            shared
+                .live
+                .iter()
+                .filter_map(|(_, (_, connection))| connection.upgrade())
+                .collect()
+        };
+        let stragglers = live
+            .iter()
+            .flat_map(|connection| {
+                let in_flight = std::mem::take(&mut *lock(&connection.in_flight));
+                in_flight
+                    .into_iter()
+                    .map(|(_, request)| request.report(connection.peer, RequestEnd::Straggler))
+            })
+            .collect();
+        drop(live);
+        let [started, completed, failed, disconnected] =
+            all.fields().map(|count| count.load(Ordering::Relaxed));
+        Requests {
+            started,
+            completed,
+            failed,
+            disconnected,
+            cancelled: std::mem::take(&mut *lock(&self.cancelled)),
+            stragglers,
+        }
+    }
+}
+
+/// One connection's record: its counts and its requests in flight.
+pub(crate) struct ConnectionLog {
+    server: Arc<Log>,
+    /// Its entry in the server's `live`.
+    slot: usize,
+    peer: SocketAddr,
+    counts: Arc<Counts>,
+    in_flight: Mutex<Slab<InFlight>>,
+}
+
+impl ConnectionLog {
+    /// The client's address.
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
     /// Records a request's start; the key ends it.
-    pub(crate) fn start(&self, method: Method, uri: Uri, peer: SocketAddr) -> usize {
-        self.started.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn start(&self, method: Method, uri: Uri) -> usize {
+        self.counts.started.fetch_add(1, Ordering::Relaxed);
         lock(&self.in_flight).insert(InFlight {
             method,
             uri,
-            peer,
             started: Instant::now(),
         })
     }
@@ -238,42 +354,23 @@ impl Log {
             return;
         };
         let counter = match &ending {
-            Ending::Completed => &self.completed,
-            Ending::Failed => &self.failed,
-            Ending::Disconnected(_) => &self.disconnected,
-            Ending::Cancelled(_) => return self.cut_short(request, ending),
+            Ending::Completed => &self.counts.completed,
+            Ending::Failed => &self.counts.failed,
+            Ending::Disconnected(_) => &self.counts.disconnected,
+            Ending::Cancelled(_) => return self.server.cut_short(request, self.peer, ending),
         };
         counter.fetch_add(1, Ordering::Relaxed);
         if matches!(ending, Ending::Disconnected(_)) {
-            self.cut_short(request, ending);
+            self.server.cut_short(request, self.peer, ending);
         }
     }
+}
 
-    /// Keeps a cancelled request for the report, while the server drains.
-    fn cut_short(&self, request: InFlight, ending: Ending) {
-        let (Ending::Disconnected(reason) | Ending::Cancelled(reason)) = ending else {
-            return;
-        };
-        if self.draining.is_draining() {
-            lock(&self.cancelled).push(request.report(RequestEnd::Cancelled(reason)));
-        }
-    }
-
-    /// The counts, the requests cancelled, and the ones still in flight as
-    /// stragglers.
-    pub(crate) fn requests(&self) -> Requests {
-        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        let stragglers = std::mem::take(&mut *lock(&self.in_flight))
-            .into_iter()
-            .map(|(_, request)| request.report(RequestEnd::Straggler))
-            .collect();
-        Requests {
-            started: read(&self.started),
-            completed: read(&self.completed),
-            failed: read(&self.failed),
-            disconnected: read(&self.disconnected),
-            cancelled: std::mem::take(&mut *lock(&self.cancelled)),
-            stragglers,
-        }
+impl Drop for ConnectionLog {
+    fn drop(&mut self) {
+        // Under the lock: a report counts these either here or in `totals`.
+        let mut shared = lock(&self.server.shared);
+        shared.totals.add(&self.counts);
+        shared.live.try_remove(self.slot);
     }
 }

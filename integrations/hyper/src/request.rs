@@ -2,7 +2,6 @@
 //! told apart (completed, failed, its client gone, cancelled by the drain).
 
 use std::future::{Future, poll_fn};
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
@@ -12,18 +11,17 @@ use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use tethered::{CancelKind, CancelReason, Scope, ScopeHandle};
+use tethered::{CancelKind, CancelReason, Scope, ScopeError, ScopeHandle};
 
 use crate::BoxError;
 use crate::body::TrackedBody;
-use crate::report::{Ending, Log};
+use crate::report::{ConnectionLog, Ending};
 
 /// The hyper service of one connection: each request in a scope of its
 /// own, around the user's tower service.
 pub(crate) struct ScopedService<S> {
     pub(crate) service: S,
-    pub(crate) log: Arc<Log>,
-    pub(crate) peer: SocketAddr,
+    pub(crate) log: Arc<ConnectionLog>,
 }
 
 impl<S, B> hyper::service::Service<Request<Incoming>> for ScopedService<S>
@@ -39,7 +37,7 @@ where
     type Future = RequestFuture<B>;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
-        handle(self.service.clone(), request, self.log.clone(), self.peer)
+        handle(self.service.clone(), request, self.log.clone())
     }
 }
 
@@ -50,25 +48,18 @@ where
 pub(crate) struct RequestFuture<B> {
     /// `None` once the response (and with it the guard) is handed over.
     guard: Option<EndGuard>,
+    /// The request's scope: the handler's response or the service's error;
+    /// or the scope's failure (the handler panicked, or a task of its
+    /// failed).
     handling: Pin<Box<dyn Future<Output = Handled<B>> + Send>>,
 }
 
-/// What a request's handler came to.
-enum Handled<B> {
-    /// The handler's response.
-    Response(Response<B>),
-    /// The handler failed (it panicked, or a task of its scope failed):
-    /// answered 500.
-    Failed,
-    /// The service returned an error: hyper closes the connection.
-    Error(BoxError),
-}
+type Handled<B> = Result<Result<Response<B>, BoxError>, ScopeError>;
 
 fn handle<S, B>(
     mut service: S,
     request: Request<Incoming>,
-    log: Arc<Log>,
-    peer: SocketAddr,
+    log: Arc<ConnectionLog>,
 ) -> RequestFuture<B>
 where
     S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
@@ -79,7 +70,7 @@ where
     let method = request.method();
     let name = format!("{method} {}", request.uri().path());
     let head = method == Method::HEAD;
-    let key = log.start(method.clone(), request.uri().clone(), peer);
+    let key = log.start(method.clone(), request.uri().clone());
     let scope: Arc<OnceLock<ScopeHandle>> = Arc::default();
     let guard = EndGuard {
         log,
@@ -88,31 +79,15 @@ where
         head,
         ended: false,
     };
-    let handling = async move {
-        let handled = Scope::builder()
-            .name(name)
-            .run(async |request_scope| {
-                let _ = scope.set(request_scope.handle());
-                poll_fn(|cx| service.poll_ready(cx))
-                    .await
-                    .map_err(Into::into)?;
-                service.call(request).await.map_err(Into::<BoxError>::into)
-            })
-            .await;
-        match handled {
-            Ok(Ok(response)) => Handled::Response(response),
-            Ok(Err(error)) => Handled::Error(error),
-            Err(error) => {
-                tracing::warn!(
-                    target: "tethered::hyper",
-                    %peer,
-                    %error,
-                    "request failed; answered 500",
-                );
-                Handled::Failed
-            }
-        }
-    };
+    // Boxed as it is: an `async` block around it would keep the request
+    // and the service twice.
+    let handling = Scope::builder().name(name).run(async move |request_scope| {
+        let _ = scope.set(request_scope.handle());
+        poll_fn(|cx| service.poll_ready(cx))
+            .await
+            .map_err(Into::into)?;
+        service.call(request).await.map_err(Into::<BoxError>::into)
+    });
     RequestFuture {
         guard: Some(guard),
         handling: Box::pin(handling),
@@ -133,18 +108,24 @@ where
         };
         Poll::Ready(match handled {
             // The request goes on until its body is sent.
-            Handled::Response(response) => {
+            Ok(Ok(response)) => {
                 let bodiless = guard.sends_no_body(response.status());
                 Ok(response.map(|body| TrackedBody::new(body, guard, bodiless)))
             }
-            Handled::Failed => {
+            Err(error) => {
+                tracing::warn!(
+                    target: "tethered::hyper",
+                    peer = %guard.log.peer(),
+                    %error,
+                    "request failed; answered 500",
+                );
                 guard.end(Ending::Failed);
                 let body = Full::from("internal server error");
                 let mut response = Response::new(TrackedBody::untracked(body));
                 *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
                 Ok(response)
             }
-            Handled::Error(error) => {
+            Ok(Err(error)) => {
                 guard.end(Ending::Failed);
                 Err(error)
             }
@@ -155,7 +136,7 @@ where
 /// Records the request's end, and tells why it ended when it is dropped
 /// before it was sent.
 pub(crate) struct EndGuard {
-    log: Arc<Log>,
+    log: Arc<ConnectionLog>,
     key: usize,
     /// The request's scope, once it runs.
     scope: Arc<OnceLock<ScopeHandle>>,
