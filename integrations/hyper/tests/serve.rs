@@ -486,3 +486,61 @@ async fn a_streamed_response_is_in_flight_until_its_body_ends_and_bodiless_ones_
         "2 s of feed, then the 2 s grace"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_upgraded_connection_goes_to_a_task_that_outlives_its_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (listener, connector) = in_memory();
+    let served = Scope::run(async |scope| {
+        // The upgraded connection's task is started in a scope that
+        // outlives the request (here the test's; in a service, a
+        // supervisor's).
+        let sessions = scope.handle();
+        let app = Router::new().route(
+            "/echo",
+            get(move |request: axum::extract::Request| {
+                let sessions = sessions.clone();
+                async move {
+                    sessions
+                        .try_spawn_named("echo session", async move {
+                            let upgraded = hyper::upgrade::on(request).await.unwrap();
+                            let mut io = hyper_util::rt::TokioIo::new(upgraded);
+                            let mut buffer = [0; 4];
+                            io.read_exact(&mut buffer).await.unwrap();
+                            io.write_all(&buffer).await.unwrap();
+                        })
+                        .unwrap();
+                    http::Response::builder()
+                        .status(StatusCode::SWITCHING_PROTOCOLS)
+                        .header("connection", "upgrade")
+                        .header("upgrade", "echo")
+                        .body(axum::body::Body::empty())
+                        .unwrap()
+                }
+            }),
+        );
+        let server = scope.spawn(Server::new(listener).serve(app));
+        let (mut io, _) = connector.connect().unwrap();
+        io.write_all(
+            b"GET /echo HTTP/1.1\r\nhost: test\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(io.read_u8().await.unwrap());
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101 Switching Protocols"));
+        io.write_all(b"ping").await.unwrap();
+        let mut echoed = [0; 4];
+        io.read_exact(&mut echoed).await.unwrap();
+        assert_eq!(&echoed, b"ping");
+        scope.stop("test over");
+        server.join().await.unwrap().unwrap()
+    })
+    .await
+    .unwrap();
+    let requests = served.requests();
+    assert_eq!((requests.started, requests.completed), (1, 1), "{requests}");
+}
