@@ -18,7 +18,7 @@ use crate::request::EndGuard;
 pin_project! {
     /// The body of a response the server sends: the handler's, or one of
     /// its own (a 500), with the request's end to record once it is sent.
-    pub struct TrackedBody<B>
+    pub(crate) struct TrackedBody<B>
     where
         B: Body<Data = Bytes>,
         B::Error: Into<BoxError>,

@@ -35,8 +35,6 @@ use crate::{BoxError, lock};
 /// A stream's future, as hyper hands it over.
 type StreamFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Serves one connection until it ends: the client closes it, an error
-/// ends it, or the server's stop has it finish its requests and close.
 /// How connections are served, as the [`Server`](crate::Server) was told.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Settings {
@@ -44,6 +42,8 @@ pub(crate) struct Settings {
     pub(crate) header_read_timeout: Option<Duration>,
 }
 
+/// Serves one connection until it ends: the client closes it, an error
+/// ends it, or the server's stop has it finish its requests and close.
 pub(crate) async fn serve<I, S, B>(
     io: I,
     peer: SocketAddr,

@@ -54,8 +54,6 @@ mod request;
 mod server;
 
 #[doc(inline)]
-pub use body::TrackedBody;
-#[doc(inline)]
 pub use listener::Listener;
 #[doc(inline)]
 pub use readiness::Readiness;

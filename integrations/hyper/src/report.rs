@@ -17,6 +17,25 @@ use crate::readiness::Readiness;
 
 /// How a served server ended: its supervisor's [`ShutdownReport`] (one
 /// entry per connection) and what became of the requests.
+///
+/// Its `Display` prints both, a line per connection and per request cut
+/// short; the parts are also there as values:
+///
+/// ```
+/// use tethered_hyper::{RequestEnd, Served};
+///
+/// fn alert_on(served: &Served) {
+///     let requests = served.requests();
+///     println!("{} of {} requests completed", requests.completed, requests.started);
+///     for request in requests.cancelled.iter().chain(&requests.stragglers) {
+///         let how = match request.end() {
+///             RequestEnd::Cancelled(reason) => format!("cancelled: {reason}"),
+///             _ => "still running".to_owned(),
+///         };
+///         eprintln!("{} {} from {} after {:?}: {how}", request.method(), request.path(), request.peer(), request.age());
+///     }
+/// }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Served {
     report: ShutdownReport,

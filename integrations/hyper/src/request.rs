@@ -49,7 +49,7 @@ pub(crate) struct RequestFuture<B> {
     /// `None` once the response (and with it the guard) is handed over.
     guard: Option<EndGuard>,
     /// The request's scope: the handler's response or the service's error;
-    /// or the scope's failure (the handler panicked, or a task of its
+    /// or the scope's failure (the handler panicked, or one of its tasks
     /// failed).
     handling: Pin<Box<dyn Future<Output = Handled<B>> + Send>>,
 }
