@@ -37,7 +37,7 @@ fn child<'r>(report: &'r ShutdownReport, name: &str) -> &'r ChildReport {
 fn ended_after(child: &ChildReport) -> Duration {
     match child.end() {
         ChildEnd::Exited { after, .. } => *after,
-        ChildEnd::Straggler { .. } => panic!("{child} is still running"),
+        _ => panic!("{child} did not end in the shutdown"),
     }
 }
 

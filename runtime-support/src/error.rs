@@ -305,14 +305,19 @@ impl TaskFailure {
             (Some(name), false) => format!("task `{name}`"),
             (None, false) => "unnamed task".to_owned(),
         };
+        format!("{who} {}", self.what())
+    }
+
+    /// What happened, without who: `failed: …`, `panicked: …`.
+    pub(crate) fn what(&self) -> String {
         match &self.0.kind {
             FailureKind::Error(error) | FailureKind::CleanupError(error) => {
-                format!("{who} failed: {error}")
+                format!("failed: {error}")
             }
             FailureKind::Panic(payload) | FailureKind::CleanupPanic(payload) => {
-                format!("{who} panicked: {payload}")
+                format!("panicked: {payload}")
             }
-            FailureKind::CleanupTimedOut(limit) => format!("{who} timed out after {limit:?}"),
+            FailureKind::CleanupTimedOut(limit) => format!("timed out after {limit:?}"),
         }
     }
 }

@@ -60,7 +60,7 @@ pub use spec::{Backoff, ChildShutdown, ChildSpec, Restart, Strategy};
 pub use stats::SupervisorStats;
 
 use crate::budget::{self, Allowance};
-use crate::error::SpawnError;
+use crate::error::{SpawnError, TaskFailure};
 use crate::node::sync::Arc as NodeArc;
 use crate::node::{Guarded, Node, NodeKind, Settled};
 use crate::reason::{CancelKind, CancelReason, IntoCancelReason};
@@ -713,12 +713,18 @@ impl Shared {
         }
     }
 
-    /// Records a static child's shutdown budget (its own, or the grace).
-    fn add_static(&self, shutdown: Option<ChildShutdown>) {
-        let shutdown = ChildShutdown::or_grace(shutdown, self.grace);
+    /// Records a static child: its shutdown budget (its own, or the
+    /// grace), and an account of its starts for the report.
+    fn add_static(&self, spec: &ChildSpec<'_>) {
+        let shutdown = ChildShutdown::or_grace(spec.shutdown, self.grace);
         self.state().statics.push(Static {
             node: None,
             shutdown,
+            name: spec.name.clone(),
+            location: spec.location,
+            starts: 0,
+            last_failure: None,
+            next_start: None,
         });
     }
 
@@ -843,11 +849,19 @@ fn total_budget(grace: Duration, statics: Vec<Duration>, cancel_timeout: Duratio
         .saturating_add(cancel_timeout)
 }
 
-/// A static child, as the shutdown sees it.
+/// A static child, as the shutdown and its report see it.
 pub(crate) struct Static {
     pub(crate) node: Option<NodeArc<Node>>,
     /// Its `shutdown`, the supervisor's grace when it has none.
     pub(crate) shutdown: ChildShutdown,
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) location: &'static Location<'static>,
+    /// How many times it was started.
+    pub(crate) starts: u64,
+    /// How its latest failed start failed.
+    pub(crate) last_failure: Option<TaskFailure>,
+    /// When its next start is due, while it waits out its backoff.
+    pub(crate) next_start: Option<tokio::time::Instant>,
 }
 
 /// The future returned by [`Supervisor::shutdown`]: resolves to the

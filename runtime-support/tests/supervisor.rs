@@ -258,7 +258,7 @@ fn roles(report: &ShutdownReport) -> Vec<(String, ChildRole)> {
 fn after(child: &ChildReport) -> Duration {
     match child.end() {
         ChildEnd::Exited { after, .. } => *after,
-        ChildEnd::Straggler { .. } => panic!("{child} is a straggler"),
+        _ => panic!("{child} did not end in the shutdown"),
     }
 }
 
@@ -410,13 +410,29 @@ async fn policy_scenario(strategy: Strategy, policy: Restart, exit: Exit) {
     let report = supervised.report;
     assert_eq!(report.reason().kind(), CancelKind::ScopeExit);
     assert_eq!(report.took(), Duration::ZERO);
-    let mut survivors = vec![("a".to_owned(), ChildRole::Static)];
-    if restarts {
-        survivors.push(("b".to_owned(), ChildRole::Static));
-    }
-    survivors.push(("c".to_owned(), ChildRole::Static));
-    assert_eq!(roles(&report), survivors);
+    // Every static child is in the report, one that was not restarted as
+    // not running.
+    let statics = ["a", "b", "c"].map(|name| (name.to_owned(), ChildRole::Static));
+    assert_eq!(roles(&report), statics);
     for child in report.children() {
+        if child.name() == Some("b") && !restarts {
+            assert!(
+                matches!(child.end(), ChildEnd::NotRunning { next_start: None }),
+                "{child}"
+            );
+            assert!(
+                child
+                    .to_string()
+                    .contains("not running: its policy did not restart it")
+            );
+            assert_eq!(child.starts(), Some(1));
+            assert_eq!(
+                child.last_failure().is_some(),
+                exit != Exit::Complete,
+                "{child}"
+            );
+            continue;
+        }
         assert!(
             matches!(child.exit(), Some(ChildExit::Completed)),
             "{child}"
@@ -548,20 +564,38 @@ async fn one_for_all_restarts_neither_temporary_siblings_nor_transient_ones_alre
     // started 5 + 3; completed `done`, `trans`, `temp`; cancelled `deaf`.
     assert_eq!(counts(stats), (8, 3, 3, 1, 0, 1, 3));
     let report = supervised.report;
+    let statics = ["crashy", "deaf", "done", "temp", "trans"];
     assert_eq!(
         roles(&report),
-        [
-            ("crashy".to_owned(), ChildRole::Static),
-            ("deaf".to_owned(), ChildRole::Static),
-            ("trans".to_owned(), ChildRole::Static),
-        ]
+        statics.map(|name| (name.to_owned(), ChildRole::Static))
     );
     for child in report.children() {
-        assert!(
-            matches!(child.exit(), Some(ChildExit::Completed)),
-            "{child}"
-        );
+        match child.name() {
+            // Ended for good before the shutdown: not running, each with
+            // its one start.
+            Some("done" | "temp") => {
+                assert!(
+                    matches!(child.end(), ChildEnd::NotRunning { next_start: None }),
+                    "{child}"
+                );
+                assert_eq!(child.starts(), Some(1), "{child}");
+            }
+            _ => assert!(
+                matches!(child.exit(), Some(ChildExit::Completed)),
+                "{child}"
+            ),
+        }
     }
+    // Restarted once: two starts, and the failure that led to it.
+    let crashy = report.child("crashy").unwrap();
+    assert_eq!(crashy.starts(), Some(2));
+    assert!(crashy.last_failure().is_some());
+    assert!(
+        crashy
+            .to_string()
+            .contains("; started 2 times, last failure: failed: "),
+        "{crashy}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -891,10 +925,20 @@ async fn passing_the_intensity_limit_fails_the_supervisor_and_shuts_the_rest_dow
         roles(report),
         [
             ("cache".to_owned(), ChildRole::Static),
+            ("db".to_owned(), ChildRole::Static),
             ("request".to_owned(), ChildRole::Dynamic),
             ("web".to_owned(), ChildRole::Static),
         ]
     );
+    // The child that passed the limit is in the report, not running, with
+    // its starts and how its last one failed.
+    let db = report.child("db").unwrap();
+    assert!(
+        matches!(db.end(), ChildEnd::NotRunning { next_start: None }),
+        "{db}"
+    );
+    assert_eq!(db.starts(), Some(3));
+    assert!(db.last_failure().is_some(), "{db}");
     let request = report.child("request").unwrap();
     assert!(matches!(request.exit(), Some(ChildExit::Completed)));
     assert_eq!(after(request), ms(200));
@@ -1404,12 +1448,15 @@ async fn a_shield_that_never_ends_is_a_straggler_and_shutdown_returns_at_grace_p
     assert!(text.contains("; 2 children, 1 still running"), "{text}");
     assert!(
         text.contains("shield `flush` (spawned at ")
-            && text.contains("): STILL RUNNING (stopping: "),
+            && text.contains("): straggler: STILL RUNNING (stopping: "),
         "{text}"
     );
     assert!(text.contains("for 3.5s"), "{text}");
     assert!(text.contains("static `db` (spawned at "), "{text}");
-    assert!(text.contains("): completed, after 1s"), "{text}");
+    assert!(
+        text.contains("): stopped cleanly, after 1s; started once"),
+        "{text}"
+    );
 
     // The straggler stays tethered: the supervisor is still in the tree,
     // holding it, until it ends.
@@ -2447,7 +2494,7 @@ async fn the_report_has_one_entry_per_child_alive_at_shutdown_with_roles_and_tim
         .map(|child| {
             let after = match child.end() {
                 ChildEnd::Exited { after, .. } => Some(*after),
-                ChildEnd::Straggler { .. } => None,
+                _ => None,
             };
             (child.name().unwrap_or("?"), child.role(), after)
         })
@@ -2475,9 +2522,16 @@ async fn the_report_has_one_entry_per_child_alive_at_shutdown_with_roles_and_tim
     let text = report.to_string();
     assert!(text.contains("6 children, 1 still running"), "{text}");
     assert!(text.contains("shield `stuck`"), "{text}");
-    assert!(text.contains("STILL RUNNING"), "{text}");
+    assert!(text.contains("straggler: STILL RUNNING"), "{text}");
     assert!(text.contains("dynamic `request`"), "{text}");
-    assert!(text.contains("completed, after 400ms"), "{text}");
+    assert!(text.contains("stopped cleanly, after 400ms"), "{text}");
+    assert!(text.contains("dynamic `deaf`"), "{text}");
+    assert!(
+        text.contains(
+            "): cancelled: timed out: still running when the shutdown's grace of 2s ran out"
+        ),
+        "{text}"
+    );
     assert!(text.contains("scope `body-scope`"), "{text}");
 }
 
@@ -2967,4 +3021,52 @@ async fn nested_supervisor_errors_show_their_outer_levels() {
         "{shown}"
     );
     assert!(!shown.contains("disk on fire"), "{shown}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_static_child_waiting_out_its_backoff_is_in_the_report_with_its_starts_and_last_failure()
+{
+    let supervised = Supervisor::builder()
+        .name("svc")
+        .child(
+            ChildSpec::new("flaky", || async {
+                sleep(ms(500)).await;
+                Err::<(), _>("connection refused")
+            })
+            .backoff(Backoff::new(secs(2), secs(2))),
+        )
+        .child(ChildSpec::new("steady", || async {
+            tethered::stop_requested().await;
+        }))
+        .run(async |_sv| sleep(secs(1)).await)
+        .await
+        .unwrap();
+    let report = supervised.report;
+    // Failed at 0.5 s, due again at 2.5 s; the shutdown began at 1 s.
+    let flaky = report.child("flaky").unwrap();
+    assert!(
+        matches!(flaky.end(), ChildEnd::NotRunning { next_start: Some(due) } if *due == ms(1_500)),
+        "{flaky}"
+    );
+    assert_eq!(flaky.starts(), Some(1));
+    assert_eq!(
+        flaky.last_failure().unwrap().error().unwrap().to_string(),
+        "connection refused"
+    );
+    let text = flaky.to_string();
+    assert!(
+        text.ends_with(
+            "in backoff, its next start due in 1.5s; not restarted: shutting down; \
+             started once, last failure: failed: connection refused"
+        ),
+        "{text}"
+    );
+    let steady = report.child("steady").unwrap();
+    assert!(
+        steady
+            .to_string()
+            .contains("stopped cleanly, after 0ns; started once"),
+        "{steady}"
+    );
+    assert_eq!(report.children().len(), 2);
 }

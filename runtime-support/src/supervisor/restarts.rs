@@ -133,7 +133,7 @@ impl<'a> Manager<'a> {
     ) -> Self {
         let children: Vec<Managed<'a>> = specs.into_iter().map(Managed::new).collect();
         for child in &children {
-            shared.add_static(child.spec.shutdown);
+            shared.add_static(&child.spec);
         }
         Manager {
             shared,
@@ -171,7 +171,7 @@ impl<'a> Manager<'a> {
                         }
                     }
                     Some(Event::Adopt(spec)) => {
-                        self.shared.add_static(spec.shutdown);
+                        self.shared.add_static(&spec);
                         self.shared.check_budget();
                         self.children.push(Managed::new(spec));
                         self.start(self.children.len() - 1, false);
@@ -232,6 +232,7 @@ impl<'a> Manager<'a> {
                 None
             }
         };
+        let started = node.is_some();
         if restart && node.is_some() {
             Counters::add(&self.shared.counters.starts.restarted);
             tracing::info!(
@@ -242,7 +243,22 @@ impl<'a> Manager<'a> {
                 "restarted supervised child",
             );
         }
-        self.shared.state().statics[index].node = node;
+        let mut state = self.shared.state();
+        let account = &mut state.statics[index];
+        account.node = node;
+        account.next_start = None;
+        if started {
+            account.starts += 1;
+        }
+    }
+
+    /// Sets a child's run, and what the report says of it while it waits.
+    fn set_run(&mut self, index: usize, run: Run) {
+        self.shared.state().statics[index].next_start = match run {
+            Run::Waiting(at) => Some(at),
+            Run::Running(_) | Run::Ended => None,
+        };
+        self.children[index].run = run;
     }
 
     /// Restarts every child whose backoff is over, in declaration order.
@@ -266,7 +282,15 @@ impl<'a> Manager<'a> {
             return Ok(());
         }
         child.run = Run::Ended;
-        self.shared.state().statics[index].node = None;
+        {
+            let mut state = self.shared.state();
+            let account = &mut state.statics[index];
+            account.node = None;
+            account.next_start = None;
+            if let ChildExit::Failed(failure) = &exit {
+                account.last_failure = Some(failure.clone());
+            }
+        }
         if let ChildExit::Failed(failure) = &exit {
             if child.failures.len() == KEPT_FAILURES {
                 child.failures.pop_front();
@@ -324,7 +348,7 @@ impl<'a> Manager<'a> {
             strategy = ?self.strategy,
             "supervised child ended; restarting",
         );
-        child.run = Run::Waiting(due);
+        self.set_run(index, Run::Waiting(due));
 
         let others = match self.strategy {
             Strategy::OneForOne => 0..0,
@@ -345,11 +369,12 @@ impl<'a> Manager<'a> {
         // ended, in declaration order, when its backoff is over.
         for other in others.rev().filter(|&other| other != index) {
             self.terminate(other, reason.clone()).await;
-            let sibling = &mut self.children[other];
-            match (&sibling.run, sibling.spec.restart) {
-                (Run::Ended, _) | (_, Restart::Temporary) => sibling.run = Run::Ended,
-                _ => sibling.run = Run::Waiting(due),
-            }
+            let sibling = &self.children[other];
+            let run = match (&sibling.run, sibling.spec.restart) {
+                (Run::Ended, _) | (_, Restart::Temporary) => Run::Ended,
+                _ => Run::Waiting(due),
+            };
+            self.set_run(other, run);
         }
         Ok(())
     }

@@ -52,6 +52,14 @@ pub(crate) async fn run(shared: Arc<Shared>, reason: CancelReason) {
         .iter()
         .filter_map(|child| Some((child.node.clone()?, child.shutdown)))
         .collect();
+    // Which static child each running node is, for the report.
+    let static_ids: Vec<(usize, usize)> = shared
+        .state()
+        .statics
+        .iter()
+        .enumerate()
+        .filter_map(|(index, child)| Some((child.node.as_ref()?.id(), index)))
+        .collect();
     let is_static = |child: &Node| statics.iter().any(|(s, _)| s.id() == child.id());
     // Shields are never cancelled: the static children are not kept
     // waiting for them. (The supervisor takes no new children now.)
@@ -169,7 +177,7 @@ pub(crate) async fn run(shared: Arc<Shared>, reason: CancelReason) {
         .await;
 
     // 5. Report.
-    let report = ShutdownReport::new(&shared, reason, began, &snapshot, &is_static);
+    let report = ShutdownReport::new(&shared, reason, began, &snapshot, &static_ids);
     let stragglers = report.stragglers().count();
     if stragglers == 0 {
         // Out of the tree before anyone reads the report.
@@ -279,6 +287,7 @@ impl ChildRole {
 
 /// How a child came out of its supervisor's shutdown.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum ChildEnd {
     /// It ended, `after` the shutdown began.
     Exited {
@@ -294,6 +303,14 @@ pub enum ChildEnd {
         /// How long it had been running.
         running_for: Duration,
     },
+    /// A static child that was not running when the shutdown began, and
+    /// was not started again.
+    NotRunning {
+        /// When its next start was due, counted from the start of the
+        /// shutdown, if it was waiting out its backoff; `None` if its
+        /// policy did not restart it.
+        next_start: Option<Duration>,
+    },
 }
 
 /// One child in a [`ShutdownReport`].
@@ -303,6 +320,9 @@ pub struct ChildReport {
     location: &'static Location<'static>,
     role: ChildRole,
     end: ChildEnd,
+    /// A static child's account.
+    starts: Option<u64>,
+    last_failure: Option<TaskFailure>,
 }
 
 impl ChildReport {
@@ -327,12 +347,23 @@ impl ChildReport {
         &self.end
     }
 
-    /// How it ended, unless it is a straggler.
+    /// How it ended, if it ended during the shutdown.
     pub fn exit(&self) -> Option<&ChildExit> {
         match &self.end {
             ChildEnd::Exited { exit, .. } => Some(exit),
-            ChildEnd::Straggler { .. } => None,
+            ChildEnd::Straggler { .. } | ChildEnd::NotRunning { .. } => None,
         }
+    }
+
+    /// For a static child, how many times it was started over the
+    /// supervisor's life (its restarts are one fewer).
+    pub fn starts(&self) -> Option<u64> {
+        self.starts
+    }
+
+    /// For a static child, how its latest failed start failed.
+    pub fn last_failure(&self) -> Option<&TaskFailure> {
+        self.last_failure.as_ref()
     }
 
     /// Whether it was still running when the shutdown gave up on it.
@@ -349,10 +380,40 @@ impl fmt::Display for ChildReport {
         }
         write!(f, " (spawned at {}): ", self.location)?;
         match &self.end {
-            ChildEnd::Exited { exit, after } => write!(f, "{exit}, after {}", millis(*after)),
-            ChildEnd::Straggler { state, running_for } => {
-                write!(f, "STILL RUNNING ({state}), for {}", millis(*running_for))
+            ChildEnd::Exited { exit, after } => {
+                let after = millis(*after);
+                match exit {
+                    ChildExit::Completed => write!(f, "stopped cleanly, after {after}")?,
+                    ChildExit::Cancelled(reason) => {
+                        write!(f, "cancelled: {reason}, after {after}")?
+                    }
+                    ChildExit::Failed(failure) => write!(f, "{}, after {after}", failure.what())?,
+                }
             }
+            ChildEnd::Straggler { state, running_for } => write!(
+                f,
+                "straggler: STILL RUNNING ({state}), for {}",
+                millis(*running_for)
+            )?,
+            ChildEnd::NotRunning {
+                next_start: Some(due),
+            } => write!(
+                f,
+                "in backoff, its next start due in {}; not restarted: shutting down",
+                millis(*due)
+            )?,
+            ChildEnd::NotRunning { next_start: None } => {
+                f.write_str("not running: its policy did not restart it")?
+            }
+        }
+        match self.starts {
+            None => Ok(()),
+            Some(1) => f.write_str("; started once"),
+            Some(starts) => write!(f, "; started {starts} times"),
+        }?;
+        match &self.last_failure {
+            Some(failure) => write!(f, ", last failure: {}", failure.what()),
+            None => Ok(()),
         }
     }
 }
@@ -400,12 +461,37 @@ impl ShutdownReport {
         reason: CancelReason,
         began: Instant,
         snapshot: &[NodeArc<Node>],
-        is_static: &dyn Fn(&Node) -> bool,
+        static_ids: &[(usize, usize)],
     ) -> Self {
         let now = Instant::now();
-        let ended = shared.state().ended.take().unwrap_or_default();
+        let (ended, accounts) = {
+            let mut state = shared.state();
+            let ended = state.ended.take().unwrap_or_default();
+            let accounts: Vec<(Option<u64>, Option<TaskFailure>, Option<Instant>)> = state
+                .statics
+                .iter()
+                .map(|child| {
+                    (
+                        Some(child.starts),
+                        child.last_failure.clone(),
+                        child.next_start,
+                    )
+                })
+                .collect();
+            (ended, accounts)
+        };
+        let static_index = |id: usize| {
+            static_ids
+                .iter()
+                .find(|(node, _)| *node == id)
+                .map(|&(_, index)| index)
+        };
+        let account = |index: Option<usize>| match index.and_then(|index| accounts.get(index)) {
+            Some((starts, failure, _)) => (*starts, failure.clone()),
+            None => (None, None),
+        };
         let role_of = |node: &Node| match node.kind() {
-            _ if is_static(node) => ChildRole::Static,
+            _ if static_index(node.id()).is_some() => ChildRole::Static,
             NodeKind::Shield => ChildRole::Shield,
             NodeKind::Scope | NodeKind::Supervisor => ChildRole::Scope,
             NodeKind::Task | NodeKind::Cleanup => ChildRole::Dynamic,
@@ -415,6 +501,7 @@ impl ShutdownReport {
         let mut seen = HashSet::new();
         for node in shared.node.children() {
             seen.insert(node.id());
+            let (starts, last_failure) = account(static_index(node.id()));
             children.push(ChildReport {
                 name: node.name_cow(),
                 location: node.location(),
@@ -423,30 +510,58 @@ impl ShutdownReport {
                     state: EntryState::of(&node),
                     running_for: now.saturating_duration_since(node.started()),
                 },
+                starts,
+                last_failure,
             });
         }
+        // Static children that were not running: in backoff, or ended for
+        // good. They come first: nothing happened to them in the shutdown.
+        let mut recorded: Vec<ChildReport> = Vec::with_capacity(ended.len());
+        let mut statics = shared.state();
+        for (index, child) in statics.statics.iter_mut().enumerate() {
+            if static_ids.iter().any(|&(_, running)| running == index) {
+                continue;
+            }
+            recorded.push(ChildReport {
+                name: Some(child.name.clone()),
+                location: child.location,
+                role: ChildRole::Static,
+                end: ChildEnd::NotRunning {
+                    next_start: child
+                        .next_start
+                        .map(|at| at.saturating_duration_since(began)),
+                },
+                starts: Some(child.starts),
+                last_failure: child.last_failure.clone(),
+            });
+        }
+        drop(statics);
+        let not_running = recorded.len();
         // The recorded ends, in the order they happened; the last record of
         // a child is its own end.
-        let mut recorded: Vec<ChildReport> = Vec::with_capacity(ended.len());
         for ended in ended.into_iter().rev() {
             if !seen.insert(ended.id) {
                 continue;
             }
+            let (role, index) = match ended.role {
+                Role::Static { index, .. } => (ChildRole::Static, Some(index)),
+                Role::Dynamic => (ChildRole::Dynamic, None),
+                Role::Shield => (ChildRole::Shield, None),
+            };
+            let (starts, last_failure) = account(index);
             recorded.push(ChildReport {
                 name: ended.name,
                 location: ended.location,
-                role: match ended.role {
-                    Role::Static { .. } => ChildRole::Static,
-                    Role::Dynamic => ChildRole::Dynamic,
-                    Role::Shield => ChildRole::Shield,
-                },
+                role,
                 end: ChildEnd::Exited {
                     exit: ended.exit,
                     after: ended.at.saturating_duration_since(began),
                 },
+                starts,
+                last_failure,
             });
         }
-        recorded.reverse();
+        recorded[not_running..].reverse();
         // Alive when the shutdown began, ended without a record of their
         // own: scopes the body was running.
         for node in snapshot {
@@ -465,13 +580,16 @@ impl ShutdownReport {
                     exit,
                     after: now.saturating_duration_since(began),
                 },
+                starts: None,
+                last_failure: None,
             });
         }
         recorded.append(&mut children);
         let mut children = recorded;
         children.sort_by_key(|child| match child.end {
-            ChildEnd::Exited { after, .. } => (0, after),
-            ChildEnd::Straggler { .. } => (1, Duration::ZERO),
+            ChildEnd::NotRunning { .. } => (0, Duration::ZERO),
+            ChildEnd::Exited { after, .. } => (1, after),
+            ChildEnd::Straggler { .. } => (2, Duration::ZERO),
         });
         ShutdownReport(Arc::new(Report {
             supervisor: shared.node.name().map(str::to_owned),
@@ -505,7 +623,8 @@ impl ShutdownReport {
     }
 
     /// Every child alive when the shutdown began, in the order they ended,
-    /// the stragglers last.
+    /// the stragglers last; and before them, every static child that was
+    /// not running (waiting out its backoff, or ended for good).
     pub fn children(&self) -> &[ChildReport] {
         &self.0.children
     }
