@@ -213,6 +213,18 @@ impl ScopeBuilder {
             Instant::now(),
             crate::node::current(),
         );
+        // Under the span of the task that runs the scope; the scope's
+        // children under this one.
+        let span = tracing::debug_span!(
+            target: "tethered::scope",
+            "scope",
+            name = node.name(),
+            location = %location,
+        );
+        let span = (!span.is_disabled()).then(|| {
+            node.set_span(span.clone());
+            Box::new(span)
+        });
         let mut scope = Scope {
             node,
             cleanups: Mutex::new(Vec::new()),
@@ -230,6 +242,7 @@ impl ScopeBuilder {
             // `Drop` code can see why.
             let mut cancel_on_drop = CancelOnDrop(Some(&scope.node));
             let value = poll_fn(|cx| {
+                let _entered = span.as_deref().map(tracing::Span::enter);
                 deadline.as_mut().poll_expired(cx, &scope.node);
                 body.as_mut().poll(cx)
             })
@@ -503,6 +516,7 @@ impl Scope {
     /// Spawns a task located at `location` and started at `started`: for
     /// tasks tethered starts on the user's behalf (a periodic run is located
     /// at the `run` call, and started when its tick fired).
+    #[track_caller]
     pub(crate) fn spawn_task_at<F>(
         &self,
         kind: NodeKind,

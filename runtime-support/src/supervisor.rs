@@ -283,6 +283,18 @@ impl<'a> SupervisorBuilder<'a> {
             tokio::time::Instant::now(),
             crate::node::current(),
         );
+        // Under the span of the task that runs the supervisor; its children
+        // (and its shutdown) under this one.
+        let span = tracing::debug_span!(
+            target: "tethered::supervisor",
+            "supervisor",
+            name = node.name(),
+            location = %location,
+        );
+        let span = (!span.is_disabled()).then(|| {
+            node.set_span(span.clone());
+            Box::new(span)
+        });
         let (events, received) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             node: node.clone(),
@@ -342,6 +354,7 @@ impl<'a> SupervisorBuilder<'a> {
         let reason = {
             let mut managing = pin!(manager.run());
             poll_fn(|cx| {
+                let _entered = span.as_deref().map(tracing::Span::enter);
                 // The manager first: its first poll starts the static
                 // children, which must be running before the body runs (a
                 // body that returns or panics at once would otherwise shut
@@ -392,6 +405,7 @@ impl<'a> SupervisorBuilder<'a> {
         let mut waiting = pin!(shared.report.wait());
         let mut report = None;
         let report = poll_fn(|cx| {
+            let _entered = span.as_deref().map(tracing::Span::enter);
             if !body_done && let Poll::Ready(settled) = body.as_mut().poll(cx) {
                 body_done = true;
                 settle(settled, &mut failure);
@@ -700,7 +714,11 @@ impl Shared {
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                runtime.spawn(shutdown::run(self.clone(), reason));
+                let span = self.node.span().unwrap_or_else(tracing::Span::none);
+                runtime.spawn(tracing::Instrument::instrument(
+                    shutdown::run(self.clone(), reason),
+                    span,
+                ));
             }
             Err(_) => {
                 tracing::error!(

@@ -257,7 +257,11 @@ impl<S, E> Split<S, E> {
     }
 }
 
+/// `#[track_caller]`, as every function from the user's spawn down to
+/// here: tokio records its caller as the task's spawn location (which
+/// tokio-console shows).
 #[allow(clippy::too_many_arguments)]
+#[track_caller]
 pub(crate) fn spawn_child<'s, F, T, E, S>(
     parent: &Arc<Node>,
     kind: NodeKind,
@@ -280,14 +284,17 @@ where
     } else {
         Node::new(kind, name, location, started, Some(parent.clone()))
     };
+    // Under its scope's span, whichever task spawns it (evaluated only
+    // when a subscriber wants the span).
     let span = tracing::debug_span!(
         target: "tethered::task",
+        parent: parent_span(parent),
         "task",
         name = node.name(),
         location = %location,
         shielded = kind == NodeKind::Shield,
     );
-    let join = tokio::spawn(TaskFuture {
+    let task = TaskFuture {
         guarded: Guarded::new(node.clone(), fut),
         split: Some(split),
         draining: None,
@@ -297,12 +304,36 @@ where
         spawned_on: this_thread(),
         waited: false,
         guard: FinishOnDrop(node.clone()),
-    });
+    };
+    // With tokio's unstable API, the task carries its tethered name into
+    // tokio's own task span (and so into tokio-console).
+    #[cfg(tokio_unstable)]
+    let join = {
+        let builder = tokio::task::Builder::new();
+        let builder = match node.name() {
+            Some(name) => builder.name(name),
+            None => builder,
+        };
+        builder
+            .spawn(task)
+            .unwrap_or_else(|error| panic!("spawning a task failed: {error}"))
+    };
+    #[cfg(not(tokio_unstable))]
+    let join = tokio::spawn(task);
     Some(TaskHandle {
         node: HandleNode(node),
         join,
         _scope: PhantomData,
     })
+}
+
+/// The span a child of `parent` hangs from: its scope's (or supervisor's),
+/// or, outside any, the span the spawning code is in.
+fn parent_span(parent: &Node) -> Option<tracing::Id> {
+    match parent.span() {
+        Some(span) => span.id(),
+        None => tracing::Span::current().id(),
+    }
 }
 
 pin_project! {

@@ -13,6 +13,9 @@ use tracing_subscriber::registry::Registry;
 #[derive(Debug, Clone)]
 struct Record {
     kind: &'static str,
+    /// A span's id, and its parent's.
+    id: Option<u64>,
+    parent: Option<u64>,
     level: Level,
     target: String,
     name: String,
@@ -44,12 +47,22 @@ impl Visit for Fields {
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<Record>>>);
 
-impl<S: Subscriber> Layer<S> for Capture {
-    fn on_new_span(&self, attrs: &Attributes<'_>, _id: &Id, _ctx: Context<'_, S>) {
+impl<S> Layer<S> for Capture
+where
+    S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let mut fields = Fields::default();
         attrs.record(&mut fields);
+        let parent = match attrs.parent() {
+            Some(parent) => Some(parent.into_u64()),
+            None if attrs.is_contextual() => ctx.current_span().id().map(Id::into_u64),
+            None => None,
+        };
         self.0.lock().unwrap().push(Record {
             kind: "span",
+            id: Some(id.into_u64()),
+            parent,
             level: *attrs.metadata().level(),
             target: attrs.metadata().target().to_owned(),
             name: attrs.metadata().name().to_owned(),
@@ -62,6 +75,8 @@ impl<S: Subscriber> Layer<S> for Capture {
         event.record(&mut fields);
         self.0.lock().unwrap().push(Record {
             kind: "event",
+            id: None,
+            parent: None,
             level: *event.metadata().level(),
             target: event.metadata().target().to_owned(),
             name: event.metadata().name().to_owned(),
@@ -289,4 +304,58 @@ fn a_supervisor_whose_shutdown_may_outlast_what_it_is_given_says_so_at_start() {
         giver.contains("child `inner` of supervisor `outer`"),
         "{giver}"
     );
+}
+
+#[test]
+fn task_spans_hang_from_their_scope_and_scope_spans_from_the_task_that_runs_them() {
+    use tethered::Supervisor;
+
+    let records = captured(async || {
+        Scope::builder()
+            .name("outer")
+            .run(async |outer| {
+                let handle = outer.handle();
+                outer.spawn_named("a", async move {
+                    Scope::builder()
+                        .name("inner")
+                        .run(async |inner| {
+                            inner.spawn_named("b", async {});
+                            // Spawned from `a` into `outer`: under `outer`.
+                            handle.try_spawn_named("c", async {}).unwrap();
+                        })
+                        .await
+                        .unwrap();
+                });
+                Supervisor::builder()
+                    .name("sv")
+                    .run(async |sv| {
+                        sv.spawn("d", async {}).unwrap();
+                    })
+                    .await
+                    .unwrap();
+            })
+            .await
+            .unwrap();
+    });
+    let spans: Vec<&Record> = records.iter().filter(|r| r.kind == "span").collect();
+    let named = |name: &str| {
+        spans
+            .iter()
+            .find(|span| span.field("name") == Some(name))
+            .unwrap_or_else(|| panic!("no span named {name}: {spans:#?}"))
+    };
+    let parent_of = |name: &str| {
+        let parent = named(name).parent?;
+        let parent = spans.iter().find(|span| span.id == Some(parent)).unwrap();
+        Some(format!("{} {}", parent.name, parent.field("name").unwrap()))
+    };
+    assert_eq!(named("outer").name, "scope");
+    assert_eq!(parent_of("outer"), None);
+    assert_eq!(parent_of("a").as_deref(), Some("scope outer"));
+    assert_eq!(parent_of("inner").as_deref(), Some("task a"));
+    assert_eq!(parent_of("b").as_deref(), Some("scope inner"));
+    assert_eq!(parent_of("c").as_deref(), Some("scope outer"));
+    assert_eq!(named("sv").name, "supervisor");
+    assert_eq!(parent_of("sv").as_deref(), Some("scope outer"));
+    assert_eq!(parent_of("d").as_deref(), Some("supervisor sv"));
 }

@@ -221,6 +221,10 @@ struct Family {
     /// shutdown, which runs in a task of its own (so it cannot share
     /// `waker`) and waits for some of the children at a time.
     watcher: Option<Waker>,
+    /// The scope's (or supervisor's) `tracing` span, when a subscriber
+    /// wants it: its children's spans are its children, whichever task
+    /// spawns them.
+    span: Option<tracing::Span>,
 }
 
 impl Inner {
@@ -706,6 +710,27 @@ impl Node {
 
     /// Registers `waker` to be woken whenever one of this node's children
     /// ends (not only the last), and reports whether any child is left.
+    /// Keeps the `tracing` span of this scope or supervisor, for its
+    /// children's spans to hang from.
+    pub(crate) fn set_span(&self, span: tracing::Span) {
+        lock(&self.inner).family().span = Some(span);
+    }
+
+    /// The span of this node or of its nearest ancestor that has one.
+    pub(crate) fn span(&self) -> Option<tracing::Span> {
+        let mut node = self;
+        loop {
+            let span = lock(&node.inner)
+                .family
+                .as_ref()
+                .and_then(|family| family.span.clone());
+            if span.is_some() {
+                return span;
+            }
+            node = node.parent.as_deref()?;
+        }
+    }
+
     pub(crate) fn poll_watch_children(&self, waker: &Waker) -> bool {
         let mut inner = lock(&self.inner);
         store_waker(&mut inner.family().watcher, waker);

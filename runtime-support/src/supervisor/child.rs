@@ -212,6 +212,7 @@ fn exit_of(outcome: Outcome<ChildExit>) -> ChildExit {
 /// Starts `future` as a child of the supervisor, in the given role.
 ///
 /// Refused once the supervisor has started shutting down.
+#[track_caller]
 pub(crate) fn spawn_supervised<F>(
     shared: &Arc<Shared>,
     kind: NodeKind,
