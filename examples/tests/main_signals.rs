@@ -225,3 +225,34 @@ fn a_supervisor_that_may_outlast_mains_deadlines_is_reported_at_start() {
         ended.stderr
     );
 }
+
+#[test]
+fn sigusr1_prints_the_task_tree_and_the_program_goes_on() {
+    let mut run = start("polite");
+    signal(&run, "USR1");
+    wait_for(&mut run, "tethered: the task tree (SIGUSR1):");
+    wait_for(&mut run, "task `polite`");
+    assert!(run.seen.contains("scope `main`"), "{}", run.seen);
+    // Still running: a stop ends it as usual.
+    signal(&run, "TERM");
+    let ended = wait(run);
+    assert_eq!(ended.code, Some(0), "{}", ended.stderr);
+    assert!(
+        ended.stdout.contains("stop: signal: received SIGTERM"),
+        "{}",
+        ended.stdout
+    );
+}
+
+#[test]
+fn sigusr1_prints_the_tree_even_when_the_runtime_is_blocked() {
+    let mut run = start("blocked");
+    // The task blocks the current-thread runtime 50 ms after it started.
+    std::thread::sleep(Duration::from_millis(200));
+    signal(&run, "USR1");
+    wait_for(&mut run, "tethered: the task tree (SIGUSR1):");
+    wait_for(&mut run, "task `blocked`");
+    signal(&run, "TERM");
+    let ended = wait(run);
+    assert_eq!(ended.code, Some(1), "{}", ended.stderr);
+}

@@ -153,7 +153,7 @@ fn jobs_cancelled_after_the_grace_period_are_returned() {
 }
 
 #[test]
-fn tree_prints_the_task_tree_on_sigusr1_at_the_stop_and_at_the_end() {
+fn sigusr1_prints_the_task_tree_and_tree_prints_it_at_the_stop_and_at_the_end() {
     let db = TempDb::new("tree");
     enqueue(&db, 10);
     let (child, mut stderr) = start(
@@ -180,7 +180,7 @@ fn tree_prints_the_task_tree_on_sigusr1_at_the_stop_and_at_the_end() {
             stderr.read_line(&mut line).expect("read stderr") > 0,
             "{tree}"
         );
-        if !tree.is_empty() || line.contains("the task tree on SIGUSR1") {
+        if !tree.is_empty() || line.contains("tethered: the task tree (SIGUSR1):") {
             tree.push_str(&line);
         }
     }

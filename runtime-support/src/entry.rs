@@ -69,18 +69,26 @@ impl<E: fmt::Debug> MainOutput for Result<(), E> {
 ///
 /// The signals and the deadlines are watched from a thread of its own (see
 /// `Watchdog`): a task that blocks the runtime's threads cannot hold them
-/// up.
+/// up. With `dump_tree`, each SIGUSR1 prints the task tree on stderr, from
+/// that thread too: a program whose workers are all blocked can still say
+/// what it is doing.
 ///
 /// Exit code 0 when the scope ended cleanly or was cleanly cancelled by a
 /// signal; otherwise 1, with the scope's error on stderr.
 #[track_caller]
-pub fn main<F, R>(runtime: Runtime, grace: Duration, cancel_timeout: Duration, body: F) -> ExitCode
+pub fn main<F, R>(
+    runtime: Runtime,
+    grace: Duration,
+    cancel_timeout: Duration,
+    dump_tree: bool,
+    body: F,
+) -> ExitCode
 where
     F: AsyncFnOnce(&Scope) -> R,
     R: MainOutput,
 {
     let location = Location::caller();
-    let (watchdog, scope_tx) = match Watchdog::start(location, grace, cancel_timeout) {
+    let (watchdog, scope_tx) = match Watchdog::start(location, grace, cancel_timeout, dump_tree) {
         Ok(started) => started,
         Err(error) => {
             eprintln!("tethered: cannot listen for signals: {error}");
@@ -146,6 +154,7 @@ impl Watchdog {
         location: &'static Location<'static>,
         grace: Duration,
         cancel_timeout: Duration,
+        dump_tree: bool,
     ) -> std::io::Result<(Self, tokio::sync::oneshot::Sender<ScopeHandle>)> {
         let (scope_tx, scope_rx) = tokio::sync::oneshot::channel();
         let (done, done_rx) = tokio::sync::oneshot::channel();
@@ -171,9 +180,17 @@ impl Watchdog {
                             return;
                         }
                     };
+                    let dumps = match dump_tree.then(TreeDumps::new).transpose() {
+                        Ok(dumps) => dumps,
+                        Err(error) => {
+                            let _ = ready_tx.send(Err(error));
+                            return;
+                        }
+                    };
                     let _ = ready_tx.send(Ok(()));
                     tokio::select! {
                         () = watch(signals, scope_rx, location, grace, cancel_timeout) => {}
+                        () = TreeDumps::run(dumps) => {}
                         _ = done_rx => {}
                     }
                 });
@@ -287,6 +304,44 @@ async fn watch(
         crate::tree()
     );
     std::process::exit(1);
+}
+
+/// SIGUSR1, which prints the task tree on stderr; registered before the
+/// body runs, so that an early one does not kill the process (SIGUSR1's
+/// default action).
+struct TreeDumps {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl TreeDumps {
+    #[cfg(unix)]
+    fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(TreeDumps {
+            signal: signal(SignalKind::user_defined1())?,
+        })
+    }
+
+    /// Elsewhere there is no SIGUSR1.
+    #[cfg(not(unix))]
+    fn new() -> std::io::Result<Self> {
+        Ok(TreeDumps {})
+    }
+
+    /// Prints the tree on each SIGUSR1, for as long as `main` runs.
+    async fn run(dumps: Option<Self>) {
+        let Some(mut dumps) = dumps else {
+            return std::future::pending().await;
+        };
+        #[cfg(unix)]
+        while dumps.signal.recv().await.is_some() {
+            eprintln!("tethered: the task tree (SIGUSR1):\n{}", crate::tree());
+        }
+        #[cfg(not(unix))]
+        let _ = &mut dumps;
+        std::future::pending().await
+    }
 }
 
 /// SIGINT and SIGTERM (Ctrl-C elsewhere), registered before the body runs

@@ -66,6 +66,8 @@ mod stop;
 mod supervisor;
 mod task;
 mod tree;
+#[cfg(feature = "serde")]
+mod tree_json;
 mod unwind;
 
 mod macros;
@@ -393,9 +395,11 @@ macro_rules! supervise {
 /// signal cancels at once. If tasks are still running `cancel_timeout` after
 /// the cancellation, the task tree is printed and the process exits with 1.
 /// The exit code is 0 only when every task finished or was cleanly
-/// cancelled; otherwise the scope's error is printed on stderr.
+/// cancelled; otherwise the scope's error is printed on stderr. SIGUSR1
+/// prints the task tree on stderr, and the program goes on.
 ///
 /// Options: `grace = "10s"`, `cancel_timeout = "30s"` (the defaults),
+/// `dump_tree = false` (to leave SIGUSR1 alone),
 /// `flavor = "multi_thread" | "current_thread"`, `worker_threads = N`,
 /// `crate = tt` for a dependency that Cargo.toml renames (see
 /// [`macro@scoped`]).

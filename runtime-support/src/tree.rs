@@ -89,8 +89,12 @@ fn assemble(flat: Vec<(TreeEntry, Option<usize>)>) -> Vec<TreeEntry> {
 /// A snapshot of the live task tree; see [`tree()`].
 ///
 /// However deep the tree, nothing done with the snapshot recurses
-/// (capturing, printing, cloning or dropping it): a tree can be deeper than
-/// a thread's stack.
+/// (capturing, printing, cloning, dropping or serializing it): a tree can
+/// be deeper than a thread's stack.
+///
+/// With the `serde` feature, it implements `serde::Serialize`, as a flat
+/// list of entries, depth first, each with its depth and the index of its
+/// parent (the book's task-tree chapter has the format).
 #[derive(Clone)]
 pub struct TaskTree {
     roots: Vec<TreeEntry>,
@@ -181,7 +185,7 @@ impl fmt::Display for EntryState {
 }
 
 /// Every entry under `roots` with its depth (0 for a root), depth first.
-fn depth_first(roots: &[TreeEntry]) -> impl Iterator<Item = (usize, &TreeEntry)> {
+pub(crate) fn depth_first(roots: &[TreeEntry]) -> impl Iterator<Item = (usize, &TreeEntry)> {
     let mut stack: Vec<(usize, &TreeEntry)> = roots.iter().rev().map(|root| (0, root)).collect();
     std::iter::from_fn(move || {
         let (depth, entry) = stack.pop()?;

@@ -494,6 +494,12 @@ fn a_tree_ten_thousand_levels_deep_is_captured_printed_cancelled_and_dropped() {
                         .filter(|entry| entry.children().is_empty())
                         .count();
                     let text = tree.to_string();
+                    #[cfg(feature = "serde")]
+                    {
+                        let json = serde_json::to_value(&tree).unwrap();
+                        let rows = json["entries"].as_array().unwrap();
+                        assert_eq!(rows.last().unwrap()["depth"], 2 * DEPTH + 1);
+                    }
                     let copy = tree.clone();
                     drop(tree);
                     (copy.len(), deepest, text)
@@ -538,5 +544,52 @@ fn a_stop_walks_a_tree_ten_thousand_levels_deep() {
         .await
         .unwrap();
         assert!(tethered::tree().is_empty());
+    });
+}
+
+#[cfg(feature = "serde")]
+#[test]
+fn tree_serializes_as_a_flat_list_with_depths_and_parents() {
+    alone(async {
+        Scope::builder()
+            .name("server")
+            .run(async |scope| {
+                let conn = scope.spawn_named("conn-1", pending::<()>());
+                let flush = scope.shield_named("flush", async {
+                    tethered::stop_requested().await;
+                    pending::<()>().await
+                });
+                sleep(secs(2)).await;
+                flush.stop("deploy");
+                tokio::task::yield_now().await;
+                let json = serde_json::to_value(tethered::tree()).unwrap();
+                let rows = json["entries"].as_array().unwrap();
+                let names: Vec<&str> = rows
+                    .iter()
+                    .map(|row| row["name"].as_str().unwrap())
+                    .collect();
+                assert_eq!(names, ["server", "conn-1", "flush"], "{json:#}");
+                assert_eq!(rows[0]["parent"], serde_json::Value::Null);
+                assert_eq!(rows[0]["kind"], "scope");
+                assert_eq!(rows[1]["parent"], 0);
+                assert_eq!(rows[1]["depth"], 1);
+                assert_eq!(rows[1]["kind"], "task");
+                assert_eq!(rows[1]["state"], "running");
+                assert_eq!(rows[1]["reason"], serde_json::Value::Null);
+                assert_eq!(rows[1]["age_ms"], 2_000);
+                assert!(
+                    rows[1]["location"]
+                        .as_str()
+                        .unwrap()
+                        .contains("tests/tree.rs")
+                );
+                assert_eq!(rows[2]["kind"], "shield");
+                assert_eq!(rows[2]["state"], "stopping");
+                assert!(rows[2]["reason"].as_str().unwrap().contains("deploy"));
+                conn.cancel("done");
+                flush.cancel("done");
+            })
+            .await
+            .unwrap();
     });
 }

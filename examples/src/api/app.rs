@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tethered::{periodic, scoped};
 use tethered_hyper::Readiness;
@@ -57,7 +58,8 @@ impl AppState {
 ///   `ms / 2` long, in a `#[scoped]` handler;
 /// * `POST /orders/{id}`: accepts an order, writing its audit record in a
 ///   shield, which a client going away does not cut short;
-/// * `GET /tree`: the task tree, as `tethered::tree()` prints it.
+/// * `GET /tree`: the task tree, as `tethered::tree()` prints it;
+///   `GET /tree.json`, as data.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(|| async { "hello\n" }))
@@ -66,7 +68,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/work/{ms}/{id}", get(work))
         .route("/orders/{id}", post(order))
         .route("/tree", get(|| async { tethered::tree().to_string() }))
+        .route("/tree.json", get(tree_json))
         .with_state(state)
+}
+
+async fn tree_json() -> Response {
+    match serde_json::to_string_pretty(&tethered::tree()) {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
+    }
 }
 
 async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, String) {

@@ -61,8 +61,9 @@ pub struct RunConfig {
     pub slow_every: u64,
     /// How long a slow job works (`--slow-ms`, default 1500).
     pub slow: Duration,
-    /// Print the task tree on SIGUSR1, when the shutdown begins, and at the
-    /// end (`--tree`).
+    /// Print the task tree when the shutdown begins, and at the end
+    /// (`--tree`). SIGUSR1 prints it at any time, as in every
+    /// `#[tethered::main]` program.
     pub tree: bool,
     /// End once the queue is empty and nothing is in flight
     /// (`--exit-when-empty`), rather than wait for more jobs.

@@ -367,9 +367,6 @@ async fn supervised(
 /// The supervisor's body: takes jobs while slots are free, and spawns each
 /// as a dynamic child, until stopped (phases 1 and 2 of the shutdown).
 async fn take_jobs(sv: &Supervisor, shared: &Arc<Shared>) -> Result<(), DbError> {
-    if shared.config.tree {
-        let _ = sv.spawn("tree-on-sigusr1", tree_on_sigusr1(shared.console.clone()));
-    }
     let taken = take_until_stopped(sv, shared).await;
     if let Some(reason) = tethered::current().stop_reason() {
         shared.phases.stopping(&reason, shared.in_flight());
@@ -426,25 +423,6 @@ async fn take_until_stopped(sv: &Supervisor, shared: &Arc<Shared>) -> Result<(),
             // Refused once the shutdown has begun: the future is dropped
             // unpolled, and with it the claim, which returns the job.
             let _ = sv.spawn(format!("job-{}", job.id), work(claim));
-        }
-    }
-}
-
-/// `--tree`: prints the task tree on each SIGUSR1, until stopped.
-async fn tree_on_sigusr1(console: Arc<Console>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut signals = match signal(SignalKind::user_defined1()) {
-        Ok(signals) => signals,
-        Err(error) => {
-            return console.say(format_args!("--tree: cannot listen for SIGUSR1: {error}"));
-        }
-    };
-    loop {
-        tokio::select! {
-            Some(()) = signals.recv() => {
-                console.say(format_args!("the task tree on SIGUSR1:\n{}", tethered::tree()));
-            }
-            _ = tethered::stop_requested() => return,
         }
     }
 }

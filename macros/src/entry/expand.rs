@@ -19,7 +19,7 @@ use crate::common::{body, duration, split_attributes};
 //     fn main() -> ::std::process::ExitCode {
 //         let runtime = ::tethered::__private::tokio::runtime::Builder::new_multi_thread()
 //             .enable_all().build().expect(…);
-//         ::tethered::__private::main(runtime, const { … }, const { … },
+//         ::tethered::__private::main(runtime, const { … }, const { … }, true,
 //             async move |__tethered_scope: &::tethered::Scope| -> Result<(), Error> { … })
 //     }
 pub(crate) fn expand(model: EntryFn) -> TokenStream {
@@ -50,8 +50,9 @@ pub(crate) fn expand(model: EntryFn) -> TokenStream {
                 ReturnType::Type(_, ty) => ty.span(),
             };
             let support_here = support.at(span);
+            let dump_tree = model.dump_tree;
             let run = quote_spanned! {span=>
-                #support_here::__private::main(#runtime, #grace, #cancel_timeout, #body)
+                #support_here::__private::main(#runtime, #grace, #cancel_timeout, #dump_tree, #body)
             };
             quote! {
                 #(#outer)*

@@ -11,6 +11,7 @@ use crate::common::{Errors, Support, body};
 const MAIN_KEYS: &[&str] = &[
     "grace",
     "cancel_timeout",
+    "dump_tree",
     "flavor",
     "worker_threads",
     "crate",
@@ -36,6 +37,8 @@ pub(crate) struct EntryFn {
     pub(crate) start_paused: bool,
     pub(crate) grace: (Duration, Option<LitStr>),
     pub(crate) cancel_timeout: (Duration, Option<LitStr>),
+    /// Whether SIGUSR1 prints the task tree (`dump_tree`, on by default).
+    pub(crate) dump_tree: bool,
     /// `crate = …`: the path of the runtime crate.
     pub(crate) support: Support,
 }
@@ -73,6 +76,7 @@ impl EntryFn {
             start_paused: false,
             grace: (DEFAULT_GRACE, None),
             cancel_timeout: (DEFAULT_CANCEL_TIMEOUT, None),
+            dump_tree: true,
             support: Support::Tethered,
             item: item.clone(),
         };
@@ -113,6 +117,9 @@ impl EntryFn {
                     if let Some((limit, literal)) = errors.take(options::duration(option)) {
                         model.cancel_timeout = (limit, Some(literal));
                     }
+                }
+                "dump_tree" => {
+                    model.dump_tree = errors.take(options::boolean(option)).unwrap_or(true);
                 }
                 "crate" => {
                     if let Some(support) = errors.take(Support::from_option(option)) {
