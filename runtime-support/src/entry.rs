@@ -115,7 +115,7 @@ where
     ));
     watchdog.stop();
     match ended {
-        Ended::Clean(output) => output.into_exit_code(),
+        Ended::Clean(output, _) => output.into_exit_code(),
         Ended::Failed { value, error } if error.is_cancelled() => {
             if let Some(reason) = error.reason() {
                 eprintln!("tethered: stopped: {reason}");
@@ -257,7 +257,7 @@ where
         R::failure,
     ));
     match ended {
-        Ended::Clean(value) => value,
+        Ended::Clean(value, _) => value,
         // The body's own error fails the test, as the harness shows it.
         Ended::Failed {
             value: Some(value), ..

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::reason::{CancelKind, CancelReason};
+use crate::scope_report::ScopeReport;
 
 /// The payload of a caught panic: its message, and the payload itself for
 /// whoever wants to re-raise it.
@@ -391,6 +392,7 @@ pub struct ScopeError {
     kind: ScopeErrorKind,
     reason: Option<CancelReason>,
     failures: Vec<TaskFailure>,
+    report: Option<Arc<ScopeReport>>,
 }
 
 impl ScopeError {
@@ -416,7 +418,21 @@ impl ScopeError {
             kind,
             reason,
             failures,
+            report: None,
         }
+    }
+
+    pub(crate) fn with_report(mut self, report: ScopeReport) -> Self {
+        self.report = Some(Arc::new(report));
+        self
+    }
+
+    /// How each of the scope's children ended: every child that failed or
+    /// was cancelled, and, in a scope that keeps a report
+    /// ([`ScopeBuilder::report`](crate::ScopeBuilder::report)), every child
+    /// that completed. See [`ScopeReport`].
+    pub fn report(&self) -> Option<&ScopeReport> {
+        self.report.as_deref()
     }
 
     /// Why the scope failed.

@@ -60,6 +60,7 @@ mod periodic;
 mod random;
 mod reason;
 mod scope;
+mod scope_report;
 mod scoped_fn;
 mod shield;
 mod stop;
@@ -451,6 +452,8 @@ pub use periodic::{
 pub use reason::{CancelKind, CancelReason, IntoCancelReason};
 #[doc(inline)]
 pub use scope::{DEFAULT_CLEANUP_TIMEOUT, OnExit, Scope, ScopeBuilder, ScopeHandle};
+#[doc(inline)]
+pub use scope_report::{ChildAccount, KEPT_CHILDREN, ScopeReport, TaskEnd};
 #[doc(inline)]
 pub use stop::{StopRequested, StopSignal, is_stopping, stop_requested};
 #[doc(inline)]

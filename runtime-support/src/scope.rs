@@ -48,6 +48,7 @@ use crate::error::{FailureKind, ScopeError, TaskError, TaskFailure};
 use crate::node::sync::Arc;
 use crate::node::{FinishOnDrop, Guarded, Node, NodeKind, Settled, children_done};
 use crate::reason::{CancelKind, CancelReason, IntoCancelReason};
+use crate::scope_report::ScopeReport;
 use crate::stop::StopSignal;
 use crate::task::{Split, TaskHandle, spawn_child};
 
@@ -131,6 +132,7 @@ pub struct ScopeBuilder {
     on_exit: OnExit,
     timeout: Option<Duration>,
     cleanup_timeout: Option<Duration>,
+    report: bool,
 }
 
 impl ScopeBuilder {
@@ -178,6 +180,69 @@ impl ScopeBuilder {
         self
     }
 
+    /// Has the scope keep a full account of its children's ends: the ones
+    /// that completed too, not only those that failed or were cancelled
+    /// (see [`ScopeReport`]). Each child then ends under the scope's lock,
+    /// to record its end: a cost per child that a scope keeping no report
+    /// does not pay.
+    pub fn report(mut self) -> Self {
+        self.report = true;
+        self
+    }
+
+    /// Runs `body` in a new scope that keeps a full account of its
+    /// children (as with [`report`](Self::report)), and returns, with the
+    /// scope's result, the [`ScopeReport`] however the scope ended.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use tethered::Scope;
+    ///
+    /// let (result, report) = Scope::builder()
+    ///     .name("warm-up")
+    ///     .run_reported(async |scope| {
+    ///         scope.spawn_named("cache", tokio::time::sleep(Duration::from_millis(30)));
+    ///         scope.spawn_named("pool", tokio::time::sleep(Duration::from_millis(10)));
+    ///     })
+    ///     .await;
+    /// assert!(result.is_ok());
+    /// assert_eq!(report.completed(), 2);
+    /// assert_eq!(report.child("cache").unwrap().ran_for(), Duration::from_millis(30));
+    /// println!("{report}");
+    /// # }
+    /// ```
+    #[track_caller]
+    pub fn run_reported<F, T>(
+        mut self,
+        body: F,
+    ) -> impl Future<Output = (Result<T, ScopeError>, ScopeReport)>
+    where
+        F: AsyncFnOnce(&Scope) -> T,
+    {
+        self.report = true;
+        MapEnded::new(
+            self.run_at(Location::caller(), body, |_| None),
+            |ended| match ended {
+                Ended::Clean(value, report) => {
+                    let report = report.map(|report| *report);
+                    (
+                        Ok(value),
+                        report.expect("a scope that keeps a report returns it"),
+                    )
+                }
+                Ended::Failed { error, .. } => {
+                    let report = error
+                        .report()
+                        .cloned()
+                        .expect("a scope's error has its report");
+                    (Err(error), report)
+                }
+            },
+        )
+    }
+
     /// Runs `body` in a new scope; see [`Scope::run`].
     #[track_caller]
     pub fn run<F, T>(self, body: F) -> impl Future<Output = Result<T, ScopeError>>
@@ -213,6 +278,9 @@ impl ScopeBuilder {
             Instant::now(),
             crate::node::current(),
         );
+        if self.report {
+            node.keep_report();
+        }
         // Under the span of the task that runs the scope; the scope's
         // children under this one.
         let span = tracing::debug_span!(
@@ -260,15 +328,19 @@ impl ScopeBuilder {
 /// body returned, then a child or a cleanup failed): the adapters behind
 /// `#[scoped]` decide which of the two to hand on.
 pub(crate) enum Ended<T> {
-    Clean(T),
-    Failed { value: Option<T>, error: ScopeError },
+    /// With the scope's report, when it kept one.
+    Clean(T, Option<Box<ScopeReport>>),
+    Failed {
+        value: Option<T>,
+        error: ScopeError,
+    },
 }
 
 impl<T> Ended<T> {
     /// The body's value when the scope ended cleanly, its error otherwise.
     pub(crate) fn into_result(self) -> Result<T, ScopeError> {
         match self {
-            Ended::Clean(value) => Ok(value),
+            Ended::Clean(value, _) => Ok(value),
             Ended::Failed { error, .. } => Err(error),
         }
     }
@@ -400,8 +472,11 @@ impl Scope {
         self.node.finish();
 
         let failures = self.node.take_failures();
+        let report = self.report();
         match value {
-            Some(value) if failures.is_empty() && !deadline.expired => Ended::Clean(value),
+            Some(value) if failures.is_empty() && !deadline.expired => {
+                Ended::Clean(value, self.node.keeps_report().then(|| Box::new(report)))
+            }
             value => Ended::Failed {
                 value,
                 error: ScopeError::new(
@@ -409,9 +484,15 @@ impl Scope {
                     self.node.location(),
                     self.node.reason(),
                     failures,
-                ),
+                )
+                .with_report(report),
             },
         }
+    }
+
+    /// The account of the scope's children, as its report.
+    fn report(&self) -> ScopeReport {
+        report_of(&self.node)
     }
 
     async fn wait_children(&self, mut deadline: Pin<&mut Deadline>) {
@@ -740,6 +821,16 @@ fn cancel_dropped(node: &Node) {
     );
 }
 
+/// The account of `node`'s children, as a scope's report.
+fn report_of(node: &Node) -> ScopeReport {
+    node.take_account().into_report(
+        node.name_cow(),
+        node.location(),
+        Instant::now().saturating_duration_since(node.started()),
+        node.keeps_report(),
+    )
+}
+
 /// Cancels the scope with a [`Dropped`](CancelKind::Dropped) reason when
 /// dropped while armed.
 struct CancelOnDrop<'a>(Option<&'a Node>);
@@ -767,7 +858,8 @@ async fn finish_orphan(finish: FinishOnDrop, cleanups: Vec<Cleanup>, cleanup_tim
     }
     let failures = node.take_failures();
     if !failures.is_empty() {
-        let error = ScopeError::new(node.name(), node.location(), node.reason(), failures);
+        let error = ScopeError::new(node.name(), node.location(), node.reason(), failures)
+            .with_report(report_of(node));
         match node.parent().and_then(Node::enclosing_scope) {
             Some(scope) => scope.record_failure(
                 TaskFailure::new(

@@ -189,7 +189,7 @@ impl<T, E> ResultRun<T, E> {
         });
         MapEnded::new(ended, move |ended| {
             Ok(match ended {
-                Ended::Clean(value) => value,
+                Ended::Clean(value, _) => value,
                 Ended::Failed {
                     value: Some(Err(error)),
                     error: scope_error,
@@ -230,7 +230,7 @@ impl UnitKind {
     {
         let ended = builder.run_at(Location::caller(), body, |_| None);
         MapEnded::new(ended, |ended| match ended {
-            Ended::Clean(()) => Ok(()),
+            Ended::Clean((), _) => Ok(()),
             // A scope that cancelled itself has nothing to raise.
             Ended::Failed { error, .. } if error.is_cancelled() => Ok(()),
             Ended::Failed { error, .. } => Err(ScopeFailure(error)),
@@ -267,7 +267,7 @@ impl<T> ValueKind<T> {
     {
         let ended = builder.run_at(Location::caller(), body, |_| None);
         MapEnded::new(ended, |ended| match ended {
-            Ended::Clean(value) => Ok(value),
+            Ended::Clean(value, _) => Ok(value),
             Ended::Failed { error, .. } => Err(ScopeFailure(error)),
         })
     }

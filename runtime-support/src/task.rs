@@ -437,7 +437,10 @@ fn classify<O, T, E>(
 ) -> Outcome<T, E> {
     match (settled, split) {
         (Settled::Completed(output), Some(split)) => match (split.split)(output) {
-            Ok(value) => Outcome::Completed(value),
+            Ok(value) => {
+                node.set_completed();
+                Outcome::Completed(value)
+            }
             Err(error) => {
                 let error = StdArc::new(error);
                 report(node, FailureKind::Error((split.erase)(error.clone())));
@@ -465,6 +468,12 @@ fn report(node: &Arc<Node>, kind: FailureKind) {
         failure = %failure.summary(),
         "task failed",
     );
+    if let Some(parent) = node
+        .parent()
+        .filter(|parent| parent.kind() == NodeKind::Scope)
+    {
+        parent.account_failed(node, failure.clone());
+    }
     match node.parent().and_then(Node::enclosing_scope) {
         Some(scope) => scope.record_failure(failure, true),
         None => tracing::error!(

@@ -48,6 +48,7 @@ use sync::{Arc, AtomicU64, Mutex, Ordering, lock};
 
 use crate::error::TaskFailure;
 use crate::reason::{CancelKind, CancelReason};
+use crate::scope_report::{Account, ChildAccount, Ending, TaskEnd};
 
 /// What a node stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,9 +95,16 @@ const WATCHED: u64 = 1 << 10;
 /// The task's handle was dropped: nothing but this node will free the
 /// task's memory on the worker that spawned it (see [`Node::settle_task`]).
 const DETACHED: u64 = 1 << 11;
-/// A scope that recorded a failure (see [`Node::awaits_failed_scope`]).
+/// A scope that recorded a failure (see [`Node::awaits_failed_scope`]), or
+/// a task that failed (its end is in its scope's account with its failure).
 /// Bit 15: the kind takes bits 12 to 14.
 const FAILED: u64 = 1 << 15;
+/// A task whose future completed (rather than being cancelled), for its
+/// scope's account. Bit 46: the registry key takes bits 16 to 45.
+const COMPLETED: u64 = 1 << 46;
+/// A scope that keeps an account of every child's end, the completed ones
+/// too (see [`crate::ScopeReport`]): its children end under its lock.
+const REPORTING: u64 = 1 << 47;
 
 /// How many ended children a registry keeps, at least, before the parent's
 /// next registration removes them (see [`Node::finish`]).
@@ -127,8 +135,9 @@ fn sweep_due(ended: i32, registered: usize) -> bool {
 }
 
 // A node's `state` packs, in one word that every task reads and writes:
-// the flags above (bits 0 to 11, and 15), the node's kind (12 to 14), its key in its
-// parent's registry plus one (16 to 47; 0 before it is registered) and its
+// the flags above (bits 0 to 11, 15, 46 and 47), the node's kind (12 to
+// 14), its key in its parent's registry plus one (16 to 45; 0 before it is
+// registered) and its
 // count of ended children not yet removed from its registry (48 to 63, a
 // wrapping `i16`: it stays within a few thousand of 0, see `ENDED_MAX`).
 // One word keeps the node at 104 bytes, in the allocator's cheapest size
@@ -136,6 +145,8 @@ fn sweep_due(ended: i32, registered: usize) -> bool {
 // in one read-modify-write.
 const KIND_SHIFT: u32 = 12;
 const SLOT_SHIFT: u32 = 16;
+/// The registry key's 30 bits, once shifted down.
+const SLOT_MASK: u32 = (1 << 30) - 1;
 const ENDED_SHIFT: u32 = 48;
 const ENDED_ONE: u64 = 1 << ENDED_SHIFT;
 
@@ -167,7 +178,7 @@ impl NodeKind {
 
 /// The registry key in `state`, or [`NO_SLOT`].
 fn slot_in(state: u64) -> u32 {
-    ((state >> SLOT_SHIFT) as u32).wrapping_sub(1)
+    (((state >> SLOT_SHIFT) as u32) & SLOT_MASK).wrapping_sub(1)
 }
 
 /// The ended-children count in `state`.
@@ -225,6 +236,10 @@ struct Family {
     /// wants it: its children's spans are its children, whichever task
     /// spawns them.
     span: Option<tracing::Span>,
+    /// A scope's account of its children's ends (see [`ScopeReport`]).
+    ///
+    /// [`ScopeReport`]: crate::ScopeReport
+    account: Account,
 }
 
 impl Inner {
@@ -708,8 +723,81 @@ impl Node {
         false
     }
 
-    /// Registers `waker` to be woken whenever one of this node's children
-    /// ends (not only the last), and reports whether any child is left.
+    /// Has this scope keep an account of every child's end, the completed
+    /// ones too. Set before its first child.
+    pub(crate) fn keep_report(&self) {
+        self.state.fetch_or(REPORTING, Ordering::AcqRel);
+    }
+
+    pub(crate) fn keeps_report(&self) -> bool {
+        self.has(REPORTING)
+    }
+
+    /// Marks a task whose future completed (see [`COMPLETED`]).
+    pub(crate) fn set_completed(&self) {
+        self.state.fetch_or(COMPLETED, Ordering::AcqRel);
+    }
+
+    /// Records the end of `child`, a task of this scope that failed.
+    pub(crate) fn account_failed(&self, child: &Node, failure: TaskFailure) {
+        child.state.fetch_or(FAILED, Ordering::AcqRel);
+        lock(&self.inner)
+            .family()
+            .account
+            .record(Ending::Failed, || {
+                child.account(TaskEnd::Failed(failure), self)
+            });
+    }
+
+    /// What this scope's account says of its children, taken.
+    pub(crate) fn take_account(&self) -> Account {
+        lock(&self.inner)
+            .family
+            .as_mut()
+            .map(|family| std::mem::take(&mut family.account))
+            .unwrap_or_default()
+    }
+
+    /// This task's line in `scope`'s account.
+    fn account(&self, end: TaskEnd, scope: &Node) -> ChildAccount {
+        let started = self.started();
+        ChildAccount::new(
+            self.name.clone(),
+            self.location,
+            self.kind() == NodeKind::Shield,
+            started.saturating_duration_since(scope.started()),
+            Instant::now().saturating_duration_since(started),
+            end,
+        )
+    }
+
+    /// Whether `parent`'s account takes this node's end, and how it ended:
+    /// the tasks and shields of a scope that cancelled ones always, the
+    /// completed ones when it keeps a report; a failed one is accounted for
+    /// with its failure (see [`Node::account_failed`]).
+    fn accounted_end(&self, parent: &Node, state: u64) -> Option<Ending> {
+        let child = matches!(
+            NodeKind::from_state(state),
+            NodeKind::Task | NodeKind::Shield
+        );
+        if !child || parent.kind() != NodeKind::Scope || state & FAILED != 0 {
+            return None;
+        }
+        if state & COMPLETED != 0 {
+            return parent.has(REPORTING).then_some(Ending::Completed);
+        }
+        (state & CANCELLED != 0).then_some(Ending::Cancelled)
+    }
+
+    /// The line of `scope`'s account for this task, which ended as `end`.
+    fn account_as(&self, end: Ending, scope: &Node) -> ChildAccount {
+        let end = match (end, self.reason()) {
+            (Ending::Cancelled, Some(reason)) => TaskEnd::Cancelled(reason),
+            _ => TaskEnd::Completed,
+        };
+        self.account(end, scope)
+    }
+
     /// Keeps the `tracing` span of this scope or supervisor, for its
     /// children's spans to hang from.
     pub(crate) fn set_span(&self, span: tracing::Span) {
@@ -731,6 +819,8 @@ impl Node {
         }
     }
 
+    /// Registers `waker` to be woken whenever one of this node's children
+    /// ends (not only the last), and reports whether any child is left.
     pub(crate) fn poll_watch_children(&self, waker: &Waker) -> bool {
         let mut inner = lock(&self.inner);
         store_waker(&mut inner.family().watcher, waker);
@@ -923,9 +1013,14 @@ impl Node {
                 // cancelled: about to join many children ending at once) is
                 // seen first, and then this node leaves its registry under
                 // its lock, on whichever worker it ends, uncounted.
-                let closing = JOINING | WATCHED | DONE | CANCELLED;
+                //
+                // A child whose end goes in its scope's account (cancelled,
+                // or any, in a scope that keeps a report) takes the lock
+                // too, to record it.
+                let closing = JOINING | WATCHED | DONE | CANCELLED | REPORTING;
                 let mut counted = false;
-                if parent.state.load(Ordering::SeqCst) & closing == 0 {
+                let accounted = self.state.load(Ordering::Acquire) & CANCELLED != 0;
+                if !accounted && parent.state.load(Ordering::SeqCst) & closing == 0 {
                     // Counts this end and reads the flags in one step.
                     let before = parent.state.fetch_add(ENDED_ONE, Ordering::SeqCst);
                     counted = true;
@@ -947,10 +1042,14 @@ impl Node {
                         return;
                     }
                 }
+                let end = self.accounted_end(parent, self.state.load(Ordering::Acquire));
                 let (waker, watcher) = {
                     let mut inner = lock(&parent.inner);
                     let flags = parent.state.load(Ordering::SeqCst);
                     let family = inner.family();
+                    if let Some(end) = end {
+                        family.account.record(end, || self.account_as(end, parent));
+                    }
                     self.leave(parent, family, slot, counted);
                     if flags & DONE != 0 {
                         // Nothing else will remove the ended children.
@@ -1114,14 +1213,14 @@ fn slot_bits(key: usize) -> u64 {
     u64::from(slot_of(key).wrapping_add(1)) << SLOT_SHIFT
 }
 
-/// A registry key as a `u32`. A registry holds live children, each an
-/// allocation of its own: four billion of them do not fit in memory, so the
-/// key always fits.
+/// A registry key as a `u32` of 30 bits. A registry holds live children,
+/// each an allocation of its own of over a hundred bytes: a billion of them
+/// do not fit in any memory this runs in, so the key always fits.
 fn slot_of(key: usize) -> u32 {
     u32::try_from(key)
         .ok()
-        .filter(|&key| key != NO_SLOT)
-        .unwrap_or_else(|| unreachable!("over 2^32 live children under one node"))
+        .filter(|&key| key < SLOT_MASK)
+        .unwrap_or_else(|| unreachable!("over 2^30 live children under one node"))
 }
 
 /// The instant node ages are counted from, as a `std` instant: tokio's
