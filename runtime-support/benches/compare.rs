@@ -12,6 +12,9 @@
 //! compare scenario=<name> n=<N> tethered_ns=<ns/op> baseline=<what> baseline_ns=<ns/op> ratio=<t/b>
 //! ```
 //!
+//! (`await_points` compares tethered with itself: where code waits recorded,
+//! and not.)
+//!
 //! Set `COMPARE_SAMPLES=1` to also print every round's sample to stderr, and
 //! `COMPARE_ONLY=<name>,<name>` to run only those scenarios.
 //!
@@ -248,6 +251,50 @@ async fn tethered_spawn_join(n: usize) -> f64 {
         let mut sum = 0usize;
         for handle in handles {
             sum += handle.join().await.unwrap();
+        }
+        sum
+    })
+    .await
+    .expect("scope failed");
+    let elapsed = start.elapsed();
+    assert_eq!(black_box(sum), n * (n - 1) / 2);
+    per_op(elapsed, n)
+}
+
+/// Where the macros' recorded `.await`s wait, in `await_points`.
+static CHILD_AWAIT: tethered::WaitSite =
+    tethered::WaitSite::new(file!(), line!(), column!(), "std::future::ready(i).await");
+static JOIN_AWAIT: tethered::WaitSite =
+    tethered::WaitSite::new(file!(), line!(), column!(), "handle.join().await");
+
+/// `tethered_spawn_join` with each `.await` recorded as `#[scoped]` and
+/// `spawn!` record them (one in each child, one per join), against the same
+/// code unrecorded: what recording where code waits costs.
+async fn recorded_spawn_join(n: usize, record: bool) -> f64 {
+    use tethered::__private::Recorded;
+
+    let start = Instant::now();
+    let sum = Scope::run(async |scope| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                scope.spawn(async move {
+                    let ready = std::future::ready(i);
+                    if record {
+                        Recorded::new(ready, &CHILD_AWAIT).await
+                    } else {
+                        ready.await
+                    }
+                })
+            })
+            .collect();
+        let mut sum = 0usize;
+        for handle in handles {
+            let joined = if record {
+                Recorded::new(handle.join(), &JOIN_AWAIT).await
+            } else {
+                handle.join().await
+            };
+            sum += joined.unwrap();
         }
         sum
     })
@@ -790,6 +837,15 @@ fn main() {
     if wanted("spawn_join") {
         let (t, b) = compare(&rt, || tethered_spawn_join(N), || joinset_spawn_join(N));
         report("spawn_join", N, t, "joinset", b);
+    }
+
+    if wanted("await_points") {
+        let (t, b) = compare(
+            &rt,
+            || recorded_spawn_join(N, true),
+            || recorded_spawn_join(N, false),
+        );
+        report("await_points", N, t, "spawn_join_unrecorded", b);
     }
 
     if wanted("spawn_join_raw") {

@@ -532,7 +532,7 @@ impl Drop for ScopeError {
         // The failures of nested errors that nothing else holds are moved
         // onto one list and dropped from there, rather than each error
         // dropping the ones inside it: no recursion, however deep.
-        let mut failures = std::mem::take(&mut self.failures);
+        let mut failures = nested_failures(self);
         while let Some(failure) = failures.pop() {
             let Ok(inner) = Arc::try_unwrap(failure.0) else {
                 continue;
@@ -542,20 +542,35 @@ impl Drop for ScopeError {
                     let mut value = error.value;
                     Arc::get_mut(&mut value)
                         .and_then(|value| value.downcast_mut::<ScopeError>())
-                        .map(|nested| std::mem::take(&mut nested.failures))
+                        .map(nested_failures)
                 }
                 FailureKind::Panic(payload) | FailureKind::CleanupPanic(payload) => {
                     Arc::try_unwrap(payload.0)
                         .ok()
                         .and_then(|inner| inner.payload.into_inner().ok().flatten())
                         .and_then(|payload| payload.downcast::<ScopeError>().ok())
-                        .map(|mut nested| std::mem::take(&mut nested.failures))
+                        .map(|mut nested| nested_failures(&mut nested))
                 }
                 FailureKind::CleanupTimedOut(_) => None,
             };
             failures.extend(nested.into_iter().flatten());
         }
     }
+}
+
+/// The failures `error` holds, taken out of it: its own, and those of its
+/// report's failed children (clones of the same failures, which must be let
+/// go of too before the errors nested in them are owned by one list).
+fn nested_failures(error: &mut ScopeError) -> Vec<TaskFailure> {
+    let mut failures = std::mem::take(&mut error.failures);
+    if let Some(report) = error
+        .report
+        .take()
+        .and_then(|report| Arc::try_unwrap(report).ok())
+    {
+        failures.extend(report.into_failures());
+    }
+    failures
 }
 
 /// How many errors nested in one another (scope errors, supervisor errors)

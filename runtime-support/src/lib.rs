@@ -70,6 +70,7 @@ mod tree;
 #[cfg(feature = "serde")]
 mod tree_json;
 mod unwind;
+mod wait;
 
 mod macros;
 
@@ -467,6 +468,8 @@ pub use supervisor::{
 pub use task::TaskHandle;
 #[doc(inline)]
 pub use tree::{EntryKind, EntryState, TaskTree, TreeEntry, tree};
+#[doc(inline)]
+pub use wait::WaitSite;
 
 // Not public API. Used by the code the `tethered-macros` expand into.
 #[doc(hidden)]

@@ -25,6 +25,7 @@ pub use crate::scoped_fn::{
     FromScopeError, ResultDebug, ResultDisplay, ResultKind, ResultOpaque, ResultRun, ScopeFailure,
     Scoped, Unit, UnitKind, Value, ValueKind,
 };
+pub use crate::wait::Recorded;
 
 /// Which kind of child `spawn!` / `shield!` start.
 #[derive(Debug, Clone, Copy)]

@@ -306,6 +306,17 @@ impl ScopeReport {
         self.not_kept.completed + self.not_kept.failed + self.not_kept.cancelled
     }
 
+    /// The failures of the children that failed, taken out of the report
+    /// (see `ScopeError`'s `Drop`).
+    pub(crate) fn into_failures(self) -> impl Iterator<Item = TaskFailure> {
+        self.children
+            .into_iter()
+            .filter_map(|child| match child.end {
+                TaskEnd::Failed(failure) => Some(failure),
+                _ => None,
+            })
+    }
+
     fn count(&self, which: impl Fn(&TaskEnd) -> bool) -> u64 {
         self.children
             .iter()

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use crate::node::sync::Arc;
 use crate::node::{self, Node, NodeKind};
 use crate::reason::CancelReason;
+use crate::wait::WaitSite;
 
 /// Takes a snapshot of the live task tree: every scope, task, shield and
 /// cleanup phase, with names, spawn locations, states and ages.
@@ -208,6 +209,7 @@ pub struct TreeEntry {
     name: Option<String>,
     location: &'static Location<'static>,
     state: EntryState,
+    waiting_at: Option<&'static WaitSite>,
     age: Duration,
     children: Vec<TreeEntry>,
 }
@@ -228,6 +230,7 @@ impl TreeEntry {
             name: node.name().map(str::to_owned),
             location: node.location(),
             state,
+            waiting_at: node.waiting_at(),
             age: now.saturating_duration_since(node.started()),
             children: Vec::new(),
         }
@@ -240,6 +243,7 @@ impl TreeEntry {
             name: self.name.clone(),
             location: self.location,
             state: self.state.clone(),
+            waiting_at: self.waiting_at,
             age: self.age,
             children: Vec::new(),
         }
@@ -270,6 +274,15 @@ impl TreeEntry {
         self.age
     }
 
+    /// The `.await` its code was last polled at, for code that tethered's
+    /// macros expanded (`#[scoped]` fns, `#[tethered::main]`,
+    /// `#[tethered::test]`, and the futures of `spawn!` in them): where a
+    /// task that does not end is stuck. `None` for code they did not
+    /// expand, or not yet at an `.await`.
+    pub fn waiting_at(&self) -> Option<&'static WaitSite> {
+        self.waiting_at
+    }
+
     /// Its live children.
     pub fn children(&self) -> &[TreeEntry] {
         &self.children
@@ -298,6 +311,9 @@ impl TreeEntry {
         // `CancelReason`'s `Display`): a line's length does not grow with
         // the depth of the tree.
         write!(f, "{}", self.state)?;
+        if let Some(site) = self.waiting_at {
+            write!(f, ", waiting at {site}")?;
+        }
         // Millisecond precision: nanoseconds are noise in a tree dump.
         let age = Duration::from_millis(self.age.as_millis().try_into().unwrap_or(u64::MAX));
         writeln!(f, ", age {age:?}]")

@@ -9,7 +9,8 @@ use crate::tree::{EntryKind, EntryState, TaskTree, TreeEntry, depth_first};
 
 /// `{"entries": [{"index": 0, "parent": null, "depth": 0, "kind": "scope",
 /// "name": "main", "location": "src/main.rs:15:20", "state": "running",
-/// "reason": null, "age_ms": 741}, …]}`: every entry depth first; `parent`
+/// "reason": null, "waiting_at": "src/main.rs:18:31 (listener.accept().await)",
+/// "age_ms": 741}, …]}`: every entry depth first; `parent`
 /// is the index of the entry's parent in the list (`null` for a root),
 /// `state` one of `running`, `stopping`, `cancelling`, `joining`,
 /// `in_cleanup`, `orphaned`, with `reason` the reason's text for the three
@@ -77,7 +78,7 @@ impl Serialize for Row<'_> {
             EntryState::Orphaned(reason) => ("orphaned", Some(reason)),
         };
         let age_ms = u64::try_from(entry.age().as_millis()).unwrap_or(u64::MAX);
-        let mut row = serializer.serialize_struct("TreeEntry", 9)?;
+        let mut row = serializer.serialize_struct("TreeEntry", 10)?;
         row.serialize_field("index", &self.index)?;
         row.serialize_field("parent", &self.parent)?;
         row.serialize_field("depth", &self.depth)?;
@@ -86,6 +87,7 @@ impl Serialize for Row<'_> {
         row.serialize_field("location", &entry.location().to_string())?;
         row.serialize_field("state", state)?;
         row.serialize_field("reason", &reason.map(ToString::to_string))?;
+        row.serialize_field("waiting_at", &entry.waiting_at().map(ToString::to_string))?;
         row.serialize_field("age_ms", &age_ms)?;
         row.end()
     }

@@ -1415,7 +1415,10 @@ async fn a_shield_that_never_ends_is_a_straggler_and_shutdown_returns_at_grace_p
     );
     assert_eq!(flush.location().line(), line);
     assert!(flush.exit().is_none());
-    let ChildEnd::Straggler { state, running_for } = flush.end() else {
+    let ChildEnd::Straggler {
+        state, running_for, ..
+    } = flush.end()
+    else {
         panic!("{flush}")
     };
     assert_eq!(*running_for, ms(3_500));
@@ -1497,7 +1500,10 @@ async fn a_dynamic_child_holding_a_shielded_scope_is_a_straggler_in_cancelling_s
     let report = supervised.report;
     let writer = report.child("writer").unwrap();
     assert_eq!(writer.role(), ChildRole::Dynamic);
-    let ChildEnd::Straggler { state, running_for } = writer.end() else {
+    let ChildEnd::Straggler {
+        state, running_for, ..
+    } = writer.end()
+    else {
         panic!("{writer}")
     };
     assert_eq!(*running_for, secs(3));
@@ -3069,4 +3075,44 @@ async fn a_static_child_waiting_out_its_backoff_is_in_the_report_with_its_starts
         "{steady}"
     );
     assert_eq!(report.children().len(), 2);
+}
+
+/// A job whose audit write never ends: a shield, which nothing cancels.
+#[tethered::scoped]
+async fn job_with_a_stuck_audit() {
+    shield!("audit", async {
+        std::future::pending::<()>().await; // the stuck write
+    });
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_straggler_says_which_await_it_is_stuck_at() {
+    let supervised = Supervisor::builder()
+        .name("jobs")
+        .grace(secs(1))
+        .cancel_timeout(secs(1))
+        .run(async |sv| {
+            sv.spawn("job-700", job_with_a_stuck_audit()).unwrap();
+            sleep(secs(1)).await;
+        })
+        .await
+        .unwrap();
+    let report = supervised.report;
+    let job = report.child("job-700").unwrap();
+    let ChildEnd::Straggler { waiting_at, .. } = job.end() else {
+        panic!("{job}")
+    };
+    let site = waiting_at.expect("where it is stuck");
+    let source = include_str!("supervisor.rs");
+    let line = 1 + source
+        .lines()
+        .position(|line| line.contains("// the stuck write"))
+        .unwrap();
+    assert_eq!(site.line() as usize, line);
+    let text = job.to_string();
+    assert!(
+        text.contains(&format!("), waiting at {}:{line}:", site.file()))
+            && text.contains("(std::future::pending::<()>().await), for 3s"),
+        "{text}"
+    );
 }

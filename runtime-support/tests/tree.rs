@@ -593,3 +593,58 @@ fn tree_serializes_as_a_flat_list_with_depths_and_parents() {
             .unwrap();
     });
 }
+
+/// Waits for ever at a known line.
+#[tethered::scoped]
+async fn stuck_in_commit() {
+    let handle = spawn!("flusher", async {
+        std::future::pending::<()>().await; // the flusher's wait
+    });
+    std::future::pending::<()>().await; // the commit
+    handle.cancel("unreachable");
+}
+
+#[test]
+fn the_tree_shows_the_await_each_task_and_scope_waits_at() {
+    alone(async {
+        Scope::builder()
+            .name("root")
+            .run(async |scope| {
+                let stuck = scope.spawn_named("job", stuck_in_commit());
+                sleep(secs(1)).await;
+                let tree = tethered::tree();
+                let source = include_str!("tree.rs");
+                let line_of = |needle: &str| {
+                    1 + source
+                        .lines()
+                        .position(|line| line.contains(needle))
+                        .unwrap()
+                };
+                let scope_entry = find(&tree, "stuck_in_commit");
+                let site = scope_entry.waiting_at().expect("the scope's body waits");
+                assert!(site.file().ends_with("tests/tree.rs"), "{site}");
+                assert_eq!(site.line() as usize, line_of("// the commit"));
+                assert_eq!(site.code(), "std::future::pending::<()>().await");
+                let flusher = find(&tree, "flusher").waiting_at().unwrap();
+                assert_eq!(flusher.line() as usize, line_of("// the flusher's wait"));
+                // Not expanded by tethered's macros: nothing recorded.
+                assert!(find(&tree, "job").waiting_at().is_none());
+                let text = tree.to_string();
+                assert!(
+                    text.contains(&format!(
+                        "[running, waiting at {}:{}:",
+                        site.file(),
+                        line_of("// the commit")
+                    )),
+                    "{text}"
+                );
+                assert!(
+                    text.contains("(std::future::pending::<()>().await), age 1s]"),
+                    "{text}"
+                );
+                stuck.cancel("done");
+            })
+            .await
+            .unwrap();
+    });
+}

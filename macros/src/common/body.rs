@@ -15,6 +15,7 @@ use syn::spanned::Spanned;
 use syn::visit_mut::{self, VisitMut};
 use syn::{Attribute, Block, Expr, ExprMacro, Item, Local, Macro, Meta, Pat, Stmt, Token};
 
+use super::awaits::{self, AwaitRecorder};
 use super::{Errors, Support, diverging};
 
 /// The name of the scope inside an expanded body. Prefixed so that user code
@@ -41,6 +42,9 @@ pub(crate) fn prepare(block: &mut Block, support: &Support, errors: &Errors) {
         inside: Cell::new(None),
     }
     .visit_block_mut(block);
+    // Then every `.await` left in the body records where it waits (those
+    // in the macro calls just expanded were recorded as they were).
+    AwaitRecorder { support }.visit_block_mut(block);
 }
 
 /// How the scoped macros may be named: `spawn!`, `tethered::spawn!`, and,
@@ -144,7 +148,13 @@ fn expand_macro(
 ) -> syn::Result<TokenStream> {
     let args = syn::parse::Parser::parse2(Punctuated::<Expr, Token![,]>::parse_terminated, tokens)
         .map_err(|error| syn::Error::new(span, format!("{}; {}", error, usage(which))))?;
-    let args: Vec<Expr> = args.into_iter().collect();
+    let mut args: Vec<Expr> = args.into_iter().collect();
+    // Told apart by its shape first (see `diverging`), then recorded.
+    let diverging = matches!(which, ScopedMacro::Spawn | ScopedMacro::Shield)
+        && args.last().is_some_and(diverging::never_returns);
+    for arg in &mut args {
+        awaits::record(arg, support);
+    }
     let support = support.at(span);
     let private = quote_spanned!(span=> #support::__private);
     Ok(match (which, args.as_slice()) {
@@ -156,7 +166,7 @@ fn expand_macro(
                 }
                 _ => quote_spanned!(span=> ::core::option::Option::None),
             };
-            if diverging::never_returns(fut) {
+            if diverging {
                 // Its output is not known until the very end of type
                 // checking, too late to pick a `spawn_task` by it: a future
                 // of `!`, spawned as it is.

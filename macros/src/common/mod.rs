@@ -1,6 +1,7 @@
 //! Pieces every macro shares: the error collector, option parsing,
 //! durations, and the analysis of scoped bodies.
 
+mod awaits;
 pub(crate) mod body;
 mod diverging;
 pub(crate) mod duration;

@@ -38,6 +38,9 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::panic::Location;
+// Not part of the node's synchronisation (nothing is decided by it), so not
+// one of loom's: a plain atomic under the models too.
+use std::sync::atomic::AtomicU32;
 use std::task::Waker;
 
 use slab::Slab;
@@ -201,15 +204,20 @@ pub(crate) struct Node {
     /// signed, as a removal may come before the ending child's count. See
     /// `KIND_SHIFT` for the layout.
     state: AtomicU64,
+    /// The number of the `.await` the node's code was last polled at (see
+    /// [`crate::wait`]); 0 for none. In the room the node has left.
+    waiting: AtomicU32,
     inner: Mutex<Inner>,
 }
 
 #[derive(Default)]
 struct Inner {
-    /// Why this node was hard-cancelled; set once, first writer wins.
-    reason: Option<CancelReason>,
-    /// Why this node was asked to stop; set once, first writer wins.
-    stop_reason: Option<CancelReason>,
+    /// The node's first reason, first writer wins: why it was asked to
+    /// stop, while it is only stopping; why it was hard-cancelled, once it
+    /// is (see [`Inner::cancel_reason`] and [`Inner::stop_reason`]). One
+    /// slot for both keeps the node in its size class: a node cancelled
+    /// after a stop keeps the stop's reason in its family.
+    first: Option<CancelReason>,
     /// The future driving this node (the task wrapper or the scope future).
     waker: Option<Waker>,
     /// What most nodes never need, allocated on first use: a leaf task (the
@@ -240,11 +248,33 @@ struct Family {
     ///
     /// [`ScopeReport`]: crate::ScopeReport
     account: Account,
+    /// Why the node was asked to stop, when it was cancelled after that
+    /// (otherwise the one reason is in [`Inner::first`]).
+    stop_reason: Option<CancelReason>,
 }
 
 impl Inner {
     fn family(&mut self) -> &mut Family {
         self.family.get_or_insert_with(Box::default)
+    }
+
+    /// Why the node was hard-cancelled, if it was; `state` is the node's,
+    /// read under its lock (its flags change under it).
+    fn cancel_reason(&self, state: u64) -> Option<&CancelReason> {
+        self.first.as_ref().filter(|_| state & CANCELLED != 0)
+    }
+
+    /// Why the node was asked to stop (a cancellation asks too), if it was.
+    fn stop_reason(&self, state: u64) -> Option<&CancelReason> {
+        let apart = self
+            .family
+            .as_ref()
+            .and_then(|family| family.stop_reason.as_ref());
+        apart.or_else(|| {
+            self.first
+                .as_ref()
+                .filter(|_| state & (STOPPING | CANCELLED) != 0)
+        })
     }
 
     /// How many registered children have not ended, given the node's
@@ -339,6 +369,7 @@ impl Node {
             started: since_epoch(started),
             parent,
             state: AtomicU64::new(state),
+            waiting: AtomicU32::new(0),
             inner: Mutex::new(Inner::default()),
         })
     }
@@ -366,6 +397,7 @@ impl Node {
         self.location = location;
         self.started = since_epoch(started);
         self.state = AtomicU64::new(state);
+        self.waiting = AtomicU32::new(0);
     }
 
     fn register(
@@ -378,7 +410,7 @@ impl Node {
     ) -> Option<Arc<Node>> {
         let (node, inherit_cancel, inherit_stop) = {
             let mut inner = lock(&parent.inner);
-            if refuse_when_closed && (parent.has(SEALED) || inner.reason.is_some()) {
+            if refuse_when_closed && parent.has(SEALED | CANCELLED) {
                 return None;
             }
             let family = inner.family();
@@ -407,11 +439,11 @@ impl Node {
             if !parent.has(HAD_CHILDREN) {
                 parent.state.fetch_or(HAD_CHILDREN, Ordering::Release);
             }
+            let state = parent.state.load(Ordering::Acquire);
             let inherit = inner
-                .reason
-                .as_ref()
-                .map(|reason| reason.for_child(parent.name.clone(), !parent.has(INHERITED)));
-            (node, inherit, inner.stop_reason.clone())
+                .cancel_reason(state)
+                .map(|reason| reason.for_child(parent.name.clone(), state & INHERITED == 0));
+            (node, inherit, inner.stop_reason(state).cloned())
         };
         // A cancellation walk takes a snapshot of the children, so a node
         // registered after the snapshot takes the parent's state itself;
@@ -521,12 +553,18 @@ impl Node {
 
     /// Why this node was hard-cancelled, if it was.
     pub(crate) fn reason(&self) -> Option<CancelReason> {
-        lock(&self.inner).reason.clone()
+        let inner = lock(&self.inner);
+        inner
+            .cancel_reason(self.state.load(Ordering::Acquire))
+            .cloned()
     }
 
     /// Why this node was asked to stop, if it was.
     pub(crate) fn stop_reason(&self) -> Option<CancelReason> {
-        lock(&self.inner).stop_reason.clone()
+        let inner = lock(&self.inner);
+        inner
+            .stop_reason(self.state.load(Ordering::Acquire))
+            .cloned()
     }
 
     /// Hard-cancels this node and everything under it except shields (which
@@ -583,7 +621,8 @@ impl Node {
         }
         let (waker, stop_wakers, children) = {
             let mut inner = lock(&self.inner);
-            if let Some(kept) = &inner.reason {
+            let state = self.state.load(Ordering::Acquire);
+            if let Some(kept) = inner.cancel_reason(state) {
                 tracing::debug!(
                     target: "tethered::cancel",
                     task = self.name(),
@@ -611,12 +650,14 @@ impl Node {
                     "cancelled",
                 );
             }
-            inner.reason = Some(reason.clone());
+            // Stopped first: the stop's reason moves aside (rare: a stop
+            // that did not end the node in time), the slot takes this one.
+            let stopped = inner.first.replace(reason.clone());
+            if state & STOPPING != 0 {
+                inner.family().stop_reason = stopped;
+            }
             if inherited {
                 self.state.fetch_or(INHERITED, Ordering::AcqRel);
-            }
-            if inner.stop_reason.is_none() {
-                inner.stop_reason = Some(reason.clone());
             }
             self.state.fetch_or(CANCELLED | STOPPING, Ordering::AcqRel);
             (
@@ -660,10 +701,10 @@ impl Node {
         let supervisor = self.kind() == NodeKind::Supervisor;
         let (stop_wakers, children) = {
             let mut inner = lock(&self.inner);
-            if inner.stop_reason.is_some() {
+            if self.has(STOPPING) {
                 return None;
             }
-            inner.stop_reason = Some(reason.clone());
+            inner.first = Some(reason.clone());
             // A supervisor asked to stop has begun its shutdown: from this
             // moment, not from when its shutdown task first runs, it takes
             // no new children, so that none escapes the shutdown's report.
@@ -721,6 +762,12 @@ impl Node {
             walk.extend(lock(&child.inner).children());
         }
         false
+    }
+
+    /// The `.await` this node's code was last polled at, if it was polled
+    /// at one that tethered's macros recorded.
+    pub(crate) fn waiting_at(&self) -> Option<&'static crate::wait::WaitSite> {
+        crate::wait::WaitSite::numbered(self.waiting.load(Ordering::Relaxed))
     }
 
     /// Has this scope keep an account of every child's end, the completed
@@ -853,7 +900,7 @@ impl Node {
     /// that `cancel` takes means no wake-up can fall between the two.
     pub(crate) fn register_waker(&self, waker: &Waker) -> bool {
         let mut inner = lock(&self.inner);
-        if inner.reason.is_some() {
+        if self.has(CANCELLED) {
             return true;
         }
         store_waker(&mut inner.waker, waker);
@@ -864,7 +911,7 @@ impl Node {
     /// the stop reason instead when it already was.
     pub(crate) fn poll_stop(&self, waker: &Waker) -> Option<CancelReason> {
         let mut inner = lock(&self.inner);
-        if let Some(reason) = &inner.stop_reason {
+        if let Some(reason) = inner.stop_reason(self.state.load(Ordering::Acquire)) {
             return Some(reason.clone());
         }
         let stop_wakers = &mut inner.family().stop_wakers;
@@ -897,8 +944,8 @@ impl Node {
 
     /// Whether the node refuses new children: cancelled, or sealed.
     pub(crate) fn is_closed(&self) -> bool {
-        let inner = lock(&self.inner);
-        self.has(SEALED) || inner.reason.is_some()
+        let _inner = lock(&self.inner);
+        self.has(SEALED | CANCELLED)
     }
 
     /// Live children, for introspection: those that have not ended.
@@ -1289,6 +1336,18 @@ thread_local! {
     /// The node whose future is being polled on this thread: the task, the
     /// scope body, or the cleanup phase that user code runs in.
     static CURRENT: Cell<Option<Arc<Node>>> = const { Cell::new(None) };
+}
+
+/// Records, in the node being polled on this thread (if any), the number
+/// of the `.await` its code is polling (see [`crate::wait`]).
+pub(crate) fn record_wait(site: u32) {
+    CURRENT.with(|cell| {
+        let node = cell.take();
+        if let Some(node) = &node {
+            node.waiting.store(site, Ordering::Relaxed);
+        }
+        cell.set(node);
+    });
 }
 
 /// The node being polled on this thread, if any.

@@ -23,6 +23,7 @@ use crate::node::sync::Arc as NodeArc;
 use crate::node::{FinishOnDrop, Node, NodeKind};
 use crate::reason::{CancelKind, CancelReason};
 use crate::tree::EntryState;
+use crate::wait::WaitSite;
 
 /// Why a child still running when its time is up is cancelled: the
 /// deadline (`why`), raised by the supervisor, caused by the shutdown's own
@@ -237,6 +238,20 @@ async fn wait_until(node: &Node, deadline: Instant, mut done: impl FnMut() -> bo
     .await;
 }
 
+/// Where `node`'s code waits, or, failing that, the code of the first of its
+/// descendants that records it (a task whose body is a plain `async` block
+/// calling a `#[scoped]` fn waits in that fn's scope).
+fn waiting_at(node: &NodeArc<Node>) -> Option<&'static WaitSite> {
+    let mut walk = vec![node.clone()];
+    while let Some(node) = walk.pop() {
+        if let Some(site) = node.waiting_at() {
+            return Some(site);
+        }
+        walk.extend(node.children().into_iter().rev());
+    }
+    None
+}
+
 /// How a child ended while its supervisor shut down, recorded by the child.
 pub(crate) struct Ended {
     id: usize,
@@ -300,6 +315,11 @@ pub enum ChildEnd {
     Straggler {
         /// What it was doing.
         state: EntryState,
+        /// The `.await` it (or, failing that, the first of its descendants
+        /// that has one) was last polled at: where it is stuck, for code
+        /// that tethered's macros expanded (see
+        /// [`TreeEntry::waiting_at`](crate::TreeEntry::waiting_at)).
+        waiting_at: Option<&'static WaitSite>,
         /// How long it had been running.
         running_for: Duration,
     },
@@ -390,11 +410,17 @@ impl fmt::Display for ChildReport {
                     ChildExit::Failed(failure) => write!(f, "{}, after {after}", failure.what())?,
                 }
             }
-            ChildEnd::Straggler { state, running_for } => write!(
-                f,
-                "straggler: STILL RUNNING ({state}), for {}",
-                millis(*running_for)
-            )?,
+            ChildEnd::Straggler {
+                state,
+                waiting_at,
+                running_for,
+            } => {
+                write!(f, "straggler: STILL RUNNING ({state})")?;
+                if let Some(site) = waiting_at {
+                    write!(f, ", waiting at {site}")?;
+                }
+                write!(f, ", for {}", millis(*running_for))?;
+            }
             ChildEnd::NotRunning {
                 next_start: Some(due),
             } => write!(
@@ -508,6 +534,7 @@ impl ShutdownReport {
                 role: role_of(&node),
                 end: ChildEnd::Straggler {
                     state: EntryState::of(&node),
+                    waiting_at: waiting_at(&node),
                     running_for: now.saturating_duration_since(node.started()),
                 },
                 starts,
