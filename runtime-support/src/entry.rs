@@ -95,30 +95,56 @@ where
             return ExitCode::FAILURE;
         }
     };
-    let ended = runtime.block_on(ScopeBuilder::new().name("main").run_at(
-        location,
-        async move |scope: &Scope| {
-            let _ = scope_tx.send(scope.handle());
-            // What the tasks get to shut down in, after a signal: a
-            // supervisor among them checks its own budget against it.
-            let _allowed = budget::allow(
-                scope.node(),
-                Allowance {
-                    budget: Some(grace.saturating_add(cancel_timeout)),
-                    giver: format!("`main` (grace {grace:?} + cancel timeout {cancel_timeout:?})"),
-                    from_main: true,
-                },
-            );
-            body(scope).await
-        },
-        R::failure,
-    ));
+    let ended = runtime.block_on(run_main(location, grace, cancel_timeout, scope_tx, body));
     watchdog.stop();
+    exit_code(ended, |line| eprintln!("{line}"))
+}
+
+/// The root scope `main`, running `body`: its handle goes to the watcher
+/// (through `scope_tx`), and what its tasks get to shut down in after a
+/// signal is on record, for a supervisor among them to check its own
+/// budget against.
+pub(crate) async fn run_main<F, R>(
+    location: &'static Location<'static>,
+    grace: Duration,
+    cancel_timeout: Duration,
+    scope_tx: tokio::sync::oneshot::Sender<ScopeHandle>,
+    body: F,
+) -> Ended<R>
+where
+    F: AsyncFnOnce(&Scope) -> R,
+    R: MainOutput,
+{
+    ScopeBuilder::new()
+        .name("main")
+        .run_at(
+            location,
+            async move |scope: &Scope| {
+                let _ = scope_tx.send(scope.handle());
+                let _allowed = budget::allow(
+                    scope.node(),
+                    Allowance {
+                        budget: Some(grace.saturating_add(cancel_timeout)),
+                        giver: format!(
+                            "`main` (grace {grace:?} + cancel timeout {cancel_timeout:?})"
+                        ),
+                        from_main: true,
+                    },
+                );
+                body(scope).await
+            },
+            R::failure,
+        )
+        .await
+}
+
+/// The exit code of a `main` that ended so; what it says goes to `say`.
+pub(crate) fn exit_code<R: MainOutput>(ended: Ended<R>, say: impl Fn(String)) -> ExitCode {
     match ended {
         Ended::Clean(output, _) => output.into_exit_code(),
         Ended::Failed { value, error } if error.is_cancelled() => {
             if let Some(reason) = error.reason() {
-                eprintln!("tethered: stopped: {reason}");
+                say(format!("tethered: stopped: {reason}"));
             }
             value.map_or(ExitCode::SUCCESS, MainOutput::into_exit_code)
         }
@@ -128,7 +154,7 @@ where
             ..
         } if output.failure().is_some() => output.into_exit_code(),
         Ended::Failed { error, .. } => {
-            eprintln!("tethered: {error}");
+            say(format!("tethered: {error}"));
             ExitCode::FAILURE
         }
     }
@@ -188,8 +214,12 @@ impl Watchdog {
                         }
                     };
                     let _ = ready_tx.send(Ok(()));
+                    let say = |line: String| eprintln!("{line}");
                     tokio::select! {
-                        () = watch(signals, scope_rx, location, grace, cancel_timeout) => {}
+                        () = watch(signals, scope_rx, location, grace, cancel_timeout, say) => {
+                            // Given up on: exit rather than hang.
+                            std::process::exit(1);
+                        }
                         () = TreeDumps::run(dumps) => {}
                         _ = done_rx => {}
                     }
@@ -267,18 +297,32 @@ where
     }
 }
 
-async fn watch(
-    mut signals: Signals,
+/// Where `main`'s watcher takes its signals from: the process's, or a
+/// test's script (see [`crate::testing::MainTest`]).
+pub(crate) trait SignalSource: Send {
+    /// Waits for the next signal and names it.
+    fn next(&mut self) -> impl std::future::Future<Output = &'static str> + Send;
+}
+
+/// `main`'s watcher: the first signal stops the root scope, the grace's
+/// end or a second signal cancels it, and `cancel_timeout` after that it
+/// gives up: it says so, with the tree, and returns (the process then
+/// exits rather than hang). What it says goes to `say`, a line at a time.
+pub(crate) async fn watch(
+    mut signals: impl SignalSource,
     handle: tokio::sync::oneshot::Receiver<ScopeHandle>,
     location: &'static Location<'static>,
     grace: Duration,
     cancel_timeout: Duration,
+    say: impl Fn(String),
 ) {
-    let Ok(handle) = handle.await else { return };
+    let Ok(handle) = handle.await else {
+        return std::future::pending().await;
+    };
     let first = signals.next().await;
-    eprintln!(
+    say(format!(
         "tethered: received {first}; stopping (grace {grace:?}; send it again to cancel at once)"
-    );
+    ));
     let reason = CancelReason::raised_by(CancelKind::Signal, location, None)
         .with_message(format!("received {first}"));
     handle.stop(reason.clone());
@@ -286,24 +330,23 @@ async fn watch(
     // what it follows from.
     let cancel = tokio::select! {
         () = tokio::time::sleep(grace) => {
-            eprintln!("tethered: grace period over; cancelling");
+            say("tethered: grace period over; cancelling".to_owned());
             CancelReason::raised_by(CancelKind::Timeout, location, None)
                 .with_message(format!("still running when `main`'s grace of {grace:?} ran out"))
         }
         second = signals.next() => {
             let again = if second == first { " again" } else { "" };
-            eprintln!("tethered: received {second}{again}; cancelling now");
+            say(format!("tethered: received {second}{again}; cancelling now"));
             CancelReason::raised_by(CancelKind::Signal, location, None)
                 .with_message(format!("received {second}{again}"))
         }
     };
     handle.cancel(cancel.caused_by(reason));
     tokio::time::sleep(cancel_timeout).await;
-    eprintln!(
+    say(format!(
         "tethered: still running {cancel_timeout:?} after cancellation; exiting\n{}",
         crate::tree()
-    );
-    std::process::exit(1);
+    ));
 }
 
 /// SIGUSR1, which prints the task tree on stderr; registered before the
@@ -367,8 +410,9 @@ impl Signals {
     fn new() -> std::io::Result<Self> {
         Ok(Signals {})
     }
+}
 
-    /// Waits for the next signal and names it.
+impl SignalSource for Signals {
     #[cfg(unix)]
     async fn next(&mut self) -> &'static str {
         tokio::select! {

@@ -66,6 +66,8 @@ mod shield;
 mod stop;
 mod supervisor;
 mod task;
+#[cfg(feature = "test-util")]
+pub mod testing;
 mod tree;
 #[cfg(feature = "serde")]
 mod tree_json;

@@ -4,9 +4,10 @@ mod common;
 
 use std::future::pending;
 use std::sync::{Arc, Mutex};
+use tethered::testing::assert_cancelled;
 
 use common::{Flag, Log, Probe, secs};
-use tethered::{CancelKind, CancelReason, Outcome, Scope};
+use tethered::{CancelKind, CancelReason, Scope};
 use tokio::time::{Instant, sleep};
 
 #[tokio::test(start_paused = true)]
@@ -93,7 +94,7 @@ async fn cancel_drops_the_future_at_its_next_await() {
     })
     .await
     .unwrap();
-    assert!(matches!(&outcome, Outcome::Cancelled(r) if r.message() == Some("hard stop")));
+    assert_cancelled!(outcome, "hard stop");
     assert_eq!(log.names(), ["before await"]);
     assert_eq!(
         probe.dropped_at().unwrap() - (Instant::now() - log.now()),
@@ -135,7 +136,7 @@ async fn cancel_after_stop_cancels_and_keeps_both_reasons() {
     })
     .await
     .unwrap();
-    assert_eq!(outcome.cancel_reason().unwrap().message(), Some("now"));
+    assert_cancelled!(outcome, "now");
     let (stop, cancel) = seen.lock().unwrap().take().expect("dropped");
     assert_eq!(stop.unwrap().message(), Some("please"));
     assert_eq!(cancel.unwrap().message(), Some("now"));
@@ -310,7 +311,7 @@ async fn every_cancelling_method_records_its_own_call_site() {
         let c = scope.spawn(pending::<()>());
         let line = line!() + 1;
         c.cancel(CancelKind::Shutdown);
-        let reason = c.join().await.cancel_reason().cloned().unwrap();
+        let reason = assert_cancelled!(c.join().await);
         assert_eq!(reason.kind(), CancelKind::Shutdown);
         assert_eq!(reason.message(), None);
         lines.push((reason.location().line(), line));
@@ -318,7 +319,7 @@ async fn every_cancelling_method_records_its_own_call_site() {
         let d = scope.spawn(pending::<()>());
         let line = line!() + 1;
         d.cancel(String::from("owned message"));
-        let reason = d.join().await.cancel_reason().cloned().unwrap();
+        let reason = assert_cancelled!(d.join().await);
         assert_eq!(reason.message(), Some("owned message"));
         lines.push((reason.location().line(), line));
         lines
@@ -363,7 +364,7 @@ async fn a_prebuilt_reason_keeps_its_own_location_kind_and_cause() {
     let reason = Scope::run(async |scope| {
         let task = scope.spawn(pending::<()>());
         task.cancel(prebuilt.clone());
-        task.join().await.cancel_reason().cloned().unwrap()
+        assert_cancelled!(task.join().await)
     })
     .await
     .unwrap();

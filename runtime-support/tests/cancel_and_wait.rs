@@ -6,6 +6,7 @@ mod common;
 use std::future::pending;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use tethered::testing::{assert_cancelled, assert_completed, assert_panicked};
 
 use common::{EXPECTED, Flag, Log, Probe, quiet_expected_panics, secs};
 use tethered::{CancelKind, Outcome, Scope};
@@ -41,7 +42,7 @@ async fn completed_when_the_task_finished_before_the_cancel() {
     })
     .await
     .unwrap();
-    assert!(matches!(outcome, Outcome::Completed(42)), "{outcome:?}");
+    assert_eq!(assert_completed!(outcome), 42);
 }
 
 #[tokio::test(start_paused = true)]
@@ -82,11 +83,7 @@ async fn cancelled_with_the_reason_when_the_task_was_running() {
         })
         .await
         .unwrap();
-    let reason = match outcome {
-        Outcome::Cancelled(reason) => reason,
-        other => panic!("unexpected outcome {other:?}"),
-    };
-    assert_eq!(reason.kind(), CancelKind::Explicit);
+    let reason = assert_cancelled!(outcome, CancelKind::Explicit);
     assert_eq!(reason.message(), Some("no longer needed"));
     assert_eq!(reason.location().file(), file!());
     assert_eq!(reason.location().line(), line);
@@ -134,12 +131,8 @@ async fn panicked_when_the_task_panicked_before_the_cancel() {
     })
     .await
     .unwrap_err();
-    match rx.await.unwrap() {
-        Outcome::Panicked(payload) => {
-            assert_eq!(payload.message(), format!("{EXPECTED}: crashed first"));
-        }
-        other => panic!("unexpected outcome {other:?}"),
-    }
+    let payload = assert_panicked!(rx.await.unwrap());
+    assert_eq!(payload.message(), format!("{EXPECTED}: crashed first"));
     assert_eq!(error.failures().len(), 1);
 }
 

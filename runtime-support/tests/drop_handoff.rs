@@ -6,6 +6,7 @@
 mod common;
 
 use std::future::pending;
+use tethered::testing::assert_cancelled;
 
 use common::{EXPECTED, Log, Probe, quiet_expected_panics, secs};
 use tethered::{CancelKind, EntryState, FailureKind, Outcome, Scope, ScopeError};
@@ -214,7 +215,7 @@ async fn scope_dropped_because_its_task_was_cancelled_passes_the_tasks_reason_on
             sleep(secs(1)).await;
             cancel_line = line!() + 1;
             let outcome = runner.cancel_and_wait("stop runner").await;
-            assert!(outcome.is_cancelled());
+            assert_cancelled!(outcome);
             log.push("runner joined");
         })
         .await

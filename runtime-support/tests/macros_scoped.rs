@@ -4,8 +4,9 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tethered::testing::{assert_cancelled, assert_completed};
 
-use tethered::{CancelKind, Outcome, Scope, ScopeError, scoped};
+use tethered::{CancelKind, Scope, ScopeError, scoped};
 use tokio::time::{Instant, sleep};
 
 #[derive(Debug)]
@@ -391,7 +392,7 @@ async fn spawning_into_an_outer_scope_passed_by_reference() {
 async fn tethered_test_runs_the_body_as_a_root_scope() {
     let started = Instant::now();
     let ticker = spawn!("ticker", sleep(Duration::from_secs(60)));
-    assert!(matches!(ticker.join().await, Outcome::Completed(())));
+    assert_completed!(ticker.join().await);
     assert_eq!(started.elapsed(), Duration::from_secs(60));
     assert_eq!(tethered::current().name(), Some("test"));
 }
@@ -516,10 +517,7 @@ async fn futures_that_never_return(beats: Arc<AtomicU32>) -> Result<(), ScopeErr
     // Located at the macro call, as any other spawn.
     assert_eq!(ticker.location().line(), spawned_at);
     sleep(Duration::from_millis(2_500)).await;
-    match ticker.cancel_and_wait("enough ticks").await {
-        Outcome::Cancelled(reason) => assert_eq!(reason.message(), Some("enough ticks")),
-        other => panic!("{other:?}"),
-    }
+    assert_cancelled!(ticker.cancel_and_wait("enough ticks").await, "enough ticks");
     Ok(())
 }
 

@@ -6,9 +6,10 @@ mod common;
 use std::future::pending;
 use std::sync::Arc;
 use std::time::Duration;
+use tethered::testing::assert_panicked;
 
 use common::{EXPECTED, ExpectedPayload, Flag, Log, Probe, ms, quiet_expected_panics, secs};
-use tethered::{CancelKind, FailureKind, OnExit, Outcome, Scope, ScopeError, ScopeErrorKind};
+use tethered::{CancelKind, FailureKind, OnExit, Scope, ScopeError, ScopeErrorKind};
 use tokio::time::{Instant, sleep};
 
 #[tokio::test(start_paused = true)]
@@ -243,10 +244,7 @@ async fn child_panic_is_captured_with_its_message() {
     .await
     .unwrap_err();
 
-    let seen_payload = match rx.await.unwrap() {
-        Outcome::Panicked(payload) => payload,
-        other => panic!("unexpected outcome {other:?}"),
-    };
+    let seen_payload = assert_panicked!(rx.await.unwrap());
     assert_eq!(seen_payload.message(), format!("{EXPECTED}: disk on fire"));
     assert_eq!(error.failures().len(), 1);
     let failure = &error.failures()[0];

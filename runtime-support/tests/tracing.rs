@@ -2,6 +2,7 @@
 
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
+use tethered::testing::assert_cancelled;
 
 use tethered::Scope;
 use tracing::field::{Field, Visit};
@@ -173,7 +174,7 @@ fn a_second_cancellation_is_recorded_as_ignored() {
             let task = scope.spawn_named("twice", std::future::pending::<()>());
             task.cancel("first");
             task.cancel("second");
-            let reason = task.join().await.cancel_reason().cloned().unwrap();
+            let reason = assert_cancelled!(task.join().await);
             assert_eq!(reason.message(), Some("first"));
         })
         .await
