@@ -91,6 +91,9 @@ mod book {
     #[doc = include_str!("../../book/src/task-tree.md")]
     struct TaskTree;
 
+    #[doc = include_str!("../../book/src/metrics.md")]
+    struct Metrics;
+
     #[doc = include_str!("../../book/src/testing.md")]
     struct Testing;
 

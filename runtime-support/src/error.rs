@@ -396,8 +396,10 @@ pub struct ScopeError {
 }
 
 impl ScopeError {
+    /// The error a scope ends with; counted in the metrics, when they are
+    /// on.
     pub(crate) fn new(
-        scope: Option<&str>,
+        scope: Option<Cow<'static, str>>,
         location: &'static Location<'static>,
         reason: Option<CancelReason>,
         failures: Vec<TaskFailure>,
@@ -412,8 +414,9 @@ impl ScopeError {
         } else {
             ScopeErrorKind::Cancelled
         };
+        crate::metrics::scope_ended(scope.as_ref(), location, kind);
         ScopeError {
-            scope: scope.map(|name| Cow::Owned(name.to_owned())),
+            scope,
             location,
             kind,
             reason,

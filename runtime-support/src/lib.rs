@@ -22,6 +22,15 @@
 //!   shuts down in phases and reports how each child ended.
 //! * [`tree()`] shows every live scope and task.
 //!
+//! # Features
+//!
+//! * `serde`: [`TaskTree`] serializes (as a flat list of entries).
+//! * `metrics`: supervisors, periodic schedules and scopes are counted
+//!   through the `metrics` facade; see the `metrics` module.
+//! * `test-util`: the `testing` module, a kit for testing concurrent code
+//!   (assertions on outcomes, tree snapshots, a runner for `main`'s
+//!   shutdown on a paused clock).
+//!
 //! # Examples
 //!
 //! ```
@@ -53,6 +62,10 @@ mod current;
 mod deadline;
 mod entry;
 mod error;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+#[cfg(not(feature = "metrics"))]
+mod metrics;
 mod never;
 mod node;
 mod outcome;

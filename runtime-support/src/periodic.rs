@@ -31,6 +31,7 @@ use tokio::time::{Instant, sleep_until};
 use crate::cleanup::CleanupOutput;
 use crate::deadline;
 use crate::error::{PanicPayload, ScopeError, TaskError};
+use crate::metrics::{PeriodicMetrics, RunEnd, RunTimer};
 use crate::never::Never;
 use crate::node::NodeKind;
 use crate::reason::{CancelKind, CancelReason};
@@ -133,6 +134,9 @@ pub struct PeriodicStats {
     pub skipped: u64,
     /// Ticks dropped because they were missed ([`Missed::Skip`]).
     pub missed: u64,
+    /// Ticks that found a run still going: runs that overran their period,
+    /// whatever the overlap policy then did about it.
+    pub overran: u64,
     /// Runs cancelled because the next tick replaced them
     /// ([`Overlap::Cancel`]).
     pub cancelled_by_overlap: u64,
@@ -158,6 +162,7 @@ struct Counters {
     failed: AtomicU64,
     skipped: AtomicU64,
     missed: AtomicU64,
+    overran: AtomicU64,
     cancelled_by_overlap: AtomicU64,
     timed_out: AtomicU64,
     cancelled: AtomicU64,
@@ -176,6 +181,7 @@ impl PeriodicStatsHandle {
             failed: read(&counters.failed),
             skipped: read(&counters.skipped),
             missed: read(&counters.missed),
+            overran: read(&counters.overran),
             cancelled_by_overlap: read(&counters.cancelled_by_overlap),
             timed_out: read(&counters.timed_out),
             cancelled: read(&counters.cancelled),
@@ -581,6 +587,7 @@ struct Runs {
     /// run to log and act on: here rather than in every run's future.
     name: Cow<'static, str>,
     stop_on_error: bool,
+    metrics: PeriodicMetrics,
 }
 
 impl Runs {
@@ -622,7 +629,9 @@ struct Ticker<'s> {
     /// Handles of the runs started, for cancelling them (overlap, timeout);
     /// finished ones are pruned as the loop goes.
     active: Vec<Active<'s>>,
-    queued: Option<u64>,
+    /// The tick waiting for the running one to end ([`Overlap::Queue`]),
+    /// and when it was due.
+    queued: Option<(u64, Instant)>,
     runs: Arc<Runs>,
 }
 
@@ -642,6 +651,8 @@ impl<'s> Ticker<'s> {
                 waiting: AtomicBool::new(false),
                 wake: Notify::new(),
                 stopping: Mutex::new(None),
+                // Labelled by the name given, not the default one.
+                metrics: PeriodicMetrics::new(config.name.as_ref(), location),
                 name,
                 stop_on_error,
             }),
@@ -700,10 +711,10 @@ impl<'s> Ticker<'s> {
                         return Err(failure);
                     }
                     if runs.running() == 0
-                        && let Some(tick) = self.queued.take()
+                        && let Some((tick, due)) = self.queued.take()
                     {
                         runs.waiting.store(false, Ordering::SeqCst);
-                        self.start(tick, Instant::now(), &mut body);
+                        self.start(tick, due, Instant::now(), &mut body);
                     }
                 }
                 () = next_deadline.as_mut(), if deadline.is_some() => {
@@ -712,12 +723,16 @@ impl<'s> Ticker<'s> {
                 }
                 () = next_tick.as_mut() => {
                     let tick = schedule.number();
+                    let due = schedule.due();
                     let now = Instant::now();
                     let missed = schedule.advance(now);
                     next_tick.as_mut().reset(schedule.due());
+                    let overran = runs.running() > 0;
                     self.config.stats.add(|c| &c.ticks, 1);
                     self.config.stats.add(|c| &c.missed, missed);
-                    self.tick(tick, now, &mut body).await;
+                    self.config.stats.add(|c| &c.overran, u64::from(overran));
+                    runs.metrics.ticked(missed, overran);
+                    self.tick(tick, due, now, &mut body).await;
                 }
             }
         }
@@ -742,8 +757,9 @@ impl<'s> Ticker<'s> {
         }
     }
 
-    /// A tick fired (at `now`): start a run, or apply the overlap policy.
-    async fn tick<F, Fut>(&mut self, tick: u64, now: Instant, body: &mut F)
+    /// A tick due at `due` fired (at `now`): start a run, or apply the
+    /// overlap policy.
+    async fn tick<F, Fut>(&mut self, tick: u64, due: Instant, now: Instant, body: &mut F)
     where
         F: FnMut() -> Fut,
         Fut: Future + Send + 'static,
@@ -751,18 +767,20 @@ impl<'s> Ticker<'s> {
     {
         let running = self.runs.running();
         match self.config.overlap {
-            _ if running == 0 => self.start(tick, now, body),
+            _ if running == 0 => self.start(tick, due, now, body),
             Overlap::Skip => self.skip(),
-            Overlap::Concurrent(limit) if running < limit.get() => self.start(tick, now, body),
+            Overlap::Concurrent(limit) if running < limit.get() => {
+                self.start(tick, due, now, body);
+            }
             Overlap::Concurrent(_) => self.skip(),
             Overlap::Queue if self.queued.is_none() => {
-                self.queued = Some(tick);
+                self.queued = Some((tick, due));
                 self.runs.waiting.store(true, Ordering::SeqCst);
                 // The run may have ended between the two reads.
                 if self.runs.running() == 0 {
                     self.queued = None;
                     self.runs.waiting.store(false, Ordering::SeqCst);
-                    self.start(tick, now, body);
+                    self.start(tick, due, now, body);
                 }
             }
             Overlap::Queue => self.skip(),
@@ -784,18 +802,20 @@ impl<'s> Ticker<'s> {
                     let _ = run.handle.cancel_and_wait(reason).await;
                 }
                 // The wait took time: the run starts now, not at the tick.
-                self.start(tick, Instant::now(), body);
+                self.start(tick, due, Instant::now(), body);
             }
         }
     }
 
     fn skip(&self) {
         self.config.stats.add(|c| &c.skipped, 1);
+        self.runs.metrics.skipped();
     }
 
-    /// Starts the run of `tick`, at `now` (the caller has just read the
-    /// clock: reading it again, per run, would be paid at every tick).
-    fn start<F, Fut>(&mut self, tick: u64, now: Instant, body: &mut F)
+    /// Starts the run of `tick`, due at `due`, at `now` (the caller has just
+    /// read the clock: reading it again, per run, would be paid at every
+    /// tick).
+    fn start<F, Fut>(&mut self, tick: u64, due: Instant, now: Instant, body: &mut F)
     where
         F: FnMut() -> Fut,
         Fut: Future + Send + 'static,
@@ -806,6 +826,7 @@ impl<'s> Ticker<'s> {
         let running = self.runs.running.fetch_add(1, Ordering::SeqCst) + 1;
         let mut finish = RunFinish {
             tick,
+            timer: self.runs.metrics.run_started(due, now),
             runs: Some(self.runs.clone()),
         };
         let handle = self.scope.spawn_task_at(
@@ -864,6 +885,7 @@ impl<'s> Ticker<'s> {
 /// already.
 struct RunFinish {
     tick: u64,
+    timer: RunTimer,
     /// `None` once counted.
     runs: Option<Arc<Runs>>,
 }
@@ -874,10 +896,12 @@ impl RunFinish {
         let stops = match end {
             Ok(()) => {
                 runs.stats.add(|c| &c.completed, 1);
+                runs.metrics.run_ended(&self.timer, RunEnd::Completed);
                 false
             }
             Err(failure) => {
                 runs.stats.add(|c| &c.failed, 1);
+                runs.metrics.run_ended(&self.timer, RunEnd::Failed);
                 tracing::warn!(
                     target: "tethered::periodic",
                     schedule = &*runs.name,
@@ -902,15 +926,20 @@ impl RunFinish {
 impl Drop for RunFinish {
     fn drop(&mut self) {
         let Some(runs) = self.runs.take() else { return };
-        let kind = crate::current().cancel_reason().map(|reason| reason.kind());
+        let end = match crate::current().cancel_reason().map(|reason| reason.kind()) {
+            Some(CancelKind::Timeout) => RunEnd::TimedOut,
+            Some(CancelKind::Overlap) => RunEnd::CancelledByOverlap,
+            _ => RunEnd::Cancelled,
+        };
         runs.stats.add(
-            |c| match kind {
-                Some(CancelKind::Timeout) => &c.timed_out,
-                Some(CancelKind::Overlap) => &c.cancelled_by_overlap,
+            |c| match end {
+                RunEnd::TimedOut => &c.timed_out,
+                RunEnd::CancelledByOverlap => &c.cancelled_by_overlap,
                 _ => &c.cancelled,
             },
             1,
         );
+        runs.metrics.run_ended(&self.timer, end);
         runs.one_ended(false);
     }
 }

@@ -480,7 +480,7 @@ impl Scope {
             value => Ended::Failed {
                 value,
                 error: ScopeError::new(
-                    self.node.name(),
+                    self.node.name_cow(),
                     self.node.location(),
                     self.node.reason(),
                     failures,
@@ -858,7 +858,7 @@ async fn finish_orphan(finish: FinishOnDrop, cleanups: Vec<Cleanup>, cleanup_tim
     }
     let failures = node.take_failures();
     if !failures.is_empty() {
-        let error = ScopeError::new(node.name(), node.location(), node.reason(), failures)
+        let error = ScopeError::new(node.name_cow(), node.location(), node.reason(), failures)
             .with_report(report_of(node));
         match node.parent().and_then(Node::enclosing_scope) {
             Some(scope) => scope.record_failure(

@@ -61,6 +61,7 @@ pub use stats::SupervisorStats;
 
 use crate::budget::{self, Allowance};
 use crate::error::{SpawnError, TaskFailure};
+use crate::metrics::SupervisorMetrics;
 use crate::node::sync::Arc as NodeArc;
 use crate::node::{Guarded, Node, NodeKind, Settled};
 use crate::reason::{CancelKind, CancelReason, IntoCancelReason};
@@ -301,6 +302,7 @@ impl<'a> SupervisorBuilder<'a> {
             grace: self.grace,
             cancel_timeout: self.cancel_timeout,
             counters: Counters::default(),
+            metrics: SupervisorMetrics::new(Some(&self.name), location),
             events,
             state: Mutex::new(State::default()),
             recording: AtomicBool::new(false),
@@ -457,6 +459,7 @@ impl Supervisor {
             &self.shared,
             NodeKind::Task,
             Role::Dynamic,
+            self.shared.metrics.dynamic(),
             name.into(),
             Location::caller(),
             future,
@@ -496,6 +499,7 @@ impl Supervisor {
             &self.shared,
             NodeKind::Shield,
             Role::Shield,
+            self.shared.metrics.shield(),
             name.into(),
             Location::caller(),
             future,
@@ -603,6 +607,7 @@ pub(crate) struct Shared {
     grace: Duration,
     cancel_timeout: Duration,
     counters: Counters,
+    metrics: SupervisorMetrics,
     /// To the manager of static children: their ends, and specs to adopt.
     events: mpsc::UnboundedSender<Event>,
     state: Mutex<State>,

@@ -9,6 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
 use tethered::{periodic, scoped};
 use tethered_hyper::Readiness;
 use tokio::time::sleep;
@@ -22,15 +23,19 @@ pub struct AppState {
     cache: RwLock<u64>,
     /// How many audit records have been written.
     audited: AtomicU64,
+    /// The metrics recorder's handle, for `/metrics`.
+    metrics: Option<PrometheusHandle>,
 }
 
 impl AppState {
-    /// The state of a service whose server reports `readiness`.
-    pub fn new(readiness: Readiness) -> Arc<Self> {
+    /// The state of a service whose server reports `readiness`, and whose
+    /// metrics (if any) `metrics` renders.
+    pub fn new(readiness: Readiness, metrics: Option<PrometheusHandle>) -> Arc<Self> {
         Arc::new(AppState {
             readiness,
             cache: RwLock::new(0),
             audited: AtomicU64::new(0),
+            metrics,
         })
     }
 
@@ -59,7 +64,9 @@ impl AppState {
 /// * `POST /orders/{id}`: accepts an order, writing its audit record in a
 ///   shield, which a client going away does not cut short;
 /// * `GET /tree`: the task tree, as `tethered::tree()` prints it;
-///   `GET /tree.json`, as data.
+///   `GET /tree.json`, as data;
+/// * `GET /metrics`: tethered's metrics (supervisors, the cache's schedule,
+///   scopes that failed), in Prometheus's text format.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(|| async { "hello\n" }))
@@ -69,7 +76,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/orders/{id}", post(order))
         .route("/tree", get(|| async { tethered::tree().to_string() }))
         .route("/tree.json", get(tree_json))
+        .route("/metrics", get(metrics))
         .with_state(state)
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    match &state.metrics {
+        Some(handle) => handle.render().into_response(),
+        None => (StatusCode::NOT_FOUND, "no metrics recorder\n").into_response(),
+    }
 }
 
 async fn tree_json() -> Response {
@@ -128,6 +143,13 @@ async fn accept_order(state: Arc<AppState>, id: u64) -> String {
         state.audited.fetch_add(1, Ordering::SeqCst);
     });
     format!("order {id} accepted\n")
+}
+
+/// Keeps the metrics recorder's histograms from growing without bound:
+/// the Prometheus recorder asks its owner to run its upkeep regularly.
+#[periodic(every = "5s", overlap = skip)]
+pub async fn metrics_upkeep(handle: PrometheusHandle) {
+    handle.run_upkeep();
 }
 
 /// Refreshes the cache from its origin (a 50 ms fetch). A refresh slower

@@ -25,6 +25,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use metrics_exporter_prometheus::PrometheusBuilder;
 use tethered_hyper::Server;
 use tokio::net::TcpListener;
 
@@ -47,6 +48,15 @@ pub async fn main(args: Vec<String>) -> ExitCode {
         .with_max_level(tracing::Level::WARN)
         .with_writer(std::io::stderr)
         .init();
+    // Installed before anything is supervised: tethered registers its
+    // metrics as supervisors and schedules start.
+    let metrics = match PrometheusBuilder::new().install_recorder() {
+        Ok(handle) => Some(handle),
+        Err(error) => {
+            eprintln!("api: no metrics: {error}");
+            None
+        }
+    };
     let listener = match TcpListener::bind(options.addr).await {
         Ok(listener) => listener,
         Err(error) => {
@@ -64,13 +74,26 @@ pub async fn main(args: Vec<String>) -> ExitCode {
         .name("api")
         .grace(options.grace)
         .cancel_timeout(options.cancel_timeout);
-    let state = app::AppState::new(server.readiness());
+    let state = app::AppState::new(server.readiness(), metrics.clone());
     let app = app::router(state.clone());
     let readiness = server.readiness();
     let supervised = tethered::supervise! {
         name: "service",
         shutdown: grace (SHUTDOWN_BUDGET.0) then cancel (SHUTDOWN_BUDGET.1),
         child "cache" (shutdown "1s") => app::refresh_cache(state.clone(), options.refresh),
+        child "metrics upkeep" (shutdown "1s") => {
+            let metrics = metrics.clone();
+            async move {
+                match metrics {
+                    Some(handle) => app::metrics_upkeep(handle).await.map(drop),
+                    // Nothing to keep up: wait for the shutdown.
+                    None => {
+                        tethered::stop_requested().await;
+                        Ok(())
+                    }
+                }
+            }
+        },
         body |sv| {
             let _ = sv.spawn("drain notice", async move {
                 let reason = readiness.draining().await;

@@ -15,6 +15,7 @@ use super::Shared;
 use super::stats::Counters;
 use crate::cleanup::CleanupOutput;
 use crate::error::{FailureKind, SpawnError, TaskError, TaskFailure};
+use crate::metrics::ChildMetrics;
 use crate::never::Never;
 use crate::node::NodeKind;
 use crate::outcome::Outcome;
@@ -217,6 +218,7 @@ pub(crate) fn spawn_supervised<F>(
     shared: &Arc<Shared>,
     kind: NodeKind,
     role: Role,
+    metrics: ChildMetrics,
     name: Cow<'static, str>,
     location: &'static Location<'static>,
     future: F,
@@ -227,11 +229,13 @@ where
 {
     // Counted before the task exists, so that its end cannot come first.
     Counters::add(&shared.counters.starts.started);
+    metrics.started();
     let child = Supervised {
         future: CatchUnwind::new(future),
         end: EndGuard {
             shared: shared.clone(),
             role: Some(role),
+            metrics,
         },
     };
     spawn_child(
@@ -287,6 +291,7 @@ struct EndGuard {
     shared: Arc<Shared>,
     /// `None` once the end is counted.
     role: Option<Role>,
+    metrics: ChildMetrics,
 }
 
 impl EndGuard {
@@ -299,6 +304,7 @@ impl EndGuard {
             }
         };
         if let Some(role) = self.role.take() {
+            self.metrics.ended(&exit);
             self.shared.child_ended(role, &exit);
         }
         exit
@@ -326,7 +332,9 @@ impl Drop for EndGuard {
                 CancelReason::at(CancelKind::Shutdown, location)
                     .with_message("the supervisor refused or dropped the child")
             });
-        self.shared.child_ended(role, &ChildExit::Cancelled(reason));
+        let exit = ChildExit::Cancelled(reason);
+        self.metrics.ended(&exit);
+        self.shared.child_ended(role, &exit);
     }
 }
 

@@ -18,6 +18,7 @@ use super::stats::Counters;
 use crate::budget::{self, Allowance, Allowed};
 use crate::deadline;
 use crate::error::TaskFailure;
+use crate::metrics::ChildMetrics;
 use crate::node::{Node, NodeKind};
 use crate::reason::{CancelKind, CancelReason};
 
@@ -93,12 +94,15 @@ struct Managed<'a> {
     consecutive: u32,
     started: Instant,
     failures: VecDeque<TaskFailure>,
+    /// Its metrics, for all its starts.
+    metrics: ChildMetrics,
 }
 
 impl<'a> Managed<'a> {
-    /// A child not started yet.
-    fn new(spec: ChildSpec<'a>) -> Self {
+    /// A child of `shared`'s not started yet.
+    fn new(shared: &Shared, spec: ChildSpec<'a>) -> Self {
         Managed {
+            metrics: shared.metrics.static_child(spec.name.clone()),
             spec,
             allowed: None,
             generation: 0,
@@ -131,7 +135,10 @@ impl<'a> Manager<'a> {
         specs: Vec<ChildSpec<'a>>,
         events: mpsc::UnboundedReceiver<Event>,
     ) -> Self {
-        let children: Vec<Managed<'a>> = specs.into_iter().map(Managed::new).collect();
+        let children: Vec<Managed<'a>> = specs
+            .into_iter()
+            .map(|spec| Managed::new(&shared, spec))
+            .collect();
         for child in &children {
             shared.add_static(&child.spec);
         }
@@ -173,7 +180,7 @@ impl<'a> Manager<'a> {
                     Some(Event::Adopt(spec)) => {
                         self.shared.add_static(&spec);
                         self.shared.check_budget();
-                        self.children.push(Managed::new(spec));
+                        self.children.push(Managed::new(&self.shared, spec));
                         self.start(self.children.len() - 1, false);
                     }
                     // The supervisor holds a sender as long as it runs.
@@ -198,6 +205,7 @@ impl<'a> Manager<'a> {
                 index,
                 generation: child.generation,
             },
+            child.metrics.clone(),
             child.spec.name.clone(),
             child.spec.location,
             future,
@@ -235,6 +243,7 @@ impl<'a> Manager<'a> {
         let started = node.is_some();
         if restart && node.is_some() {
             Counters::add(&self.shared.counters.starts.restarted);
+            child.metrics.restarted();
             tracing::info!(
                 target: "tethered::supervisor",
                 supervisor = self.shared.node.name(),

@@ -618,11 +618,17 @@ impl ShutdownReport {
             ChildEnd::Exited { after, .. } => (1, after),
             ChildEnd::Straggler { .. } => (2, Duration::ZERO),
         });
+        let took = now.saturating_duration_since(began);
+        let stragglers = children
+            .iter()
+            .filter(|child| matches!(child.end, ChildEnd::Straggler { .. }))
+            .count();
+        shared.metrics.shut_down(took, stragglers);
         ShutdownReport(Arc::new(Report {
             supervisor: shared.node.name().map(str::to_owned),
             stats: shared.counters.snapshot(),
             reason,
-            took: now.saturating_duration_since(began),
+            took,
             children,
             failures: shared.node.take_failures(),
         }))
