@@ -88,6 +88,7 @@ where
     R: MainOutput,
 {
     let location = Location::caller();
+    let dump_tree = dump_tree.then(|| runtime.handle().clone());
     let (watchdog, scope_tx) = match Watchdog::start(location, grace, cancel_timeout, dump_tree) {
         Ok(started) => started,
         Err(error) => {
@@ -180,7 +181,7 @@ impl Watchdog {
         location: &'static Location<'static>,
         grace: Duration,
         cancel_timeout: Duration,
-        dump_tree: bool,
+        dump_tree: Option<tokio::runtime::Handle>,
     ) -> std::io::Result<(Self, tokio::sync::oneshot::Sender<ScopeHandle>)> {
         let (scope_tx, scope_rx) = tokio::sync::oneshot::channel();
         let (done, done_rx) = tokio::sync::oneshot::channel();
@@ -206,7 +207,7 @@ impl Watchdog {
                             return;
                         }
                     };
-                    let dumps = match dump_tree.then(TreeDumps::new).transpose() {
+                    let dumps = match dump_tree.map(TreeDumps::new).transpose() {
                         Ok(dumps) => dumps,
                         Err(error) => {
                             let _ = ready_tx.send(Err(error));
@@ -355,21 +356,57 @@ pub(crate) async fn watch(
 struct TreeDumps {
     #[cfg(unix)]
     signal: tokio::signal::unix::Signal,
+    /// The runtime `main` runs on, whose tasks tokio dumps.
+    #[cfg(all(tokio_unstable, feature = "taskdump"))]
+    main: tokio::runtime::Handle,
 }
+
+/// How long a SIGUSR1 waits for tokio's task dump before it prints the
+/// tree without it.
+#[cfg(all(tokio_unstable, feature = "taskdump"))]
+const TASK_DUMP_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl TreeDumps {
     #[cfg(unix)]
-    fn new() -> std::io::Result<Self> {
+    #[cfg_attr(
+        not(all(tokio_unstable, feature = "taskdump")),
+        allow(unused_variables)
+    )]
+    fn new(main: tokio::runtime::Handle) -> std::io::Result<Self> {
         use tokio::signal::unix::{SignalKind, signal};
         Ok(TreeDumps {
             signal: signal(SignalKind::user_defined1())?,
+            #[cfg(all(tokio_unstable, feature = "taskdump"))]
+            main,
         })
     }
 
     /// Elsewhere there is no SIGUSR1.
     #[cfg(not(unix))]
-    fn new() -> std::io::Result<Self> {
+    fn new(_: tokio::runtime::Handle) -> std::io::Result<Self> {
         Ok(TreeDumps {})
+    }
+
+    /// The tree, as text; with tokio's task dump in it when there is one.
+    #[cfg(unix)]
+    async fn render(&self) -> String {
+        // Dumped by a task on `main`'s runtime, as tokio asks, and waited
+        // for here: a runtime whose threads are blocked does not answer,
+        // and the tree is printed without the traces.
+        #[cfg(all(tokio_unstable, feature = "taskdump"))]
+        {
+            let dump = self.main.spawn(crate::task_dump());
+            match tokio::time::timeout(TASK_DUMP_TIMEOUT, dump).await {
+                Ok(Ok(dump)) => dump.to_string(),
+                _ => format!(
+                    "{}(no task dump: the runtime did not answer within {TASK_DUMP_TIMEOUT:?}; \
+                     are its threads blocked?)\n",
+                    crate::tree()
+                ),
+            }
+        }
+        #[cfg(not(all(tokio_unstable, feature = "taskdump")))]
+        crate::tree().to_string()
     }
 
     /// Prints the tree on each SIGUSR1, for as long as `main` runs.
@@ -379,7 +416,10 @@ impl TreeDumps {
         };
         #[cfg(unix)]
         while dumps.signal.recv().await.is_some() {
-            eprintln!("tethered: the task tree (SIGUSR1):\n{}", crate::tree());
+            eprintln!(
+                "tethered: the task tree (SIGUSR1):\n{}",
+                dumps.render().await
+            );
         }
         #[cfg(not(unix))]
         let _ = &mut dumps;

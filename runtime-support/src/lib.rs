@@ -27,6 +27,9 @@
 //! * `serde`: [`TaskTree`] serializes (as a flat list of entries).
 //! * `metrics`: supervisors, periodic schedules and scopes are counted
 //!   through the `metrics` facade; see the `metrics` module.
+//! * `taskdump`: under `--cfg tokio_unstable` on Linux, `task_dump()`
+//!   places tokio's task dumps in the tree, and `#[tethered::main]`
+//!   prints them on SIGUSR1 (without that cfg the feature does nothing).
 //! * `test-util`: the `testing` module, a kit for testing concurrent code
 //!   (assertions on outcomes, tree snapshots, a runner for `main`'s
 //!   shutdown on a paused clock).
@@ -79,6 +82,8 @@ mod shield;
 mod stop;
 mod supervisor;
 mod task;
+#[cfg(all(tokio_unstable, feature = "taskdump"))]
+mod taskdump;
 #[cfg(feature = "test-util")]
 pub mod testing;
 mod tree;
@@ -481,6 +486,8 @@ pub use supervisor::{
 };
 #[doc(inline)]
 pub use task::TaskHandle;
+#[cfg(all(tokio_unstable, feature = "taskdump"))]
+pub use taskdump::{TaskDump, task_dump};
 #[doc(inline)]
 pub use tree::{EntryKind, EntryState, TaskTree, TreeEntry, tree};
 #[doc(inline)]

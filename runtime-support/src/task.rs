@@ -320,6 +320,8 @@ where
     };
     #[cfg(not(tokio_unstable))]
     let join = tokio::spawn(task);
+    #[cfg(all(tokio_unstable, feature = "taskdump"))]
+    node.set_tokio_task(join.id());
     Some(TaskHandle {
         node: HandleNode(node),
         join,

@@ -198,7 +198,7 @@ pub(crate) fn depth_first(roots: &[TreeEntry]) -> impl Iterator<Item = (usize, &
 /// How deep the printed tree indents; deeper entries are printed at this
 /// indentation with their depth written out, so that the text stays linear
 /// in the size of the tree.
-const MAX_INDENT: usize = 32;
+pub(crate) const MAX_INDENT: usize = 32;
 
 /// One scope or task in a [`TaskTree`].
 ///
@@ -212,6 +212,8 @@ pub struct TreeEntry {
     waiting_at: Option<&'static WaitSite>,
     age: Duration,
     children: Vec<TreeEntry>,
+    #[cfg(all(tokio_unstable, feature = "taskdump"))]
+    tokio_task: Option<tokio::task::Id>,
 }
 
 impl TreeEntry {
@@ -233,6 +235,8 @@ impl TreeEntry {
             waiting_at: node.waiting_at(),
             age: now.saturating_duration_since(node.started()),
             children: Vec::new(),
+            #[cfg(all(tokio_unstable, feature = "taskdump"))]
+            tokio_task: node.tokio_task(),
         }
     }
 
@@ -246,6 +250,8 @@ impl TreeEntry {
             waiting_at: self.waiting_at,
             age: self.age,
             children: Vec::new(),
+            #[cfg(all(tokio_unstable, feature = "taskdump"))]
+            tokio_task: self.tokio_task,
         }
     }
 
@@ -288,9 +294,17 @@ impl TreeEntry {
         &self.children
     }
 
+    /// The tokio task a task (or shield, or cleanup) runs as: the one
+    /// tokio's task dumps and tokio-console know it by. Only with the
+    /// `taskdump` feature under `--cfg tokio_unstable`.
+    #[cfg(all(tokio_unstable, feature = "taskdump"))]
+    pub fn tokio_task_id(&self) -> Option<tokio::task::Id> {
+        self.tokio_task
+    }
+
     /// One line: indented two spaces per level up to [`MAX_INDENT`]
     /// levels, and past that with its depth written out instead.
-    fn fmt_line(&self, f: &mut fmt::Formatter<'_>, depth: usize) -> fmt::Result {
+    pub(crate) fn fmt_line(&self, f: &mut fmt::Formatter<'_>, depth: usize) -> fmt::Result {
         let kind = match self.kind {
             EntryKind::Scope => "scope",
             EntryKind::Task => "task",

@@ -16,7 +16,10 @@ use tracing_subscriber::registry::Registry;
 
 /// tokio's `runtime.spawn` spans: each task's fields.
 #[derive(Clone, Default)]
-struct Spawns(Arc<Mutex<Vec<Vec<(String, String)>>>>);
+struct Spawns(Arc<Mutex<Vec<FieldList>>>);
+
+/// A span's fields, as names and values.
+type FieldList = Vec<(String, String)>;
 
 #[derive(Default)]
 struct Fields(Vec<(String, String)>);

@@ -207,6 +207,10 @@ pub(crate) struct Node {
     /// The number of the `.await` the node's code was last polled at (see
     /// [`crate::wait`]); 0 for none. In the room the node has left.
     waiting: AtomicU32,
+    /// The tokio task a task node runs as, to find it in tokio's task
+    /// dumps.
+    #[cfg(all(tokio_unstable, feature = "taskdump"))]
+    tokio_task: std::sync::OnceLock<tokio::task::Id>,
     inner: Mutex<Inner>,
 }
 
@@ -370,6 +374,8 @@ impl Node {
             parent,
             state: AtomicU64::new(state),
             waiting: AtomicU32::new(0),
+            #[cfg(all(tokio_unstable, feature = "taskdump"))]
+            tokio_task: std::sync::OnceLock::new(),
             inner: Mutex::new(Inner::default()),
         })
     }
@@ -768,6 +774,18 @@ impl Node {
     /// at one that tethered's macros recorded.
     pub(crate) fn waiting_at(&self) -> Option<&'static crate::wait::WaitSite> {
         crate::wait::WaitSite::numbered(self.waiting.load(Ordering::Relaxed))
+    }
+
+    /// Records the tokio task this task node runs as.
+    #[cfg(all(tokio_unstable, feature = "taskdump"))]
+    pub(crate) fn set_tokio_task(&self, id: tokio::task::Id) {
+        let _ = self.tokio_task.set(id);
+    }
+
+    /// The tokio task this task node runs as.
+    #[cfg(all(tokio_unstable, feature = "taskdump"))]
+    pub(crate) fn tokio_task(&self) -> Option<tokio::task::Id> {
+        self.tokio_task.get().copied()
     }
 
     /// Has this scope keep an account of every child's end, the completed
