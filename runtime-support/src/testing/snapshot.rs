@@ -95,9 +95,8 @@ mod tests {
                     task `connection 127.0.0.1:53122` at src/server.rs:205:23 [running, waiting at src/db.rs:212:31 (tx.commit().await), age 300ms]\n";
         assert_eq!(
             mask(text),
-            "scope `main` at src/main.rs [stopping: signal: received SIGTERM (at src/main.rs), ]\n  \
+            "scope `main` at src/main.rs [stopping: signal: received SIGTERM (at src/main.rs)]\n  \
              task `connection 127.0.0.1:_` at src/server.rs [running, waiting at src/db.rs (tx.commit().await)]\n"
-                .replace(", ]", "]")
         );
     }
 }
