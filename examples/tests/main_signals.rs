@@ -103,6 +103,24 @@ fn the_first_signal_asks_tasks_to_stop_and_a_clean_end_exits_0() {
 }
 
 #[test]
+fn sighup_stops_like_sigterm_rather_than_killing_the_process() {
+    let run = start("polite");
+    signal(&run, "HUP");
+    let ended = wait(run);
+    assert_eq!(ended.code, Some(0), "{}", ended.stderr);
+    assert!(
+        ended.stdout.contains("stop: signal: received SIGHUP"),
+        "{}",
+        ended.stdout
+    );
+    assert!(
+        ended.stderr.contains("received SIGHUP; stopping"),
+        "{}",
+        ended.stderr
+    );
+}
+
+#[test]
 fn a_task_that_ignores_the_stop_is_cancelled_after_the_grace_period() {
     let run = start("stubborn");
     signal(&run, "INT");

@@ -61,7 +61,7 @@ impl<E: fmt::Debug> MainOutput for Result<(), E> {
 }
 
 /// Runs `body` as the root scope `main` on `runtime`, with signal handling:
-/// the first SIGINT or SIGTERM asks everything to stop (reason
+/// the first SIGINT, SIGTERM or SIGHUP asks everything to stop (reason
 /// [`Signal`](CancelKind::Signal)), and cancels it after `grace`; a second
 /// signal cancels at once. If tasks are still running `cancel_timeout` after
 /// the cancellation, the task tree is printed and the process exits with 1
@@ -427,13 +427,20 @@ impl TreeDumps {
     }
 }
 
-/// SIGINT and SIGTERM (Ctrl-C elsewhere), registered before the body runs
-/// so that an early signal is not lost to the default handler.
+/// SIGINT, SIGTERM and SIGHUP (Ctrl-C elsewhere), registered before the
+/// body runs so that an early signal is not lost to the default handler.
+///
+/// SIGHUP too: its default action ends the process on the spot, and it
+/// comes when the terminal a program runs in closes, or from a service
+/// manager; a program that wants it for something else (a reload) says so
+/// with its own handler, registered before this one would matter.
 struct Signals {
     #[cfg(unix)]
     interrupt: tokio::signal::unix::Signal,
     #[cfg(unix)]
     terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hangup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -443,6 +450,7 @@ impl Signals {
         Ok(Signals {
             interrupt: signal(SignalKind::interrupt())?,
             terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
         })
     }
 
@@ -458,6 +466,7 @@ impl SignalSource for Signals {
         tokio::select! {
             _ = self.interrupt.recv() => "SIGINT",
             _ = self.terminate.recv() => "SIGTERM",
+            _ = self.hangup.recv() => "SIGHUP",
         }
     }
 

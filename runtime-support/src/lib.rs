@@ -412,7 +412,7 @@ macro_rules! supervise {
 /// `#[tokio::main]` plus a root scope named `main` and signal handling.
 ///
 /// The body is a scope like a [`macro@scoped`] fn's (use [`spawn!`] and the
-/// others in it). The first SIGINT or SIGTERM asks every task to stop
+/// others in it). The first SIGINT, SIGTERM or SIGHUP asks every task to stop
 /// ([`CancelKind::Signal`]), then cancels them after `grace`; a second
 /// signal cancels at once. If tasks are still running `cancel_timeout` after
 /// the cancellation, the task tree is printed and the process exits with 1.
@@ -430,7 +430,7 @@ macro_rules! supervise {
 /// #[tethered::main(grace = "5s")]
 /// async fn main() {
 ///     spawn!("ticker", async {
-///         tethered::stop_requested().await; // SIGINT or SIGTERM
+///         tethered::stop_requested().await; // SIGINT, SIGTERM or SIGHUP
 ///     });
 /// }
 /// ```
