@@ -231,18 +231,59 @@ fn a_second_instance_is_refused_while_the_first_holds_the_lock() {
 }
 
 #[test]
-fn bad_input_exits_2_with_one_line() {
-    let db = TempDb::new("bad");
+fn help_lists_every_command_and_exits_0() {
     for args in [
-        vec!["run", "--concurrency", "0", "--db", &db.arg()],
-        vec!["run", "--frobnicate", "--db", &db.arg()],
-        vec!["enqueue", "many", "--db", &db.arg()],
-        vec!["dance"],
+        vec!["--help"],
+        vec!["run", "--help"],
+        vec!["enqueue", "--help"],
+    ] {
+        let out = worker(&args);
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {help}");
+        assert!(help.contains("Usage: worker"), "{args:?}: {help}");
+    }
+    let out = worker(&["--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    for command in ["enqueue", "run", "demo"] {
+        assert!(help.contains(command), "{help}");
+    }
+    let out = worker(&["run", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--db",
+        "--concurrency",
+        "--grace",
+        "--exit-when-empty",
+        "--tree",
+    ] {
+        assert!(help.contains(flag), "{help}");
+    }
+}
+
+#[test]
+fn bad_input_exits_2_saying_what_is_wrong() {
+    let db = TempDb::new("bad");
+    for (args, says) in [
+        (
+            vec!["run", "--concurrency", "0", "--db", &db.arg()],
+            "must be at least 1",
+        ),
+        (
+            vec!["run", "--frobnicate", "--db", &db.arg()],
+            "unexpected argument '--frobnicate'",
+        ),
+        (vec!["run", "--grace", "5"], "is not a duration"),
+        (
+            vec!["enqueue", "many", "--db", &db.arg()],
+            "invalid value 'many'",
+        ),
+        (vec!["dance"], "unrecognized subcommand 'dance'"),
+        (vec![], "Usage: worker"),
     ] {
         let out = worker(&args);
         let message = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {message}");
-        assert_eq!(message.lines().count(), 1, "{args:?}: {message}");
+        assert!(message.contains(says), "{args:?}: {message}");
     }
     assert!(!db.path().exists(), "bad arguments created the database");
 

@@ -1,4 +1,5 @@
-//! The command line, parsed by hand.
+//! The command line (`clap`, derived): `worker --help` and
+//! `worker <command> --help` say everything here.
 //!
 //! ```text
 //! worker enqueue N [--db PATH]
@@ -9,13 +10,15 @@
 //!
 //! `DUR` is a number with a unit: `500ms`, `5s`, `2m`.
 //!
-//! `run` also takes a hidden `--lease DUR` (not in the usage text), for
-//! tests: the job lease, [`LEASE`](super::LEASE) by default; the lock row's
-//! expiry and the renewal cadence are derived from it, so that a restart
-//! after a SIGKILL can be made to wait well under a second.
+//! `run` also takes a hidden `--lease DUR` (not in the help), for tests:
+//! the job lease, [`LEASE`](super::LEASE) by default; the lock row's expiry
+//! and the renewal cadence are derived from it, so that a restart after a
+//! SIGKILL can be made to wait well under a second.
 
 use std::path::PathBuf;
 use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
 
 /// The default database file.
 pub const DEFAULT_DB: &str = "./worker.sqlite3";
@@ -24,73 +27,88 @@ pub const DEFAULT_DB: &str = "./worker.sqlite3";
 /// cover the grace, the supervisor's 5 s of cancellation and the cleanup.
 pub const MAX_GRACE: Duration = Duration::from_secs(50);
 
-/// The usage text, printed after a usage error.
-pub const USAGE: &str = "usage: worker enqueue N [--db PATH] | worker run [--db PATH] [--concurrency N] [--grace DUR] [--work-ms N] [--slow-every N] [--slow-ms N] [--exit-when-empty] [--tree] | worker demo";
+/// A job queue in SQLite, worked under a supervisor and stopped in phases
+/// by SIGTERM, SIGINT or SIGHUP: jobs in flight get a grace period to
+/// finish, the rest go back to the queue, and nothing is lost.
+#[derive(Debug, Parser)]
+#[command(name = "worker", version)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
 
 /// What to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
-    /// Add `count` queued jobs to `db`.
+    /// Add N queued jobs to the queue (creating it if needed).
     Enqueue {
-        /// The database file.
-        db: PathBuf,
         /// How many jobs.
+        #[arg(value_name = "N")]
         count: u64,
+        /// The queue's database file.
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_DB)]
+        db: PathBuf,
     },
-    /// Work the queue.
+    /// Work the queue until stopped (or, with --exit-when-empty, until it
+    /// is empty), then print `taken=… done=… returned=… lost=…`.
     Run(RunConfig),
-    /// Play the demo.
+    /// Play the demo: 3,000 jobs, a worker stopped by SIGTERM partway
+    /// through, a second one that finishes the queue, and a check that every
+    /// job was done exactly once.
     Demo,
 }
 
 /// `worker run`'s options.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct RunConfig {
-    /// The database file (`--db`, default [`DEFAULT_DB`]).
+    /// The queue's database file.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_DB)]
     pub db: PathBuf,
-    /// How many jobs at once (`--concurrency`, default 8, at least 1).
+    /// How many jobs at once.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = at_least_one)]
     pub concurrency: usize,
-    /// How long jobs in flight may finish after a stop (`--grace`, default
-    /// 5 s, at most [`MAX_GRACE`]); the ones still running are then
-    /// cancelled and returned.
+    /// How long jobs in flight may finish after a stop; the ones still
+    /// running are then cancelled and returned to the queue (at most 50s).
+    #[arg(long, value_name = "DUR", default_value = "5s", value_parser = grace)]
     pub grace: Duration,
-    /// How long one job "works" (`--work-ms`, default 20).
+    /// How long one job works, in milliseconds.
+    #[arg(long = "work-ms", value_name = "N", default_value = "20", value_parser = millis)]
     pub work: Duration,
-    /// Every `slow_every`-th job (by id) is a slow one (`--slow-every`,
-    /// default 0: none), which works [`slow`](Self::slow) instead.
+    /// Make every N-th job (by id) a slow one, which works --slow-ms
+    /// instead (0: none).
+    #[arg(long = "slow-every", value_name = "N", default_value_t = 0)]
     pub slow_every: u64,
-    /// How long a slow job works (`--slow-ms`, default 1500).
+    /// How long a slow job works, in milliseconds.
+    #[arg(long = "slow-ms", value_name = "N", default_value = "1500", value_parser = millis)]
     pub slow: Duration,
     /// Print the task tree when the shutdown begins, and at the end
-    /// (`--tree`). SIGUSR1 prints it at any time, as in every
-    /// `#[tethered::main]` program.
+    /// (SIGUSR1 prints it at any time).
+    #[arg(long)]
     pub tree: bool,
-    /// End once the queue is empty and nothing is in flight
-    /// (`--exit-when-empty`), rather than wait for more jobs.
+    /// End once the queue is empty and nothing is in flight, rather than
+    /// wait for more jobs.
+    #[arg(long = "exit-when-empty")]
     pub exit_when_empty: bool,
-    /// How long a job's lease lasts without renewal (hidden `--lease`,
-    /// default [`LEASE`](super::LEASE), at least 100 ms). Leases and the
-    /// lock row are renewed every [`renew_every`](super::renew_every) of it,
-    /// and the lock row expires `lease + 2 × renew_every(lease)` after its
-    /// last renewal: a killed process's lock and leases are stale that long
-    /// after it died. Meant for tests; shorter leases mean more writes.
+    /// How long a job's lease lasts without renewal (at least 100ms).
+    /// Leases and the lock row are renewed every
+    /// [`renew_every`](super::renew_every) of it, and the lock row expires
+    /// `lease + 2 × renew_every(lease)` after its last renewal: a killed
+    /// process's lock and leases are stale that long after it died. For
+    /// tests; shorter leases mean more writes.
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = lease, hide = true)]
     pub lease: Duration,
 }
 
 impl RunConfig {
     /// The defaults, on `db`.
     pub fn new(db: impl Into<PathBuf>) -> RunConfig {
-        RunConfig {
-            db: db.into(),
-            concurrency: 8,
-            grace: Duration::from_secs(5),
-            work: Duration::from_millis(20),
-            slow_every: 0,
-            slow: Duration::from_millis(1500),
-            tree: false,
-            exit_when_empty: false,
-            lease: super::LEASE,
-        }
+        let Command::Run(mut config) = parse(&["run".to_owned()]).expect("the defaults parse")
+        else {
+            unreachable!("`run` parses as a run");
+        };
+        config.db = db.into();
+        config
     }
 
     /// How long job `id` works: [`slow`](Self::slow) for every
@@ -101,114 +119,66 @@ impl RunConfig {
     }
 }
 
-/// Parses the arguments after the program's name. The error is one line.
-pub fn parse(args: &[String]) -> Result<Command, String> {
-    let Some((command, rest)) = args.split_first() else {
-        return Err("missing command (enqueue, run or demo)".to_owned());
-    };
-    match command.as_str() {
-        "enqueue" => {
-            let mut db = PathBuf::from(DEFAULT_DB);
-            let mut count = None;
-            let mut rest = rest.iter();
-            while let Some(arg) = rest.next() {
-                match arg.as_str() {
-                    "--db" => db = PathBuf::from(value(&mut rest, "--db")?),
-                    flag if flag.starts_with('-') => {
-                        return Err(format!("unknown flag `{flag}` for enqueue"));
-                    }
-                    n if count.is_none() => count = Some(number(n, "N")?),
-                    extra => return Err(format!("unexpected argument `{extra}`")),
-                }
-            }
-            let count = count.ok_or("enqueue needs a count: worker enqueue N")?;
-            Ok(Command::Enqueue { db, count })
-        }
-        "run" => {
-            let mut config = RunConfig::new(DEFAULT_DB);
-            let mut rest = rest.iter();
-            while let Some(arg) = rest.next() {
-                match arg.as_str() {
-                    "--db" => config.db = PathBuf::from(value(&mut rest, "--db")?),
-                    "--concurrency" => {
-                        let n = number(value(&mut rest, "--concurrency")?, "--concurrency")?;
-                        if n == 0 {
-                            return Err("--concurrency must be at least 1".to_owned());
-                        }
-                        config.concurrency = usize::try_from(n)
-                            .map_err(|_| format!("--concurrency {n} is too large"))?;
-                    }
-                    "--grace" => {
-                        config.grace = duration("--grace", value(&mut rest, "--grace")?)?;
-                        if config.grace > MAX_GRACE {
-                            return Err(format!(
-                                "--grace must be at most {}: the process gives its whole shutdown 60s",
-                                humantime::format_duration(MAX_GRACE)
-                            ));
-                        }
-                    }
-                    "--work-ms" => {
-                        let ms = number(value(&mut rest, "--work-ms")?, "--work-ms")?;
-                        config.work = Duration::from_millis(ms);
-                    }
-                    "--slow-every" => {
-                        config.slow_every =
-                            number(value(&mut rest, "--slow-every")?, "--slow-every")?;
-                    }
-                    "--slow-ms" => {
-                        let ms = number(value(&mut rest, "--slow-ms")?, "--slow-ms")?;
-                        config.slow = Duration::from_millis(ms);
-                    }
-                    "--exit-when-empty" => config.exit_when_empty = true,
-                    "--tree" => config.tree = true,
-                    // Hidden: for tests (see `RunConfig::lease`).
-                    "--lease" => {
-                        config.lease = duration("--lease", value(&mut rest, "--lease")?)?;
-                        if config.lease < Duration::from_millis(100) {
-                            return Err("--lease must be at least 100ms".to_owned());
-                        }
-                    }
-                    flag if flag.starts_with('-') => {
-                        return Err(format!("unknown flag `{flag}` for run"));
-                    }
-                    extra => return Err(format!("unexpected argument `{extra}`")),
-                }
-            }
-            Ok(Command::Run(config))
-        }
-        "demo" => match rest.first() {
-            None => Ok(Command::Demo),
-            Some(extra) => Err(format!("unexpected argument `{extra}` for demo")),
-        },
-        other => Err(format!("unknown command `{other}` (enqueue, run or demo)")),
+/// Parses the arguments after the program's name. An error (or `--help`,
+/// `--version`) is printed with [`clap::Error::print`], and exits with its
+/// [`exit_code`](clap::Error::exit_code): 2 for bad input, 0 for help.
+pub fn parse(args: &[String]) -> Result<Command, clap::Error> {
+    let program = std::iter::once("worker".to_owned());
+    Cli::try_parse_from(program.chain(args.iter().cloned())).map(|cli| cli.command)
+}
+
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{text}` is not a whole number")),
     }
 }
 
-fn value<'a>(rest: &mut impl Iterator<Item = &'a String>, flag: &str) -> Result<&'a str, String> {
-    rest.next()
-        .map(String::as_str)
-        .ok_or_else(|| format!("{flag} needs a value"))
+fn millis(text: &str) -> Result<Duration, String> {
+    text.parse()
+        .map(Duration::from_millis)
+        .map_err(|_| format!("`{text}` is not a whole number of milliseconds"))
 }
 
-fn number(text: &str, what: &str) -> Result<u64, String> {
-    text.parse()
-        .map_err(|_| format!("{what}: `{text}` is not a whole number"))
+fn grace(text: &str) -> Result<Duration, String> {
+    let grace = duration(text)?;
+    if grace > MAX_GRACE {
+        return Err(format!(
+            "must be at most {}: the process gives its whole shutdown 60s",
+            humantime::format_duration(MAX_GRACE)
+        ));
+    }
+    Ok(grace)
+}
+
+fn lease(text: &str) -> Result<Duration, String> {
+    let lease = duration(text)?;
+    if lease < Duration::from_millis(100) {
+        return Err("must be at least 100ms".to_owned());
+    }
+    Ok(lease)
 }
 
 /// A duration as humantime reads it (`500ms`, `5s`, `2m`, `1h 30m`); a bare
 /// number is refused: say the unit.
-pub fn duration(flag: &str, text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|error| {
-        format!("{flag}: `{text}` is not a duration like 500ms, 5s or 2m ({error})")
-    })
+pub fn duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|error| format!("`{text}` is not a duration like 500ms, 5s or 2m ({error})"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     fn args(line: &str) -> Vec<String> {
         line.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
     }
 
     #[test]
@@ -234,6 +204,21 @@ mod tests {
     }
 
     #[test]
+    fn the_defaults_are_the_documented_ones() {
+        let config = RunConfig::new(DEFAULT_DB);
+        assert_eq!(config.db, PathBuf::from(DEFAULT_DB));
+        assert_eq!(config.concurrency, 8);
+        assert_eq!(config.grace, Duration::from_secs(5));
+        assert_eq!(config.work, Duration::from_millis(20));
+        assert_eq!(
+            (config.slow_every, config.slow),
+            (0, Duration::from_millis(1500))
+        );
+        assert!(!config.tree && !config.exit_when_empty);
+        assert_eq!(config.lease, super::super::LEASE);
+    }
+
+    #[test]
     fn rejects_bad_input() {
         for line in [
             "",
@@ -253,11 +238,24 @@ mod tests {
             assert!(parse(&args(line)).is_err(), "{line:?} was accepted");
         }
         assert_eq!(
-            parse(&args("enqueue 5 --db x")),
-            Ok(Command::Enqueue {
+            parse(&args("enqueue 5 --db x")).unwrap(),
+            Command::Enqueue {
                 db: PathBuf::from("x"),
                 count: 5
-            })
+            }
         );
+    }
+
+    #[test]
+    fn help_is_not_an_error() {
+        for line in ["--help", "run --help", "enqueue --help", "--version"] {
+            let error = parse(&args(line)).unwrap_err();
+            assert_eq!(error.exit_code(), 0, "{line}");
+        }
+        let help = Cli::command().render_long_help().to_string();
+        for command in ["enqueue", "run", "demo"] {
+            assert!(help.contains(command), "{help}");
+        }
+        assert!(!help.contains("--lease"));
     }
 }

@@ -116,8 +116,6 @@ impl Summary {
 /// Why a run failed.
 #[derive(Debug)]
 pub enum WorkerError {
-    /// Bad arguments (exit 2).
-    Usage(String),
     /// The database could not be opened or used (exit 2).
     Db(DbError),
     /// Another instance holds the lock (exit 3).
@@ -132,7 +130,7 @@ impl WorkerError {
     /// The process's exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            WorkerError::Usage(_) | WorkerError::Db(_) => 2,
+            WorkerError::Db(_) => 2,
             WorkerError::Locked(_) => 3,
             WorkerError::Supervisor(_) | WorkerError::Scope(_) => 1,
         }
@@ -142,7 +140,6 @@ impl WorkerError {
 impl fmt::Display for WorkerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            WorkerError::Usage(message) => write!(f, "{message}"),
             WorkerError::Db(error) => error.fmt(f),
             WorkerError::Locked(error) => error.fmt(f),
             WorkerError::Supervisor(error) => error.fmt(f),
@@ -437,7 +434,11 @@ pub fn enqueue(db: &Path, count: u64) -> Result<u64, WorkerError> {
 pub async fn main(args: Vec<String>) -> ExitCode {
     let command = match cli::parse(&args) {
         Ok(command) => command,
-        Err(message) => return fail(&WorkerError::Usage(format!("{message}; {}", cli::USAGE))),
+        // Help and version too, which exit 0.
+        Err(error) => {
+            let _ = error.print();
+            return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
+        }
     };
     match command {
         Command::Enqueue { db, count } => match enqueue(&db, count) {
