@@ -231,6 +231,83 @@ fn a_second_instance_is_refused_while_the_first_holds_the_lock() {
 }
 
 #[test]
+fn a_second_sigterm_still_ends_with_the_last_phase_and_the_summary() {
+    let db = TempDb::new("twice");
+    enqueue(&db, 20);
+    // Jobs of 10 s, a grace of 1 s: the second signal comes during it.
+    let (child, mut stderr) = start(
+        &db,
+        &["--concurrency", "3", "--work-ms", "10000", "--grace", "1s"],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    terminate(&child);
+    let mut said = String::new();
+    while !said.contains("shutdown 2/4") {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "{said}");
+        said.push_str(&line);
+    }
+    terminate(&child);
+    let (summary, rest) = finish_with_stderr(child, stderr);
+    let said = said + &rest;
+    assert_said(
+        &said,
+        &[
+            "received SIGTERM again; cancelling now",
+            "shutdown 3/4: grace over; cancelling the 3 jobs still running",
+            "0 jobs finished after the stop, 3 cancelled and returned, 0 failed or still running",
+            "lock: watchdog cancelled and joined, then the lock row deleted",
+        ],
+    );
+    assert_eq!(
+        summary,
+        Summary {
+            taken: 3,
+            done: 0,
+            returned: 3,
+            lost: 0
+        }
+    );
+    check_clean(&db.path());
+}
+
+#[test]
+fn an_unwritable_stdout_does_not_turn_done_work_into_a_failure() {
+    let db = TempDb::new("full");
+    let Ok(full) = std::fs::File::options().write(true).open("/dev/full") else {
+        return; // No /dev/full here: nothing to check with.
+    };
+    // A completed enqueue: exit 0, and stderr says what stdout could not.
+    let out = Command::new(WORKER)
+        .args(["enqueue", "7", "--db", &db.arg()])
+        .stdout(full.try_clone().unwrap())
+        .output()
+        .expect("run worker");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("cannot write to stdout"), "{said}");
+    assert!(said.contains("enqueued 7 jobs (7 in total)"), "{said}");
+    assert_eq!(count(&db.path(), "SELECT count(*) FROM jobs"), 7);
+
+    // A completed run: the same, with its summary.
+    let out = Command::new(WORKER)
+        .args([
+            "run",
+            "--db",
+            &db.arg(),
+            "--work-ms",
+            "1",
+            "--exit-when-empty",
+        ])
+        .stdout(full)
+        .output()
+        .expect("run worker");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("taken=7 done=7 returned=0 lost=0"), "{said}");
+}
+
+#[test]
 fn help_lists_every_command_and_exits_0() {
     for args in [
         vec!["--help"],

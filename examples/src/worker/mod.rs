@@ -38,8 +38,8 @@ pub mod queue;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tethered::{Supervisor, SupervisorError, periodic};
@@ -150,6 +150,12 @@ impl fmt::Display for WorkerError {
 
 impl std::error::Error for WorkerError {}
 
+impl From<tethered::ScopeError> for WorkerError {
+    fn from(error: tethered::ScopeError) -> Self {
+        WorkerError::Scope(error)
+    }
+}
+
 impl From<DbError> for WorkerError {
     fn from(error: DbError) -> Self {
         WorkerError::Db(error)
@@ -195,6 +201,11 @@ struct Shared {
     slots: Arc<Semaphore>,
     console: Arc<Console>,
     phases: Phases,
+    /// The supervisor, once its body runs: for its report, when the run
+    /// is cut short.
+    supervisor: OnceLock<Supervisor>,
+    /// Whether the summary was made: a run cut short makes it in a cleanup.
+    summarized: AtomicBool,
 }
 
 impl Shared {
@@ -274,6 +285,11 @@ async fn metrics(shared: Arc<Shared>) {
 
 /// Works the queue at `config.db` until stopped (or, with
 /// `exit_when_empty`, until it is empty), holding the instance lock.
+///
+/// When the run is cut short (a second signal cancels `main`), its cleanup
+/// still prints the last phase and the summary: every job this owner still
+/// holds is returned first, so the summary's `lost` is true.
+#[tethered::scoped]
 pub async fn run(config: RunConfig) -> Result<Summary, WorkerError> {
     let queue = Arc::new(Queue::open(&config.db)?);
     let holder = Holder::this_process();
@@ -286,47 +302,68 @@ pub async fn run(config: RunConfig) -> Result<Summary, WorkerError> {
     let renew = renew_every(config.lease);
     let ttl = config.lease + 2 * renew;
     let console = Arc::new(Console::for_stdout());
-    let tree = config.tree;
-    let work = supervised(queue.clone(), holder.clone(), config, console.clone());
+    let shared = Arc::new(Shared {
+        slots: Arc::new(Semaphore::new(config.concurrency)),
+        phases: Phases::new(console.clone(), config.grace, config.tree),
+        counters: Counters::default(),
+        queue: queue.clone(),
+        owner: Arc::from(holder.name.as_str()),
+        config,
+        console: console.clone(),
+        supervisor: OnceLock::new(),
+        summarized: AtomicBool::new(false),
+    });
+    // Runs however the run ends, after everything under it (the lock's
+    // scope, the supervisor's shutdown) has: when the run was cancelled,
+    // nothing after the `held(…).await` below runs, and this says what the
+    // run did instead.
+    let closing = shared.clone();
+    defer!(async move {
+        // The run never started (the lock was refused): nothing to say.
+        if closing.supervisor.get().is_none() {
+            return;
+        }
+        if !closing.summarized.load(Ordering::SeqCst) {
+            match summarize(&closing).await {
+                Ok(summary) => print_summary(&summary),
+                Err(error) => closing
+                    .console
+                    .say(format_args!("cannot make the summary: {error}")),
+            }
+        }
+        // `held`'s scope has ended, however: it cancelled the watchdog,
+        // joined it, and then ran its cleanup, which deletes the row.
+        match lock::holder(&closing.queue) {
+            Ok(None) => closing
+                .console
+                .say("lock: watchdog cancelled and joined, then the lock row deleted"),
+            Ok(Some((holder, pid))) => closing.console.say(format_args!(
+                "lock: the lock row is still there, held by `{holder}` (pid {pid})"
+            )),
+            Err(error) => closing.console.say(error),
+        }
+        closing.console.finish();
+    });
+    let work = supervised(shared.clone());
     let result = lock::held(queue, holder, ttl, renew, work).await;
-    if result.is_ok() {
-        // `held` returns once its scope has cancelled the watchdog, joined
-        // it, and then run its cleanup.
-        console.say("lock: watchdog cancelled and joined, then the lock row deleted");
-    }
-    if tree {
+    if shared.config.tree {
         console.say(format_args!(
             "the task tree at the end:\n{}",
             tethered::tree()
         ));
     }
-    console.finish();
     result?
 }
 
-async fn supervised(
-    queue: Arc<Queue>,
-    holder: Holder,
-    config: RunConfig,
-    console: Arc<Console>,
-) -> Result<Summary, WorkerError> {
-    let owner: Arc<str> = Arc::from(holder.name.as_str());
-    console.say(format_args!(
-        "`{owner}` running on {} (concurrency {}, grace {}, work {})",
-        config.db.display(),
-        config.concurrency,
-        humantime::format_duration(config.grace),
-        humantime::format_duration(config.work),
+async fn supervised(shared: Arc<Shared>) -> Result<Summary, WorkerError> {
+    shared.console.say(format_args!(
+        "`{}` running on {} (concurrency {}, grace {}, work {})",
+        shared.owner,
+        shared.config.db.display(),
+        shared.config.concurrency,
+        humantime::format_duration(shared.config.grace),
+        humantime::format_duration(shared.config.work),
     ));
-    let shared = Arc::new(Shared {
-        slots: Arc::new(Semaphore::new(config.concurrency)),
-        phases: Phases::new(console.clone(), config.grace, config.tree),
-        counters: Counters::default(),
-        queue,
-        owner,
-        config,
-        console,
-    });
     let (grace, lease) = (shared.config.grace, shared.config.lease);
 
     let supervised = tethered::supervise! {
@@ -339,20 +376,33 @@ async fn supervised(
         // schedule ends once its run in progress has).
         child "lease-keeper" (shutdown "1s") => lease_keeper(shared.queue.clone(), shared.owner.clone(), lease),
         child "metrics" (shutdown "1s") => metrics(shared.clone()),
-        body |sv| { take_jobs(sv, &shared).await },
+        body |sv| {
+            let _ = shared.supervisor.set(sv.clone());
+            take_jobs(sv, &shared).await
+        },
     }
     .map_err(WorkerError::Supervisor)?;
-    shared.phases.stopped(&supervised.report);
+    let summary = summarize(&shared).await?;
+    if let Some(Err(error)) = supervised.value {
+        return Err(error.into());
+    }
+    Ok(summary)
+}
 
-    // Jobs the guards could not return (a database error), or whose task
-    // outlived the shutdown, are returned here.
+/// Phase 4 and the summary, once the supervisor has shut down: returns
+/// the jobs the guards could not (a database error), or whose task
+/// outlived the shutdown, and counts what this owner still holds.
+async fn summarize(shared: &Shared) -> Result<Summary, DbError> {
+    shared.summarized.store(true, Ordering::SeqCst);
+    if let Some(supervisor) = shared.supervisor.get() {
+        // Shut down already: this is its report.
+        let report = supervisor.shutdown("the run is over").await;
+        shared.phases.stopped(&report);
+    }
     let returned = shared.queue.release_all(&shared.owner)?;
     let counters = &shared.counters;
     Counters::add(&counters.returned, returned);
     let lost = shared.queue.taken_by(&shared.owner)?;
-    if let Some(Err(error)) = supervised.value {
-        return Err(error.into());
-    }
     Ok(Summary {
         taken: Counters::get(&counters.taken),
         done: Counters::get(&counters.done),
@@ -443,17 +493,17 @@ pub async fn main(args: Vec<String>) -> ExitCode {
     match command {
         Command::Enqueue { db, count } => match enqueue(&db, count) {
             Ok(total) => {
-                println!(
+                print_out(format_args!(
                     "enqueued {count} jobs ({total} in total) in {}",
                     db.display()
-                );
+                ));
                 ExitCode::SUCCESS
             }
             Err(error) => fail(&error),
         },
         Command::Run(config) => match run(config).await {
             Ok(summary) => {
-                println!("{summary}");
+                print_summary(&summary);
                 if summary.lost == 0 {
                     ExitCode::SUCCESS
                 } else {
@@ -473,8 +523,33 @@ pub async fn main(args: Vec<String>) -> ExitCode {
 }
 
 fn fail(error: &WorkerError) -> ExitCode {
-    eprintln!("worker: {error}");
+    say_err(format_args!("worker: {error}"));
     ExitCode::from(error.exit_code())
+}
+
+/// The summary line, on stdout.
+fn print_summary(summary: &Summary) {
+    print_out(summary);
+}
+
+/// Writes `line` on stdout. When stdout cannot be written (a closed pipe,
+/// a full disk), says so on stderr, with the line: what it reports is done
+/// (jobs enqueued, a run's counts), and the exit code stays that of the
+/// work, so that a script does not redo what was done.
+fn print_out(line: impl fmt::Display) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+        say_err(format_args!(
+            "worker: cannot write to stdout ({error}); it said: {line}"
+        ));
+    }
+}
+
+/// Writes `line` on stderr, if it can be written at all.
+fn say_err(line: impl fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// Runs this program as a child, `worker run …`, sends it SIGTERM after
