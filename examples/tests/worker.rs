@@ -307,6 +307,98 @@ fn an_unwritable_stdout_does_not_turn_done_work_into_a_failure() {
     assert!(said.contains("taken=7 done=7 returned=0 lost=0"), "{said}");
 }
 
+/// Every table of the database at `path`, and its SQLite header's marks.
+fn describe(path: &Path) -> (Vec<String>, i64, String) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut tables = conn
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+        .unwrap();
+    let tables = tables
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<Vec<String>, _>>()
+        .unwrap();
+    let id = conn
+        .query_row("PRAGMA application_id", [], |row| row.get(0))
+        .unwrap();
+    let mode = conn
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .unwrap();
+    (tables, id, mode)
+}
+
+#[test]
+fn another_programs_database_is_refused_and_left_as_it_was() {
+    let db = TempDb::new("foreign");
+    {
+        let conn = rusqlite::Connection::open(db.path()).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT);
+             CREATE TABLE orders (id INTEGER PRIMARY KEY, customer INTEGER);",
+        )
+        .unwrap();
+    }
+    let before = describe(&db.path());
+    assert_eq!(before.2, "delete");
+    for args in [
+        vec!["enqueue", "3", "--db", &db.arg()],
+        vec!["run", "--exit-when-empty", "--db", &db.arg()],
+    ] {
+        let out = worker(&args);
+        let message = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {message}");
+        assert_eq!(message.lines().count(), 1, "{message}");
+        assert!(
+            message.contains("another program's tables (`customers`, `orders`)"),
+            "{message}"
+        );
+        assert!(message.contains("--init"), "{message}");
+        // Not a table more, not switched to WAL.
+        assert_eq!(describe(&db.path()), before);
+    }
+
+    // Asked to: the worker's tables beside the others.
+    let out = worker(&["enqueue", "3", "--init", "--db", &db.arg()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (tables, id, _) = describe(&db.path());
+    assert_eq!(tables, ["customers", "instance_lock", "jobs", "orders"]);
+    assert_eq!(id, 0x5457_524B);
+    // Marked as the worker's now: no --init needed.
+    let out = worker(&["enqueue", "2", "--db", &db.arg()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(5 in total)"));
+}
+
+#[test]
+fn a_foreign_jobs_table_is_one_line_and_an_empty_path_says_so() {
+    let db = TempDb::new("jobs");
+    {
+        let conn = rusqlite::Connection::open(db.path()).unwrap();
+        conn.execute_batch("CREATE TABLE jobs (name TEXT, cron TEXT);")
+            .unwrap();
+    }
+    let out = worker(&["enqueue", "3", "--init", "--db", &db.arg()]);
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{message}");
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(
+        message.contains("it has a table `jobs` of its own"),
+        "{message}"
+    );
+
+    let out = worker(&["enqueue", "3", "--db", ""]);
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{message}");
+    assert!(
+        message.contains("a value is required for '--db <PATH>'"),
+        "{message}"
+    );
+}
+
 #[test]
 fn help_lists_every_command_and_exits_0() {
     for args in [

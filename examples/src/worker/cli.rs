@@ -49,6 +49,10 @@ pub enum Command {
         /// The queue's database file.
         #[arg(long, value_name = "PATH", default_value = DEFAULT_DB)]
         db: PathBuf,
+        /// Add the worker's tables to a database that holds another
+        /// program's (refused otherwise).
+        #[arg(long)]
+        init: bool,
     },
     /// Work the queue until stopped (or, with --exit-when-empty, until it
     /// is empty), then print `taken=… done=… returned=… lost=…`.
@@ -65,6 +69,10 @@ pub struct RunConfig {
     /// The queue's database file.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_DB)]
     pub db: PathBuf,
+    /// Add the worker's tables to a database that holds another program's
+    /// (refused otherwise).
+    #[arg(long)]
+    pub init: bool,
     /// How many jobs at once.
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = at_least_one)]
     pub concurrency: usize,
@@ -241,7 +249,8 @@ mod tests {
             parse(&args("enqueue 5 --db x")).unwrap(),
             Command::Enqueue {
                 db: PathBuf::from("x"),
-                count: 5
+                count: 5,
+                init: false,
             }
         );
     }

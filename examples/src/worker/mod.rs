@@ -291,7 +291,7 @@ async fn metrics(shared: Arc<Shared>) {
 /// holds is returned first, so the summary's `lost` is true.
 #[tethered::scoped]
 pub async fn run(config: RunConfig) -> Result<Summary, WorkerError> {
-    let queue = Arc::new(Queue::open(&config.db)?);
+    let queue = Arc::new(open_queue(&config.db, config.init)?);
     let holder = Holder::this_process();
     // The watchdog renews the row until the work has ended, shutdown
     // included. The row outlives the leases: renewed at most `renew` before
@@ -474,9 +474,18 @@ async fn take_until_stopped(sv: &Supervisor, shared: &Arc<Shared>) -> Result<(),
     }
 }
 
-/// Adds `count` jobs to the queue at `db`; returns the total.
-pub fn enqueue(db: &Path, count: u64) -> Result<u64, WorkerError> {
-    Ok(Queue::open(db)?.enqueue(count)?)
+/// Adds `count` jobs to the queue at `db` (with `init`, in a database of
+/// another program's too); returns the total.
+pub fn enqueue(db: &Path, count: u64, init: bool) -> Result<u64, WorkerError> {
+    Ok(open_queue(db, init)?.enqueue(count)?)
+}
+
+fn open_queue(db: &Path, init: bool) -> Result<Queue, DbError> {
+    if init {
+        Queue::open_adding_tables(db)
+    } else {
+        Queue::open(db)
+    }
 }
 
 /// The program: parses `args` (without the program's name), runs the
@@ -491,7 +500,7 @@ pub async fn main(args: Vec<String>) -> ExitCode {
         }
     };
     match command {
-        Command::Enqueue { db, count } => match enqueue(&db, count) {
+        Command::Enqueue { db, count, init } => match enqueue(&db, count, init) {
             Ok(total) => {
                 print_out(format_args!(
                     "enqueued {count} jobs ({total} in total) in {}",
@@ -647,7 +656,7 @@ pub async fn demo() -> Result<(), String> {
     std::fs::create_dir_all(&dir)
         .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
     let db = dir.join("queue.sqlite3");
-    let total = enqueue(&db, 3000).map_err(|error| error.to_string())?;
+    let total = enqueue(&db, 3000, false).map_err(|error| error.to_string())?;
     println!("demo: enqueued {total} jobs in {}", db.display());
 
     let first = run_child(&db, Some(Duration::from_secs(2))).await?;

@@ -18,6 +18,14 @@
 //! * **release**: back to `queued`, `owner` and lease cleared, `attempts`
 //!   unchanged. Only jobs still `taken` by the caller are touched.
 //!
+//! # Whose file
+//!
+//! The worker marks its files (SQLite's `application_id`, [`APPLICATION_ID`],
+//! and the schema's version in `user_version`) in the transaction that
+//! creates its tables, and looks before it writes: another program's
+//! database is refused unless asked ([`Queue::open_adding_tables`]), and
+//! left as it was.
+//!
 //! # Blocking calls
 //!
 //! SQLite calls block. They are made synchronously, on the async task that
@@ -50,9 +58,14 @@ impl fmt::Display for DbError {
 
 impl std::error::Error for DbError {}
 
-/// Adds what we were doing to a `rusqlite` error.
+/// Adds what we were doing to a `rusqlite` error, on one line (SQLite's
+/// messages can quote a whole statement, newlines and all).
 pub(crate) fn context<T>(doing: &str, result: rusqlite::Result<T>) -> Result<T, DbError> {
-    result.map_err(|error| DbError(format!("{doing}: {error}")))
+    result.map_err(|error| {
+        let said = error.to_string();
+        let said: Vec<&str> = said.split_whitespace().collect();
+        DbError(format!("{doing}: {}", said.join(" ")))
+    })
 }
 
 /// Milliseconds since the Unix epoch: leases and the lock expire in this
@@ -100,6 +113,26 @@ pub struct Queue {
     conn: Mutex<Connection>,
 }
 
+/// Marks a database file as the worker's (SQLite's `application_id`, in the
+/// file's header): "TWRK".
+pub const APPLICATION_ID: i32 = 0x5457_524B;
+
+/// The version of [`SCHEMA`] (SQLite's `user_version`). A file of a newer
+/// version is refused; older ones would be migrated, in one transaction.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// The columns of `jobs`, as the first worker, which marked its files with
+/// no id, made them: such a file is adopted rather than refused.
+const JOBS_COLUMNS: [&str; 7] = [
+    "id",
+    "payload",
+    "state",
+    "owner",
+    "lease_expires",
+    "attempts",
+    "done_count",
+];
+
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS jobs (
         id INTEGER PRIMARY KEY,
@@ -119,12 +152,45 @@ const SCHEMA: &str = "
     );
 ";
 
+/// What a database file is, before the worker writes anything to it.
+enum Found {
+    /// No tables: a new file, or one made empty.
+    Empty,
+    /// The worker's, at this schema version.
+    Ours(i32),
+    /// The worker's, from before files were marked.
+    Unmarked,
+    /// Another program's tables, with no mark: their names.
+    Foreign(Vec<String>),
+    /// Marked by another program.
+    OtherApplication(i32),
+}
+
 impl Queue {
-    /// Opens the database at `path`, creating the file and the tables on
-    /// first use, in WAL mode. A file that is not a database, or a path that
-    /// cannot be written, is an error; the schema is created in one
-    /// transaction, so a failure leaves nothing half-made.
+    /// Opens the queue's database at `path`, creating the file and the
+    /// tables on first use, in WAL mode. Refused, with nothing written to
+    /// the file: a file that is not a database, a path that cannot be
+    /// written, a database of another program (use
+    /// [`open_adding_tables`](Self::open_adding_tables) to share one on
+    /// purpose), or one made by a newer worker. The schema is created in
+    /// one transaction, so a failure leaves nothing half-made.
     pub fn open(path: &Path) -> Result<Queue, DbError> {
+        Self::open_with(path, false)
+    }
+
+    /// [`open`](Self::open), but a database holding another program's
+    /// tables gets the worker's added beside them (`--init`), unless it
+    /// has tables of the same names.
+    pub fn open_adding_tables(path: &Path) -> Result<Queue, DbError> {
+        Self::open_with(path, true)
+    }
+
+    fn open_with(path: &Path, add_to_foreign: bool) -> Result<Queue, DbError> {
+        if path.as_os_str().is_empty() {
+            return Err(DbError(
+                "no database file: the path is empty (the default is ./worker.sqlite3)".to_owned(),
+            ));
+        }
         let doing = |what: &str| format!("{what} {}", path.display());
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
@@ -137,13 +203,53 @@ impl Queue {
             &doing("cannot use"),
             conn.busy_timeout(Duration::from_secs(5)),
         )?;
+        // Looked at before anything is written: another program's file is
+        // left exactly as it was.
+        match context(&doing("cannot read"), found(&conn))? {
+            Found::Empty | Found::Unmarked => {}
+            Found::Ours(version) if version <= SCHEMA_VERSION => {}
+            Found::Ours(version) => {
+                return Err(DbError(format!(
+                    "{}: it was made by a newer worker (schema version {version}; this one \
+                     knows {SCHEMA_VERSION}); run that version",
+                    doing("cannot use")
+                )));
+            }
+            Found::OtherApplication(id) => {
+                return Err(DbError(format!(
+                    "{}: it belongs to another program (SQLite application id {id:#x}); \
+                     point --db at a new file",
+                    doing("refusing to use")
+                )));
+            }
+            Found::Foreign(tables) if !add_to_foreign => {
+                return Err(DbError(format!(
+                    "{}: it holds another program's tables ({}); point --db at a new file, \
+                     or pass --init to add the worker's tables beside them",
+                    doing("refusing to use"),
+                    named(&tables)
+                )));
+            }
+            Found::Foreign(tables) => {
+                if let Some(clash) = tables
+                    .iter()
+                    .find(|table| ["jobs", "instance_lock"].contains(&table.as_str()))
+                {
+                    return Err(DbError(format!(
+                        "{}: it has a table `{clash}` of its own; point --db at a new file",
+                        doing("cannot add the worker's tables to")
+                    )));
+                }
+            }
+        }
         let mode: String = context(
             &doing("cannot use"),
             conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)),
         )?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(DbError(format!(
-                "{}: journal mode is {mode}, not wal",
+                "{}: SQLite would not put it in WAL mode (it stays in {mode} mode), which \
+                 the worker needs for readers beside its writer",
                 doing("cannot use")
             )));
         }
@@ -151,9 +257,14 @@ impl Queue {
             &doing("cannot write to"),
             conn.transaction_with_behavior(TransactionBehavior::Immediate),
         )?;
+        // Marked in the same transaction: a file with the tables has the
+        // mark, and one without has neither.
+        let mark = format!(
+            "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
+        );
         context(
             &doing("cannot create the tables in"),
-            tx.execute_batch(SCHEMA),
+            tx.execute_batch(&format!("{SCHEMA}{mark}")),
         )?;
         context(&doing("cannot create the tables in"), tx.commit())?;
         Ok(Queue {
@@ -334,5 +445,145 @@ impl Queue {
             }
         }
         Ok(counts)
+    }
+}
+
+/// What the file at `conn` is (see [`Found`]).
+fn found(conn: &Connection) -> rusqlite::Result<Found> {
+    let application: i32 = conn.query_row("PRAGMA application_id", [], |row| row.get(0))?;
+    let version: i32 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if application == APPLICATION_ID {
+        return Ok(Found::Ours(version));
+    }
+    if application != 0 {
+        return Ok(Found::OtherApplication(application));
+    }
+    let mut tables = conn.prepare(
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
+         ORDER BY name",
+    )?;
+    let tables: Vec<String> = tables
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if tables.is_empty() {
+        return Ok(Found::Empty);
+    }
+    if tables == ["instance_lock", "jobs"] {
+        let mut columns = conn.prepare("SELECT name FROM pragma_table_info('jobs')")?;
+        let columns: Vec<String> = columns
+            .query_map([], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        if columns == JOBS_COLUMNS {
+            return Ok(Found::Unmarked);
+        }
+    }
+    Ok(Found::Foreign(tables))
+}
+
+/// Up to three table names, for a message.
+fn named(tables: &[String]) -> String {
+    let mut named: Vec<String> = tables
+        .iter()
+        .take(3)
+        .map(|table| format!("`{table}`"))
+        .collect();
+    if tables.len() > 3 {
+        named.push(format!("and {} more", tables.len() - 3));
+    }
+    named.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh path in the temporary directory, removed when dropped.
+    struct Scratch(std::path::PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!(
+                "tethered-queue-{name}-{}-{}",
+                std::process::id(),
+                now_ms()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+
+        fn db(&self) -> std::path::PathBuf {
+            self.0.join("queue.sqlite3")
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_file_of_the_first_worker_is_adopted_and_marked() {
+        let scratch = Scratch::new("unmarked");
+        {
+            let conn = Connection::open(scratch.db()).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.execute(
+                "INSERT INTO jobs (payload, state) VALUES ('old', 'queued')",
+                [],
+            )
+            .unwrap();
+        }
+        let queue = Queue::open(&scratch.db()).unwrap();
+        assert_eq!(queue.counts().unwrap().queued, 1);
+        let id: i32 = queue
+            .conn()
+            .query_row("PRAGMA application_id", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(id, APPLICATION_ID);
+    }
+
+    #[test]
+    fn a_file_of_a_newer_worker_or_another_program_is_refused() {
+        let scratch = Scratch::new("newer");
+        drop(Queue::open(&scratch.db()).unwrap());
+        Connection::open(scratch.db())
+            .unwrap()
+            .execute_batch(&format!("PRAGMA user_version = {};", SCHEMA_VERSION + 1))
+            .unwrap();
+        let error = Queue::open(&scratch.db()).unwrap_err();
+        assert!(
+            error.0.contains("made by a newer worker (schema version 2"),
+            "{error}"
+        );
+
+        let scratch = Scratch::new("other");
+        Connection::open(scratch.db())
+            .unwrap()
+            .execute_batch("PRAGMA application_id = 1234;")
+            .unwrap();
+        let error = Queue::open(&scratch.db()).unwrap_err();
+        assert!(error.0.contains("belongs to another program"), "{error}");
+        assert!(
+            Queue::open(Path::new(""))
+                .unwrap_err()
+                .0
+                .contains("the path is empty")
+        );
+    }
+
+    #[test]
+    fn errors_are_one_line() {
+        let error = context::<()>(
+            "cannot do",
+            Err(rusqlite::Error::SqlInputError {
+                error: rusqlite::ffi::Error::new(1),
+                msg: "near \"x\": syntax error".to_owned(),
+                sql: "SELECT\n  x\nFROM\n  y".to_owned(),
+                offset: 9,
+            }),
+        )
+        .unwrap_err();
+        assert!(!error.0.contains('\n'), "{error}");
     }
 }
