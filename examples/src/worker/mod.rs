@@ -32,6 +32,8 @@
 pub mod cli;
 pub mod console;
 pub mod lock;
+pub mod pg;
+pub mod pg_cluster;
 pub mod phases;
 pub mod queue;
 

@@ -1,0 +1,309 @@
+//! The worker's queue on PostgreSQL, against a real server: a throwaway
+//! cluster of this test's own (`initdb` + `pg_ctl`), or `TETHERED_PG_URL`.
+//! Without server binaries it says it skipped, unless
+//! `TETHERED_PG_REQUIRED=1` (CI) makes that a failure.
+//!
+//! One cluster serves every scenario, each on a database of its own; they
+//! run one after another in one test, so that the cluster is stopped and
+//! removed at the end (a static's destructor would never run).
+#![cfg(unix)]
+
+use std::time::Duration;
+
+use tethered_examples::worker::pg::{Backoff, Claimed, Failed, PgQueue, Renewal};
+use tethered_examples::worker::pg_cluster::PgServer;
+
+#[test]
+fn the_postgres_queue_keeps_its_promises() {
+    let Some(server) = PgServer::for_tests() else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        claims_are_exclusive_and_every_write_is_fenced(&server).await;
+        a_lost_lease_fences_the_old_owner_and_says_who_holds_the_job(&server).await;
+        interrupted_failed_and_given_up_stay_apart(&server).await;
+        enqueue_joins_the_callers_transaction_and_unique_jobs_are_unique(&server).await;
+        migrations_run_once_and_refuse_what_is_not_theirs(&server).await;
+        bad_urls_and_refused_connections_are_one_line(&server).await;
+    });
+}
+
+async fn queue(server: &PgServer, name: &str) -> (PgQueue, String) {
+    let url = server.create_database(name).await.unwrap();
+    (PgQueue::connect(&url, 4).await.unwrap(), url)
+}
+
+async fn sql(queue: &PgQueue, statement: &str) {
+    queue
+        .client()
+        .await
+        .unwrap()
+        .batch_execute(statement)
+        .await
+        .unwrap();
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+
+async fn claims_are_exclusive_and_every_write_is_fenced(server: &PgServer) {
+    let (queue, _) = queue(server, "exclusive").await;
+    assert_eq!(queue.enqueue(10).await.unwrap(), 10);
+    // Two workers claim at once: SKIP LOCKED gives them different jobs.
+    let (a, b) = tokio::join!(
+        queue.take("worker-a", 4, LEASE),
+        queue.take("worker-b", 4, LEASE)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!((a.len(), b.len()), (4, 4));
+    assert!(a.iter().all(|job| b.iter().all(|other| other.id != job.id)));
+    assert!(a.iter().all(|job| job.claim == 1 && job.attempts == 0));
+
+    // Only the owner, under its claim, writes.
+    let job = &a[0];
+    assert!(!queue.finish(job, "worker-b").await.unwrap());
+    let stale = Claimed {
+        claim: job.claim - 1,
+        ..job.clone()
+    };
+    assert!(!queue.finish(&stale, "worker-a").await.unwrap());
+    assert!(queue.finish(job, "worker-a").await.unwrap());
+    assert!(
+        !queue.finish(job, "worker-a").await.unwrap(),
+        "finished twice"
+    );
+    let counts = queue.counts().await.unwrap();
+    assert_eq!((counts.queued, counts.taken, counts.done), (2, 7, 1));
+}
+
+async fn a_lost_lease_fences_the_old_owner_and_says_who_holds_the_job(server: &PgServer) {
+    let (queue, _) = queue(server, "lost").await;
+    queue.enqueue(1).await.unwrap();
+    // A lease that is over as soon as it is given: `worker-a` "dies".
+    let old = queue
+        .take("worker-a", 1, Duration::ZERO)
+        .await
+        .unwrap()
+        .remove(0);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(queue.rescue_expired().await.unwrap(), [old.id]);
+    // Rescued: queued again, one attempt used up.
+    let Renewal::Lost(lost) = queue.renew(&old, "worker-a", LEASE).await.unwrap() else {
+        panic!("renewed a rescued job");
+    };
+    assert_eq!(
+        lost.to_string(),
+        format!("lease lost: job {} is queued now", old.id)
+    );
+
+    let new = queue.take("worker-b", 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(
+        (new.id, new.claim, new.attempts),
+        (old.id, old.claim + 1, 1)
+    );
+    let Renewal::Lost(lost) = queue.renew(&old, "worker-a", LEASE).await.unwrap() else {
+        panic!("renewed a job held by another");
+    };
+    assert_eq!(
+        lost.to_string(),
+        format!("lease lost: job {} now held by worker-b", old.id)
+    );
+    // The old owner can change nothing: not finish, not return, not fail.
+    assert!(!queue.finish(&old, "worker-a").await.unwrap());
+    assert!(!queue.release(&old, "worker-a").await.unwrap());
+    let failed = queue
+        .fail(&old, "worker-a", "late", Backoff::default(), 0.5)
+        .await
+        .unwrap();
+    assert_eq!(failed, Failed::Fenced);
+    // The new one can.
+    assert_eq!(
+        queue.renew(&new, "worker-b", LEASE).await.unwrap(),
+        Renewal::Renewed
+    );
+    assert!(queue.finish(&new, "worker-b").await.unwrap());
+    // A live lease is never rescued, however long the job has run.
+    queue.enqueue(1).await.unwrap();
+    let live = queue.take("worker-c", 1, LEASE).await.unwrap().remove(0);
+    assert!(queue.rescue_expired().await.unwrap().is_empty());
+    assert!(queue.finish(&live, "worker-c").await.unwrap());
+}
+
+async fn interrupted_failed_and_given_up_stay_apart(server: &PgServer) {
+    let (queue, _) = queue(server, "apart").await;
+    queue.enqueue(1).await.unwrap();
+    sql(&queue, "UPDATE tethered_worker.jobs SET max_attempts = 2").await;
+
+    // Interrupted by a shutdown: back at once, no attempt used.
+    let job = queue.take("worker-a", 1, LEASE).await.unwrap().remove(0);
+    assert!(queue.release(&job, "worker-a").await.unwrap());
+    let job = queue.take("worker-a", 1, LEASE).await.unwrap().remove(0);
+    assert_eq!((job.claim, job.attempts), (2, 0));
+
+    // Failed: retried after the backoff, not before.
+    let backoff = Backoff {
+        base: Duration::from_secs(60),
+        max: Duration::from_secs(600),
+    };
+    let failed = queue
+        .fail(&job, "worker-a", "disk full", backoff, 0.0)
+        .await
+        .unwrap();
+    assert_eq!(
+        failed,
+        Failed::Retry {
+            after: Duration::from_secs(30)
+        }
+    );
+    assert!(queue.take("worker-a", 1, LEASE).await.unwrap().is_empty());
+    sql(&queue, "UPDATE tethered_worker.jobs SET run_after = now()").await;
+    let job = queue.take("worker-a", 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(job.attempts, 1);
+
+    // Out of attempts: failed, with the last error kept.
+    let failed = queue
+        .fail(&job, "worker-a", "disk still full", backoff, 0.0)
+        .await
+        .unwrap();
+    assert_eq!(failed, Failed::GaveUp);
+    let client = queue.client().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT state, last_error, attempts FROM tethered_worker.jobs",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, &str>(0), "failed");
+    assert_eq!(row.get::<_, &str>(1), "disk still full");
+    assert_eq!(row.get::<_, i32>(2), 2);
+
+    // The backoff doubles, is capped, and jitters between half and all.
+    let backoff = Backoff {
+        base: Duration::from_secs(1),
+        max: Duration::from_secs(10),
+    };
+    assert_eq!(backoff.delay(1, 1.0), Duration::from_secs(1));
+    assert_eq!(backoff.delay(3, 1.0), Duration::from_secs(4));
+    assert_eq!(backoff.delay(30, 1.0), Duration::from_secs(10));
+    assert_eq!(backoff.delay(3, 0.0), Duration::from_secs(2));
+}
+
+async fn enqueue_joins_the_callers_transaction_and_unique_jobs_are_unique(server: &PgServer) {
+    let (queue, _) = queue(server, "transactional").await;
+    let mut client = queue.client().await.unwrap();
+
+    // Rolled back with the caller's own write: no job.
+    let tx = client.transaction().await.unwrap();
+    assert!(
+        PgQueue::enqueue_in(&tx, "send receipt 7", None)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    tx.rollback().await.unwrap();
+    assert_eq!(queue.counts().await.unwrap().queued, 0);
+
+    // Committed: one job; the same unique key again is a no-op while the
+    // first is unfinished, in the same transaction or a later one.
+    let tx = client.transaction().await.unwrap();
+    let first = PgQueue::enqueue_in(&tx, "reindex", Some("reindex:users"))
+        .await
+        .unwrap();
+    assert!(first.is_some());
+    assert_eq!(
+        PgQueue::enqueue_in(&tx, "reindex", Some("reindex:users"))
+            .await
+            .unwrap(),
+        None
+    );
+    tx.commit().await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    assert_eq!(
+        PgQueue::enqueue_in(&tx, "reindex", Some("reindex:users"))
+            .await
+            .unwrap(),
+        None
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(queue.counts().await.unwrap().queued, 1);
+
+    // Once it is done, the key is free again.
+    let job = queue.take("worker-a", 1, LEASE).await.unwrap().remove(0);
+    assert!(queue.finish(&job, "worker-a").await.unwrap());
+    let tx = client.transaction().await.unwrap();
+    assert!(
+        PgQueue::enqueue_in(&tx, "reindex", Some("reindex:users"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    tx.commit().await.unwrap();
+}
+
+async fn migrations_run_once_and_refuse_what_is_not_theirs(server: &PgServer) {
+    let url = server.create_database("migrations").await.unwrap();
+    // Four workers starting together: one migrates, the others wait for it.
+    let connects: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { PgQueue::connect(&url, 1).await })
+        })
+        .collect();
+    for connected in connects {
+        connected.await.unwrap().unwrap();
+    }
+    let queue = PgQueue::connect(&url, 1).await.unwrap();
+    sql(
+        &queue,
+        "UPDATE tethered_worker.schema_version SET version = 99",
+    )
+    .await;
+    let error = PgQueue::connect(&url, 1).await.unwrap_err();
+    assert!(
+        error
+            .0
+            .contains("made by a newer worker (schema version 99"),
+        "{error}"
+    );
+
+    let url = server.create_database("foreign").await.unwrap();
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute("CREATE SCHEMA tethered_worker; CREATE TABLE tethered_worker.jobs (x int);")
+        .await
+        .unwrap();
+    let error = PgQueue::connect(&url, 1).await.unwrap_err();
+    assert!(
+        error.0.contains("holds tables that are not the worker's"),
+        "{error}"
+    );
+}
+
+async fn bad_urls_and_refused_connections_are_one_line(_server: &PgServer) {
+    let error = PgQueue::connect("postgres://user@host:notaport/db", 1)
+        .await
+        .unwrap_err();
+    assert!(error.0.contains("is not a PostgreSQL URL"), "{error}");
+    // Nothing listens on this port (bound and released just now).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let error = PgQueue::connect(&format!("postgres://postgres@127.0.0.1:{port}/db"), 1)
+        .await
+        .unwrap_err();
+    assert!(
+        error.0.starts_with("cannot set up the queue's tables"),
+        "{error}"
+    );
+    assert!(!error.0.contains('\n'), "{error}");
+}
