@@ -10,8 +10,9 @@
 
 use std::time::Duration;
 
-use tethered_examples::worker::pg::{Backoff, Claimed, Failed, PgQueue, Renewal};
+use tethered_examples::worker::pg::{Backoff, Failed, PgQueue};
 use tethered_examples::worker::pg_cluster::PgServer;
+use tethered_examples::worker::store::{Claimed, Renewal};
 
 #[test]
 fn the_postgres_queue_keeps_its_promises() {

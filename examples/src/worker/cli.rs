@@ -15,7 +15,6 @@
 //! and the renewal cadence are derived from it, so that a restart after a
 //! SIGKILL can be made to wait well under a second.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -46,9 +45,9 @@ pub enum Command {
         /// How many jobs.
         #[arg(value_name = "N")]
         count: u64,
-        /// The queue's database file.
-        #[arg(long, value_name = "PATH", default_value = DEFAULT_DB)]
-        db: PathBuf,
+        /// The queue: a SQLite file, or a postgres:// URL.
+        #[arg(long, value_name = "PATH|URL", default_value = DEFAULT_DB)]
+        db: String,
         /// Add the worker's tables to a database that holds another
         /// program's (refused otherwise).
         #[arg(long)]
@@ -66,9 +65,10 @@ pub enum Command {
 /// `worker run`'s options.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct RunConfig {
-    /// The queue's database file.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_DB)]
-    pub db: PathBuf,
+    /// The queue: a SQLite file (one worker at a time), or a postgres://
+    /// URL (as many workers as there are).
+    #[arg(long, value_name = "PATH|URL", default_value = DEFAULT_DB)]
+    pub db: String,
     /// Add the worker's tables to a database that holds another program's
     /// (refused otherwise).
     #[arg(long)]
@@ -109,13 +109,14 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
-    /// The defaults, on `db`.
-    pub fn new(db: impl Into<PathBuf>) -> RunConfig {
+    /// The defaults, on `db` (a SQLite file's path, or a `postgres://`
+    /// URL).
+    pub fn new(db: impl AsRef<std::ffi::OsStr>) -> RunConfig {
         let Command::Run(mut config) = parse(&["run".to_owned()]).expect("the defaults parse")
         else {
             unreachable!("`run` parses as a run");
         };
-        config.db = db.into();
+        config.db = db.as_ref().to_string_lossy().into_owned();
         config
     }
 
@@ -196,7 +197,7 @@ mod tests {
         )) else {
             panic!("not a run");
         };
-        assert_eq!(config.db, PathBuf::from("/tmp/q.db"));
+        assert_eq!(config.db, "/tmp/q.db");
         assert_eq!(config.concurrency, 3);
         assert_eq!(config.grace, Duration::from_millis(250));
         assert_eq!(config.work, Duration::from_millis(7));
@@ -214,7 +215,7 @@ mod tests {
     #[test]
     fn the_defaults_are_the_documented_ones() {
         let config = RunConfig::new(DEFAULT_DB);
-        assert_eq!(config.db, PathBuf::from(DEFAULT_DB));
+        assert_eq!(config.db, DEFAULT_DB);
         assert_eq!(config.concurrency, 8);
         assert_eq!(config.grace, Duration::from_secs(5));
         assert_eq!(config.work, Duration::from_millis(20));
@@ -248,7 +249,7 @@ mod tests {
         assert_eq!(
             parse(&args("enqueue 5 --db x")).unwrap(),
             Command::Enqueue {
-                db: PathBuf::from("x"),
+                db: "x".to_owned(),
                 count: 5,
                 init: false,
             }

@@ -1,30 +1,32 @@
-//! `worker`: a job queue in SQLite, worked by a [`Supervisor`], stopped
-//! cleanly by SIGINT or SIGTERM (`examples/src/bin/worker.rs`).
+//! `worker`: a job queue in SQLite (one worker at a time) or PostgreSQL
+//! (many), worked by a [`Supervisor`], stopped cleanly by SIGINT, SIGTERM
+//! or SIGHUP (`examples/src/bin/worker.rs`).
 //!
 //! ```text
 //! main                                  #[tethered::main]; a signal stops it
-//! └── scope `held`                      the instance lock (lock.rs)
-//!     ├── task `lock-watchdog`          periodic: keeps the lock row alive, shutdown included
-//!     └── supervisor `worker`
-//!         ├── static `lease-keeper`     periodic: extends the leases of the jobs in flight
-//!         ├── static `metrics`          periodic: the progress bar, or a line on stderr
-//!         ├── (body)                    takes jobs, at most `--concurrency` in flight
-//!         ├── dynamic `job-17`          works `--work-ms`, marks the job done
-//!         └── dynamic `job-18`          ...
+//! └── scope `run`                       prints the summary from its cleanup, however it ends
+//!     └── scope `held`                  the instance lock (lock.rs; SQLite only)
+//!         ├── task `lock-watchdog`      periodic: keeps the lock row alive, shutdown included
+//!         └── supervisor `worker`
+//!             ├── static `metrics`      periodic: the progress bar, or a line on stderr
+//!             ├── static `rescuer`      periodic (PostgreSQL): takes back jobs whose lease expired
+//!             ├── (body)                takes jobs, at most `--concurrency` in flight
+//!             ├── dynamic `job-17`      the scope `work`: works, marks the job done
+//!             │   └── shield `lease`    renews the job's lease; cancels the job if it is lost
+//!             └── dynamic `job-18`      ...
 //! ```
 //!
-//! **The stop.** SIGINT or SIGTERM stops `main`, and the stop reaches the
+//! **The stop.** A signal stops `main`, and the stop reaches the
 //! supervisor: its body stops taking jobs and returns; the jobs in flight
 //! get `--grace` to finish (they do not look at the stop: a started job is
-//! worth finishing); the ones still running are then cancelled, and each
-//! returns its job to the queue from a `Drop` guard ([`Claim`]), `attempts`
-//! unchanged (it already counts the interrupted take). The static children
-//! (the lease keeper, the metrics) are stopped last, once the jobs are gone,
-//! so leases are kept while jobs finish. After the supervisor has returned,
-//! the run returns every job this owner still holds (there should be none:
-//! the guards did it) and counts what is left (`lost`, which must be 0).
-//! Then the lock scope cancels its watchdog and deletes the lock row. The
-//! process prints `taken=… done=… returned=… lost=…` on stdout and exits 0.
+//! worth finishing), their leases renewed meanwhile; the ones still running
+//! are then cancelled, and each job's cleanup returns it to the queue,
+//! attempts unchanged. The static children are stopped last, once the jobs
+//! are gone. After the supervisor has returned, the run returns every job
+//! this owner still holds (there should be none: the cleanups did it) and
+//! counts what is left (`lost`, which must be 0). Then the lock scope
+//! cancels its watchdog and deletes the lock row. The process prints
+//! `taken=… done=… returned=… lost=…` on stdout and exits 0.
 //!
 //! The grace period comes from `--grace`, known only at run time: in
 //! `supervise!` it is written in parentheses, `grace (config.grace)`.
@@ -36,6 +38,7 @@ pub mod pg;
 pub mod pg_cluster;
 pub mod phases;
 pub mod queue;
+pub mod store;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -44,15 +47,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use tethered::{Supervisor, SupervisorError, periodic};
+use tethered::{CancelKind, Supervisor, SupervisorError, periodic};
 use tokio::io::AsyncBufReadExt;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use cli::{Command, RunConfig};
 use console::{Console, Progress};
 use lock::{HeldError, Holder, LockError};
+use pg::PgQueue;
 use phases::Phases;
 use queue::{DbError, Queue};
+use store::{Claimed, Renewal, Store};
 
 /// How long a job's lease lasts without renewal: a crashed worker's jobs
 /// are taken again this long after its last renewal.
@@ -195,7 +200,7 @@ impl Counters {
 /// What the body, the jobs and the metrics of one run share.
 #[derive(Debug)]
 struct Shared {
-    queue: Arc<Queue>,
+    store: Store,
     owner: Arc<str>,
     config: RunConfig,
     counters: Counters,
@@ -216,63 +221,147 @@ impl Shared {
     }
 }
 
-/// A job in flight, and its slot. Dropped unfinished (the job was
-/// cancelled, or its future was dropped before it started), it returns the
-/// job to the queue.
-#[derive(Debug)]
-struct Claim {
+/// One job, in a scope of its own: works for as long as its id says, then
+/// marks it done, while its lease is renewed beside it.
+///
+/// A job that does not finish (cancelled once the grace is over, or
+/// because its lease was lost) goes back to the queue from the scope's
+/// cleanup, attempts unchanged: a no-op when the job is no longer ours
+/// (the write is fenced by the claim). The slot frees up when the scope has
+/// ended, the job back in the queue.
+#[tethered::scoped]
+async fn work(
     shared: Arc<Shared>,
-    id: i64,
-    finished: bool,
-    // Dropped after `drop` has returned the job: the slot frees up once the
-    // job is back in the queue.
-    _slot: OwnedSemaphorePermit,
+    job: Claimed,
+    slot: OwnedSemaphorePermit,
+) -> Result<(), WorkerError> {
+    let finished = Arc::new(AtomicBool::new(false));
+    let lost: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
+    {
+        let (shared, job, finished, lost) =
+            (shared.clone(), job.clone(), finished.clone(), lost.clone());
+        // The slot is held until the job is back.
+        let _slot = slot;
+        defer!(async move {
+            let _slot = _slot;
+            if finished.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            match lost.get() {
+                Some(why) => shared.console.say(format_args!("job {}: {why}", job.id)),
+                // A cancelled job is cleaned up in its own task, so its reason
+                // is at hand (past the link that says the job's scope was
+                // cancelled with its task): the first one tells the operator
+                // that the grace is over.
+                None => {
+                    if let Some(reason) = tethered::current().cancel_reason() {
+                        let reason = match (reason.kind(), reason.cause()) {
+                            (CancelKind::ParentCancelled, Some(cause)) => cause.clone(),
+                            _ => reason,
+                        };
+                        shared.phases.cancelled(&reason, shared.in_flight());
+                    }
+                }
+            }
+            if shared.store.release(&job, &shared.owner).await? {
+                Counters::add(&shared.counters.returned, 1);
+            }
+            Ok::<(), DbError>(())
+        });
+    }
+    // The lease, renewed for as long as this body runs: dropping `alive`
+    // (the body returned, or was cancelled) ends the heartbeat. A shield,
+    // so that a cancellation never cuts a renewal in half; it ends itself.
+    let (alive, body_gone) = oneshot::channel::<()>();
+    let scope = scope!().handle();
+    shield!(
+        "lease",
+        heartbeat(shared.clone(), job.clone(), scope, body_gone, lost)
+    );
+    tokio::time::sleep(shared.config.work_for(job.id)).await;
+    if shared.store.finish(&job, &shared.owner).await? {
+        finished.store(true, Ordering::SeqCst);
+        Counters::add(&shared.counters.done, 1);
+    }
+    drop(alive);
+    Ok(())
 }
 
-impl Drop for Claim {
-    fn drop(&mut self) {
-        if self.finished {
-            return;
+/// Renews `job`'s lease every [`renew_every`] of it until the job's body is
+/// gone. When a renewal finds the lease lost (the job was rescued, maybe
+/// claimed by another worker), or the lease could not be renewed for as
+/// long as it lasts (the database is unreachable), it cancels the job, with
+/// that as its reason: the job must not write what it did.
+async fn heartbeat(
+    shared: Arc<Shared>,
+    job: Claimed,
+    scope: tethered::ScopeHandle,
+    mut body_gone: oneshot::Receiver<()>,
+    lost: Arc<OnceLock<String>>,
+) {
+    let lease = shared.config.lease;
+    let mut renewed = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(renew_every(lease)) => {}
+            _ = &mut body_gone => return,
         }
-        let shared = &self.shared;
-        // A cancelled job is dropped in its own task, so its reason is at
-        // hand: the first one tells the operator that the grace is over.
-        if let Some(reason) = tethered::current().cancel_reason() {
-            shared.phases.cancelled(&reason, shared.in_flight());
+        let why = match shared.store.renew(&job, &shared.owner, lease).await {
+            Ok(Renewal::Renewed) => {
+                renewed = tokio::time::Instant::now();
+                continue;
+            }
+            Ok(Renewal::Lost(lost)) => lost.to_string(),
+            Err(error) if renewed.elapsed() >= lease => format!(
+                "database unreachable: the lease could not be renewed for {}: {error}",
+                humantime::format_duration(lease)
+            ),
+            // Tried again at the next beat, while the lease still holds.
+            Err(_) => continue,
+        };
+        let _ = lost.set(why.clone());
+        scope.cancel(why);
+        return;
+    }
+}
+
+/// On PostgreSQL, takes back the jobs of workers that died or lost the
+/// database (their leases expired), every [`renew_every`] of the lease;
+/// on SQLite, `take` does it, and this only waits for the stop.
+///
+/// Every worker runs one: the statement re-checks each job's state and
+/// lease as it acts, so two rescuers never take the same job twice.
+async fn rescuer(shared: Arc<Shared>) -> Result<(), tethered::PeriodicError> {
+    match &shared.store {
+        Store::Postgres(queue) => {
+            rescue(queue.clone(), shared.console.clone(), shared.config.lease)
+                .await
+                .map(drop)
         }
-        match shared.queue.release(self.id, &shared.owner) {
-            Ok(true) => Counters::add(&shared.counters.returned, 1),
-            Ok(false) => {}
-            // The body's `release_all` after the supervisor tries again.
-            Err(error) => shared.console.say(format_args!("job {}: {error}", self.id)),
+        Store::Sqlite(_) => {
+            tethered::stop_requested().await;
+            Ok(())
         }
     }
 }
 
-/// One job: works for as long as its id says, then marks it done.
-async fn work(mut claim: Claim) -> Result<(), DbError> {
-    let shared = claim.shared.clone();
-    tokio::time::sleep(shared.config.work_for(claim.id)).await;
-    shared.queue.finish(claim.id)?;
-    claim.finished = true;
-    Counters::add(&shared.counters.done, 1);
+#[periodic(every = (renew_every(lease)), overlap = skip, first = after, name = "rescuer")]
+async fn rescue(queue: PgQueue, console: Arc<Console>, lease: Duration) -> Result<(), DbError> {
+    let rescued = queue.rescue_expired().await?;
+    if !rescued.is_empty() {
+        console.say(format_args!(
+            "rescued {} jobs whose lease had expired: {rescued:?}",
+            rescued.len()
+        ));
+    }
     Ok(())
-}
-
-/// Extends the leases of this owner's jobs in flight to `lease` from now,
-/// every [`renew_every`]`(lease)`: a period known only at run time (it
-/// follows `--lease`), so `every` is an expression in parentheses, computed
-/// from the arguments when the fn is called.
-#[periodic(every = (renew_every(lease)), overlap = skip, first = after, name = "lease-keeper")]
-async fn lease_keeper(queue: Arc<Queue>, owner: Arc<str>, lease: Duration) -> Result<(), DbError> {
-    queue.extend_leases(&owner, lease).map(drop)
 }
 
 /// The progress bar, or a line of counts on stderr, once a second.
 #[periodic(every = "1s", overlap = skip, first = after, name = "metrics")]
 async fn metrics(shared: Arc<Shared>) {
     let counters = &shared.counters;
-    let remaining = match shared.queue.counts() {
+    let remaining = match shared.store.counts().await {
         Ok(counts) => counts.queued + counts.taken,
         Err(error) => return shared.console.say(error),
     };
@@ -293,7 +382,7 @@ async fn metrics(shared: Arc<Shared>) {
 /// holds is returned first, so the summary's `lost` is true.
 #[tethered::scoped]
 pub async fn run(config: RunConfig) -> Result<Summary, WorkerError> {
-    let queue = Arc::new(open_queue(&config.db, config.init)?);
+    let store = Store::open(&config.db, config.init, config.concurrency + 2).await?;
     let holder = Holder::this_process();
     // The watchdog renews the row until the work has ended, shutdown
     // included. The row outlives the leases: renewed at most `renew` before
@@ -308,10 +397,10 @@ pub async fn run(config: RunConfig) -> Result<Summary, WorkerError> {
         slots: Arc::new(Semaphore::new(config.concurrency)),
         phases: Phases::new(console.clone(), config.grace, config.tree),
         counters: Counters::default(),
-        queue: queue.clone(),
+        store: store.clone(),
         owner: Arc::from(holder.name.as_str()),
         config,
-        console: console.clone(),
+        console,
         supervisor: OnceLock::new(),
         summarized: AtomicBool::new(false),
     });
@@ -335,49 +424,54 @@ pub async fn run(config: RunConfig) -> Result<Summary, WorkerError> {
         }
         // `held`'s scope has ended, however: it cancelled the watchdog,
         // joined it, and then ran its cleanup, which deletes the row.
-        match lock::holder(&closing.queue) {
-            Ok(None) => closing
-                .console
-                .say("lock: watchdog cancelled and joined, then the lock row deleted"),
-            Ok(Some((holder, pid))) => closing.console.say(format_args!(
-                "lock: the lock row is still there, held by `{holder}` (pid {pid})"
-            )),
-            Err(error) => closing.console.say(error),
+        if let Store::Sqlite(queue) = &closing.store {
+            match lock::holder(queue) {
+                Ok(None) => closing
+                    .console
+                    .say("lock: watchdog cancelled and joined, then the lock row deleted"),
+                Ok(Some((holder, pid))) => closing.console.say(format_args!(
+                    "lock: the lock row is still there, held by `{holder}` (pid {pid})"
+                )),
+                Err(error) => closing.console.say(error),
+            }
+        }
+        if closing.config.tree {
+            closing.console.say(format_args!(
+                "the task tree at the end:\n{}",
+                tethered::tree()
+            ));
         }
         closing.console.finish();
     });
     let work = supervised(shared.clone());
-    let result = lock::held(queue, holder, ttl, renew, work).await;
-    if shared.config.tree {
-        console.say(format_args!(
-            "the task tree at the end:\n{}",
-            tethered::tree()
-        ));
+    // One worker at a time on a SQLite file (the instance lock); on
+    // PostgreSQL, as many as there are: the claims keep them apart.
+    match store {
+        Store::Sqlite(queue) => lock::held(queue, holder, ttl, renew, work).await?,
+        Store::Postgres(_) => work.await,
     }
-    result?
 }
 
 async fn supervised(shared: Arc<Shared>) -> Result<Summary, WorkerError> {
     shared.console.say(format_args!(
         "`{}` running on {} (concurrency {}, grace {}, work {})",
         shared.owner,
-        shared.config.db.display(),
+        store::shown(&shared.config.db),
         shared.config.concurrency,
         humantime::format_duration(shared.config.grace),
         humantime::format_duration(shared.config.work),
     ));
-    let (grace, lease) = (shared.config.grace, shared.config.lease);
+    let grace = shared.config.grace;
 
     let supervised = tethered::supervise! {
         name: "worker",
         // Started jobs get `--grace` to finish; then they are cancelled and
         // their claims return them to the queue.
         shutdown: grace (grace) then cancel "5s",
-        // Static children are stopped last: leases are kept while the jobs
-        // in flight finish. Each then stops within a second of its own (a
-        // schedule ends once its run in progress has).
-        child "lease-keeper" (shutdown "1s") => lease_keeper(shared.queue.clone(), shared.owner.clone(), lease),
+        // The metrics are stopped last, once the jobs are gone, within a
+        // second (a schedule ends once its run in progress has).
         child "metrics" (shutdown "1s") => metrics(shared.clone()),
+        child "rescuer" (shutdown "1s") => rescuer(shared.clone()),
         body |sv| {
             let _ = shared.supervisor.set(sv.clone());
             take_jobs(sv, &shared).await
@@ -401,10 +495,10 @@ async fn summarize(shared: &Shared) -> Result<Summary, DbError> {
         let report = supervisor.shutdown("the run is over").await;
         shared.phases.stopped(&report);
     }
-    let returned = shared.queue.release_all(&shared.owner)?;
+    let returned = shared.store.release_all(&shared.owner).await?;
     let counters = &shared.counters;
     Counters::add(&counters.returned, returned);
-    let lost = shared.queue.taken_by(&shared.owner)?;
+    let lost = shared.store.held_by(&shared.owner).await?;
     Ok(Summary {
         taken: Counters::get(&counters.taken),
         done: Counters::get(&counters.done),
@@ -438,14 +532,14 @@ async fn take_until_stopped(sv: &Supervisor, shared: &Arc<Shared>) -> Result<(),
             }
             continue;
         }
-        let jobs = shared.queue.take(&shared.owner, free, config.lease)?;
+        let jobs = shared.store.take(&shared.owner, free, config.lease).await?;
         if jobs.is_empty() {
             // Empty means nothing queued and nothing taken, by anyone: a job
             // still leased by a dead process (its lease not yet expired) is
             // waited for, and taken once it expires.
             if config.exit_when_empty
                 && shared.in_flight() == 0
-                && shared.queue.counts()?.taken == 0
+                && shared.store.counts().await?.taken == 0
             {
                 shared.console.say("the queue is empty; stopping");
                 return Ok(());
@@ -463,31 +557,23 @@ async fn take_until_stopped(sv: &Supervisor, shared: &Arc<Shared>) -> Result<(),
                 .clone()
                 .try_acquire_owned()
                 .expect("no more jobs taken than free slots");
-            let claim = Claim {
-                shared: shared.clone(),
-                id: job.id,
-                finished: false,
-                _slot: slot,
-            };
-            // Refused once the shutdown has begun: the future is dropped
-            // unpolled, and with it the claim, which returns the job.
-            let _ = sv.spawn(format!("job-{}", job.id), work(claim));
+            let name = format!("job-{}", job.id);
+            let refused = job.clone();
+            // Refused once the shutdown has begun (the future is dropped
+            // unpolled): the job goes back at once.
+            if sv.spawn(name, work(shared.clone(), job, slot)).is_err()
+                && shared.store.release(&refused, &shared.owner).await?
+            {
+                Counters::add(&shared.counters.returned, 1);
+            }
         }
     }
 }
 
-/// Adds `count` jobs to the queue at `db` (with `init`, in a database of
-/// another program's too); returns the total.
-pub fn enqueue(db: &Path, count: u64, init: bool) -> Result<u64, WorkerError> {
-    Ok(open_queue(db, init)?.enqueue(count)?)
-}
-
-fn open_queue(db: &Path, init: bool) -> Result<Queue, DbError> {
-    if init {
-        Queue::open_adding_tables(db)
-    } else {
-        Queue::open(db)
-    }
+/// Adds `count` jobs to the queue at `db` (with `init`, in a SQLite
+/// database of another program's too); returns the total.
+pub async fn enqueue(db: &str, count: u64, init: bool) -> Result<u64, WorkerError> {
+    Ok(Store::open(db, init, 1).await?.enqueue(count).await?)
 }
 
 /// The program: parses `args` (without the program's name), runs the
@@ -502,11 +588,11 @@ pub async fn main(args: Vec<String>) -> ExitCode {
         }
     };
     match command {
-        Command::Enqueue { db, count, init } => match enqueue(&db, count, init) {
+        Command::Enqueue { db, count, init } => match enqueue(&db, count, init).await {
             Ok(total) => {
                 print_out(format_args!(
                     "enqueued {count} jobs ({total} in total) in {}",
-                    db.display()
+                    store::shown(&db)
                 ));
                 ExitCode::SUCCESS
             }
@@ -658,7 +744,9 @@ pub async fn demo() -> Result<(), String> {
     std::fs::create_dir_all(&dir)
         .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
     let db = dir.join("queue.sqlite3");
-    let total = enqueue(&db, 3000, false).map_err(|error| error.to_string())?;
+    let total = enqueue(&db.display().to_string(), 3000, false)
+        .await
+        .map_err(|error| error.to_string())?;
     println!("demo: enqueued {total} jobs in {}", db.display());
 
     let first = run_child(&db, Some(Duration::from_secs(2))).await?;

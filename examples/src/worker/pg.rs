@@ -35,6 +35,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::{NoTls, Transaction};
 
 use super::queue::{Counts, DbError};
+use super::store::{Claimed, LostLease, Renewal};
 
 /// The schema version this worker knows.
 pub const SCHEMA_VERSION: i32 = 1;
@@ -49,7 +50,7 @@ const MIGRATIONS: [(i32, &str); 1] = [(
         state text NOT NULL DEFAULT 'queued'
             CHECK (state IN ('queued', 'running', 'done', 'failed', 'cancelled')),
         owner text,
-        claim integer NOT NULL DEFAULT 0,
+        claim bigint NOT NULL DEFAULT 0,
         attempts integer NOT NULL DEFAULT 0,
         max_attempts integer NOT NULL DEFAULT 5 CHECK (max_attempts > 0),
         lease_until timestamptz,
@@ -70,51 +71,6 @@ const MIGRATIONS: [(i32, &str); 1] = [(
 
 /// The advisory lock migrations take (in their transaction only).
 const MIGRATION_LOCK: i64 = 0x7465_7468_6572_6564;
-
-/// A job a worker has claimed: what it needs to write about it later.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claimed {
-    /// Its row id.
-    pub id: i64,
-    /// What to do.
-    pub payload: String,
-    /// The fencing token of this claim.
-    pub claim: i32,
-    /// Attempts used up before this one (failures and lost leases).
-    pub attempts: i32,
-}
-
-/// What a renewal found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Renewal {
-    /// The lease is ours, until `lease` from now.
-    Renewed,
-    /// The lease is gone: the job was rescued and maybe claimed again, or
-    /// it ended, or its row changed.
-    Lost(LostLease),
-}
-
-/// Why a lease is no longer the caller's: who holds the job now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LostLease {
-    /// The job.
-    pub id: i64,
-    /// Its state now (`None` when the row is gone).
-    pub state: Option<String>,
-    /// Its owner now, if any.
-    pub owner: Option<String>,
-}
-
-impl fmt::Display for LostLease {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "lease lost: job {}", self.id)?;
-        match (&self.state, &self.owner) {
-            (_, Some(owner)) => write!(f, " now held by {owner}"),
-            (Some(state), None) => write!(f, " is {state} now"),
-            (None, None) => f.write_str(" is gone"),
-        }
-    }
-}
 
 /// What [`PgQueue::fail`] did with a failed job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -481,6 +437,38 @@ impl PgQueue {
         let mut ids: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
         ids.sort_unstable();
         Ok(ids)
+    }
+
+    /// Returns every job `owner` still holds, as interrupted; says how
+    /// many.
+    pub async fn release_all(&self, owner: &str) -> Result<u64, DbError> {
+        let doing = "cannot return jobs";
+        let client = self.pool.get().await.map_err(pool(doing))?;
+        let returned = client
+            .execute(
+                "UPDATE tethered_worker.jobs
+                 SET state = 'queued', owner = NULL, lease_until = NULL, run_after = now()
+                 WHERE owner = $1 AND state = 'running'",
+                &[&owner],
+            )
+            .await
+            .map_err(db(doing))?;
+        Ok(returned)
+    }
+
+    /// How many jobs `owner` holds.
+    pub async fn held_by(&self, owner: &str) -> Result<u64, DbError> {
+        let doing = "cannot count jobs";
+        let client = self.pool.get().await.map_err(pool(doing))?;
+        let held: i64 = client
+            .query_one(
+                "SELECT count(*) FROM tethered_worker.jobs WHERE owner = $1 AND state = 'running'",
+                &[&owner],
+            )
+            .await
+            .map_err(db(doing))?
+            .get(0);
+        Ok(u64::try_from(held).unwrap_or(0))
     }
 
     /// How many jobs are in each state (`running` counts as taken).

@@ -105,7 +105,7 @@ impl Phases {
         self.console.say(format_args!(
             "shutdown 4/4: supervisor `{}` stopped in {:?}: {finished} jobs finished after the stop, \
              {cancelled} cancelled and returned, {other} failed or still running; \
-             the lease keeper and the metrics stopped last",
+             the metrics stopped last",
             report.supervisor().unwrap_or("worker"),
             Duration::from_millis(u64::try_from(report.took().as_millis()).unwrap_or(u64::MAX)),
         ));

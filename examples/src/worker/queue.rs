@@ -44,7 +44,9 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+
+use super::store::{Claimed, LostLease, Renewal};
 
 /// A database error, as text (what `rusqlite` said, and what we were doing).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +119,7 @@ pub struct Queue {
 /// file's header): "TWRK".
 pub const APPLICATION_ID: i32 = 0x5457_524B;
 
-/// The version of [`SCHEMA`] (SQLite's `user_version`). A file of a newer
+/// The version of the tables (SQLite's `user_version`). A file of a newer
 /// version is refused; older ones would be migrated, in one transaction.
 pub const SCHEMA_VERSION: i32 = 1;
 
@@ -379,6 +381,71 @@ impl Queue {
             ),
         )?;
         Ok(changed > 0)
+    }
+
+    /// Marks `job` done if `owner` still holds it under this claim (its
+    /// take count); says whether it did.
+    pub fn finish_claim(&self, job: &Claimed, owner: &str) -> Result<bool, DbError> {
+        let changed = context(
+            "cannot finish a job",
+            self.conn().execute(
+                "UPDATE jobs SET state = 'done', done_count = done_count + 1,
+                     owner = NULL, lease_expires = NULL
+                 WHERE id = ?1 AND owner = ?2 AND attempts = ?3 AND state = 'taken'",
+                params![job.id, owner, job.claim],
+            ),
+        )?;
+        Ok(changed > 0)
+    }
+
+    /// Returns `job` to the queue if `owner` still holds it under this
+    /// claim; says whether it did.
+    pub fn release_claim(&self, job: &Claimed, owner: &str) -> Result<bool, DbError> {
+        let changed = context(
+            "cannot return a job",
+            self.conn().execute(
+                "UPDATE jobs SET state = 'queued', owner = NULL, lease_expires = NULL
+                 WHERE id = ?1 AND owner = ?2 AND attempts = ?3 AND state = 'taken'",
+                params![job.id, owner, job.claim],
+            ),
+        )?;
+        Ok(changed > 0)
+    }
+
+    /// Extends `job`'s lease to `lease` from now if `owner` still holds it
+    /// under this claim; otherwise says who holds it now.
+    pub fn renew_claim(
+        &self,
+        job: &Claimed,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Renewal, DbError> {
+        let conn = self.conn();
+        let changed = context(
+            "cannot renew a lease",
+            conn.execute(
+                "UPDATE jobs SET lease_expires = ?4
+                 WHERE id = ?1 AND owner = ?2 AND attempts = ?3 AND state = 'taken'",
+                params![job.id, owner, job.claim, ms_from_now(lease)],
+            ),
+        )?;
+        if changed > 0 {
+            return Ok(Renewal::Renewed);
+        }
+        let now = context(
+            "cannot renew a lease",
+            conn.query_row(
+                "SELECT state, owner FROM jobs WHERE id = ?1",
+                params![job.id],
+                |row| Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?)),
+            )
+            .optional(),
+        )?;
+        Ok(Renewal::Lost(LostLease {
+            id: job.id,
+            state: now.as_ref().map(|(state, _)| state.clone()),
+            owner: now.and_then(|(_, owner)| owner),
+        }))
     }
 
     /// Returns every job `owner` still holds; says how many.
