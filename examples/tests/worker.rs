@@ -137,7 +137,8 @@ fn jobs_cancelled_after_the_grace_period_are_returned() {
             taken: 3,
             done: 0,
             returned: 3,
-            lost: 0
+            lost: 0,
+            ..Default::default()
         }
     );
     check_clean(&db.path());
@@ -267,7 +268,8 @@ fn a_second_sigterm_still_ends_with_the_last_phase_and_the_summary() {
             taken: 3,
             done: 0,
             returned: 3,
-            lost: 0
+            lost: 0,
+            ..Default::default()
         }
     );
     check_clean(&db.path());

@@ -31,7 +31,7 @@ async fn count(url: &str, sql: &str) -> i64 {
 }
 
 #[test]
-fn workers_share_a_postgres_queue_and_a_lost_lease_cancels_its_job() {
+fn the_worker_on_postgres_keeps_its_promises() {
     let Some(server) = PgServer::for_tests() else {
         return;
     };
@@ -43,6 +43,8 @@ fn workers_share_a_postgres_queue_and_a_lost_lease_cancels_its_job() {
         three_workers_finish_the_queue_each_job_once(&server).await;
         a_job_whose_lease_is_taken_is_cancelled_and_writes_nothing(&server).await;
         a_killed_workers_jobs_are_rescued_once_their_leases_expire(&server).await;
+        an_idle_worker_hears_a_new_job_at_once(&server).await;
+        a_job_is_cancelled_from_anywhere_with_who_asked(&server).await;
     });
 }
 
@@ -167,7 +169,8 @@ async fn a_job_whose_lease_is_taken_is_cancelled_and_writes_nothing(server: &PgS
             taken: 1,
             done: 0,
             returned: 0,
-            lost: 0
+            lost: 0,
+            ..Default::default()
         }
     );
     // The thief still holds it: the cancelled job wrote nothing.
@@ -254,5 +257,156 @@ async fn a_killed_workers_jobs_are_rescued_once_their_leases_expire(server: &PgS
         )
         .await,
         0
+    );
+}
+
+/// Starts `worker run --db url extra…` and waits until it says it runs.
+fn start(url: &str, extra: &[&str]) -> (std::process::Child, BufReader<std::process::ChildStderr>) {
+    let mut child = Command::new(WORKER)
+        .args(["run", "--db", url])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start worker");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("running on") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "the worker did not start"
+        );
+    }
+    (child, stderr)
+}
+
+/// Reads `stderr` until a line contains `needle`; returns what it read.
+fn read_until(stderr: &mut BufReader<std::process::ChildStderr>, needle: &str) -> String {
+    let mut said = String::new();
+    while !said.contains(needle) {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "no {needle:?} in:\n{said}"
+        );
+        said.push_str(&line);
+    }
+    said
+}
+
+async fn an_idle_worker_hears_a_new_job_at_once(server: &PgServer) {
+    let url = server.create_database("listen").await.unwrap();
+    assert!(worker(&["enqueue", "0", "--db", &url]).status.success());
+    // Polling every 60 s: only the NOTIFY of the enqueue can wake it soon.
+    let (child, _stderr) = start(&url, &["--work-ms", "1", "--poll", "60s"]);
+    // Give its listener a moment to subscribe (it starts with the worker).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let enqueued = Instant::now();
+    assert!(worker(&["enqueue", "1", "--db", &url]).status.success());
+    let jobs = "tethered_worker.jobs";
+    while count(
+        &url,
+        &format!("SELECT count(*) FROM {jobs} WHERE state = 'done'"),
+    )
+    .await
+        == 0
+    {
+        assert!(
+            enqueued.elapsed() < Duration::from_secs(20),
+            "the job waited for the poll: the NOTIFY did not wake the worker"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eprintln!(
+        "an idle worker ran a new job {:?} after its enqueue",
+        enqueued.elapsed()
+    );
+    signal(&child, "-TERM");
+    assert!(child.wait_with_output().unwrap().status.success());
+}
+
+async fn a_job_is_cancelled_from_anywhere_with_who_asked(server: &PgServer) {
+    let url = server.create_database("cancel").await.unwrap();
+    assert!(worker(&["enqueue", "1", "--db", &url]).status.success());
+    let (child, mut stderr) = start(&url, &["--concurrency", "1", "--work-ms", "60000"]);
+    let jobs = "tethered_worker.jobs";
+    let started = Instant::now();
+    while count(
+        &url,
+        &format!("SELECT count(*) FROM {jobs} WHERE state = 'running'"),
+    )
+    .await
+        == 0
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the job never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Another process, as an operator would, on another host.
+    let out = worker(&["cancel", "1", "--reason", "customer asked", "--db", &url]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.starts_with("job 1 is running: asked worker-"),
+        "{said}"
+    );
+    let said = read_until(&mut stderr, "job 1: cancelled:");
+    assert!(
+        said.contains("job 1: cancelled: customer asked (asked by "),
+        "{said}"
+    );
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let row = client
+        .query_one(
+            &format!("SELECT state, cancel_reason, owner FROM {jobs}"),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, &str>(0), "cancelled");
+    assert!(
+        row.get::<_, &str>(1)
+            .starts_with("customer asked (asked by ")
+    );
+    assert_eq!(row.get::<_, Option<&str>>(2), None);
+
+    // A queued job (due in an hour, so that the worker leaves it) is
+    // cancelled at once; an ended one is left as it is.
+    client
+        .batch_execute(&format!(
+            "INSERT INTO {jobs} (payload, run_after) VALUES ('later', now() + interval '1 hour')"
+        ))
+        .await
+        .unwrap();
+    let out = worker(&["cancel", "2", "--reason", "not needed", "--db", &url]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "job 2 was queued: cancelled"
+    );
+    let out = worker(&["cancel", "1", "--reason", "again", "--db", &url]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "job 1 had ended: it is cancelled"
+    );
+    let out = worker(&["cancel", "9", "--reason", "?", "--db", &url]);
+    assert_eq!(out.status.code(), Some(2));
+
+    signal(&child, "-TERM");
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert_eq!(
+        stdout.lines().last(),
+        Some("taken=1 done=0 returned=0 cancelled=1 lost=0")
     );
 }

@@ -1,10 +1,12 @@
-//! `worker`: a SQLite job queue worked under a supervisor, stopped cleanly
-//! by SIGINT or SIGTERM. The logic is in `tethered_examples::worker`.
+//! `worker`: a job queue (SQLite, or PostgreSQL for many workers) worked
+//! under a supervisor, stopped cleanly by SIGINT, SIGTERM or SIGHUP. The
+//! logic is in `tethered_examples::worker`.
 //!
 //! ```text
-//! worker enqueue N [--db PATH]
-//! worker run [--db PATH] [--concurrency N] [--grace DUR] [--work-ms N]
+//! worker enqueue N [--db PATH|URL] [--init]
+//! worker run [--db PATH|URL] [--init] [--concurrency N] [--grace DUR] [--work-ms N]
 //!            [--slow-every N] [--slow-ms N] [--exit-when-empty] [--tree]
+//! worker cancel JOB --reason TEXT --db URL
 //! worker demo
 //! ```
 //!

@@ -2,9 +2,10 @@
 //! `worker <command> --help` say everything here.
 //!
 //! ```text
-//! worker enqueue N [--db PATH]
-//! worker run [--db PATH] [--concurrency N] [--grace DUR] [--work-ms N]
+//! worker enqueue N [--db PATH|URL] [--init]
+//! worker run [--db PATH|URL] [--init] [--concurrency N] [--grace DUR] [--work-ms N]
 //!            [--slow-every N] [--slow-ms N] [--exit-when-empty] [--tree]
+//! worker cancel JOB --reason TEXT --db URL
 //! worker demo
 //! ```
 //!
@@ -56,6 +57,20 @@ pub enum Command {
     /// Work the queue until stopped (or, with --exit-when-empty, until it
     /// is empty), then print `taken=… done=… returned=… lost=…`.
     Run(RunConfig),
+    /// Cancel a job, wherever it runs (PostgreSQL): a queued job is
+    /// cancelled at once; a running one's worker is told, cancels it, and
+    /// records it `cancelled`, with the reason and who asked.
+    Cancel {
+        /// The job's id.
+        #[arg(value_name = "JOB")]
+        job: i64,
+        /// Why (kept with the job, and given to its task as the reason).
+        #[arg(long)]
+        reason: String,
+        /// The queue: a postgres:// URL.
+        #[arg(long, value_name = "URL")]
+        db: String,
+    },
     /// Play the demo: 3,000 jobs, a worker stopped by SIGTERM partway
     /// through, a second one that finishes the queue, and a check that every
     /// job was done exactly once.
@@ -106,6 +121,12 @@ pub struct RunConfig {
     /// tests; shorter leases mean more writes.
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = lease, hide = true)]
     pub lease: Duration,
+    /// On PostgreSQL, how often an idle worker looks for jobs when no
+    /// NOTIFY wakes it (an enqueue does, at once): a fallback for a
+    /// listener that lost its connection, or runs behind a pooler that
+    /// drops LISTEN. For tests.
+    #[arg(long, value_name = "DUR", default_value = "1s", value_parser = duration, hide = true)]
+    pub poll: Duration,
 }
 
 impl RunConfig {

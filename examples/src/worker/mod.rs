@@ -40,21 +40,22 @@ pub mod phases;
 pub mod queue;
 pub mod store;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use tethered::{CancelKind, Supervisor, SupervisorError, periodic};
+use tethered::{CancelKind, CancelReason, Supervisor, SupervisorError, periodic};
 use tokio::io::AsyncBufReadExt;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 
 use cli::{Command, RunConfig};
 use console::{Console, Progress};
 use lock::{HeldError, Holder, LockError};
-use pg::PgQueue;
+use pg::{CancelRequest, Heard, PgQueue};
 use phases::Phases;
 use queue::{DbError, Queue};
 use store::{Claimed, Renewal, Store};
@@ -85,6 +86,8 @@ pub struct Summary {
     pub done: u64,
     /// Jobs it returned to the queue unfinished.
     pub returned: u64,
+    /// Jobs it ended as `cancelled`, on request (`worker cancel`).
+    pub cancelled: u64,
     /// Jobs still `taken` by it after the returns: must be 0.
     pub lost: u64,
 }
@@ -93,9 +96,14 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "taken={} done={} returned={} lost={}",
-            self.taken, self.done, self.returned, self.lost
-        )
+            "taken={} done={} returned={}",
+            self.taken, self.done, self.returned
+        )?;
+        // Only when there are some: the line stays as it always was.
+        if self.cancelled > 0 {
+            write!(f, " cancelled={}", self.cancelled)?;
+        }
+        write!(f, " lost={}", self.lost)
     }
 }
 
@@ -103,13 +111,17 @@ impl Summary {
     /// Parses the line [`Display`](fmt::Display) writes.
     pub fn parse(line: &str) -> Option<Summary> {
         let mut summary = Summary::default();
-        let mut fields = line.trim().split(' ');
-        for (name, slot) in [
-            ("taken", &mut summary.taken),
-            ("done", &mut summary.done),
-            ("returned", &mut summary.returned),
-            ("lost", &mut summary.lost),
+        let mut fields = line.trim().split(' ').peekable();
+        for (name, slot, optional) in [
+            ("taken", &mut summary.taken, false),
+            ("done", &mut summary.done, false),
+            ("returned", &mut summary.returned, false),
+            ("cancelled", &mut summary.cancelled, true),
+            ("lost", &mut summary.lost, false),
         ] {
+            if optional && !fields.peek()?.starts_with(&format!("{name}=")) {
+                continue;
+            }
             let (key, value) = fields.next()?.split_once('=')?;
             if key != name {
                 return None;
@@ -185,6 +197,7 @@ struct Counters {
     taken: AtomicU64,
     done: AtomicU64,
     returned: AtomicU64,
+    cancelled: AtomicU64,
 }
 
 impl Counters {
@@ -213,11 +226,39 @@ struct Shared {
     supervisor: OnceLock<Supervisor>,
     /// Whether the summary was made: a run cut short makes it in a cleanup.
     summarized: AtomicBool,
+    /// Woken when jobs are enqueued (PostgreSQL's NOTIFY): the body looks
+    /// at once rather than at its next poll.
+    wake: Notify,
+    /// The jobs running here, by id: their scopes, to cancel one on
+    /// request, and why it was cut short.
+    running: Mutex<HashMap<i64, Running>>,
+}
+
+/// A job running here: its scope, and where to say why it was cut short.
+#[derive(Debug, Clone)]
+struct Running {
+    scope: tethered::ScopeHandle,
+    cut_short: Arc<OnceLock<CutShort>>,
+}
+
+/// Why a job was cut short by something other than the shutdown.
+#[derive(Debug, Clone)]
+enum CutShort {
+    /// Its lease was lost: what the renewal found.
+    LeaseLost(String),
+    /// `worker cancel` asked: the reason, with who asked.
+    Cancelled(String),
 }
 
 impl Shared {
     fn in_flight(&self) -> usize {
         self.config.concurrency - self.slots.available_permits()
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Running>> {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -236,19 +277,43 @@ async fn work(
     slot: OwnedSemaphorePermit,
 ) -> Result<(), WorkerError> {
     let finished = Arc::new(AtomicBool::new(false));
-    let lost: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
+    let cut_short: Arc<OnceLock<CutShort>> = Arc::new(OnceLock::new());
+    let scope = scope!().handle();
+    let running = Running {
+        scope: scope.clone(),
+        cut_short: cut_short.clone(),
+    };
+    shared.running().insert(job.id, running);
     {
-        let (shared, job, finished, lost) =
-            (shared.clone(), job.clone(), finished.clone(), lost.clone());
+        let (shared, job, finished, cut_short) = (
+            shared.clone(),
+            job.clone(),
+            finished.clone(),
+            cut_short.clone(),
+        );
         // The slot is held until the job is back.
         let _slot = slot;
         defer!(async move {
             let _slot = _slot;
+            shared.running().remove(&job.id);
             if finished.load(Ordering::SeqCst) {
                 return Ok(());
             }
-            match lost.get() {
-                Some(why) => shared.console.say(format_args!("job {}: {why}", job.id)),
+            match cut_short.get() {
+                Some(CutShort::LeaseLost(why)) => {
+                    shared.console.say(format_args!("job {}: {why}", job.id));
+                }
+                Some(CutShort::Cancelled(why)) => {
+                    shared
+                        .console
+                        .say(format_args!("job {}: cancelled: {why}", job.id));
+                    if let Store::Postgres(queue) = &shared.store
+                        && queue.cancelled(&job, &shared.owner, why).await?
+                    {
+                        Counters::add(&shared.counters.cancelled, 1);
+                        return Ok(());
+                    }
+                }
                 // A cancelled job is cleaned up in its own task, so its reason
                 // is at hand (past the link that says the job's scope was
                 // cancelled with its task): the first one tells the operator
@@ -273,10 +338,9 @@ async fn work(
     // (the body returned, or was cancelled) ends the heartbeat. A shield,
     // so that a cancellation never cuts a renewal in half; it ends itself.
     let (alive, body_gone) = oneshot::channel::<()>();
-    let scope = scope!().handle();
     shield!(
         "lease",
-        heartbeat(shared.clone(), job.clone(), scope, body_gone, lost)
+        heartbeat(shared.clone(), job.clone(), scope, body_gone, cut_short)
     );
     tokio::time::sleep(shared.config.work_for(job.id)).await;
     if shared.store.finish(&job, &shared.owner).await? {
@@ -297,7 +361,7 @@ async fn heartbeat(
     job: Claimed,
     scope: tethered::ScopeHandle,
     mut body_gone: oneshot::Receiver<()>,
-    lost: Arc<OnceLock<String>>,
+    cut_short: Arc<OnceLock<CutShort>>,
 ) {
     let lease = shared.config.lease;
     let mut renewed = tokio::time::Instant::now();
@@ -319,9 +383,49 @@ async fn heartbeat(
             // Tried again at the next beat, while the lease still holds.
             Err(_) => continue,
         };
-        let _ = lost.set(why.clone());
+        let _ = cut_short.set(CutShort::LeaseLost(why.clone()));
         scope.cancel(why);
         return;
+    }
+}
+
+/// On PostgreSQL, hears of new jobs (waking the body) and of cancel
+/// requests (cancelling the job, if it runs here), on a connection of its
+/// own; reconnects with a backoff when it is lost, while the body polls.
+/// On SQLite there is nothing to hear: it waits for the stop.
+async fn listener(shared: Arc<Shared>) {
+    let Store::Postgres(queue) = &shared.store else {
+        tethered::stop_requested().await;
+        return;
+    };
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let mut heard = |heard: Heard| match heard {
+            Heard::Jobs => shared.wake.notify_one(),
+            Heard::Cancel { id, by, reason } => {
+                let running = shared.running().get(&id).cloned();
+                if let Some(Running { scope, cut_short }) = running {
+                    let why = format!("{reason} (asked by {by})");
+                    let _ = cut_short.set(CutShort::Cancelled(why));
+                    scope.cancel(CancelReason::explicit(reason).with_origin(by));
+                }
+            }
+        };
+        let listened = tokio::select! {
+            listened = queue.listen(&mut heard) => listened,
+            _ = tethered::stop_requested() => return,
+        };
+        if let Err(error) = listened {
+            shared.console.say(format_args!(
+                "{error}; listening again in {} (polling meanwhile)",
+                humantime::format_duration(backoff)
+            ));
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            _ = tethered::stop_requested() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 
@@ -403,6 +507,8 @@ pub async fn run(config: RunConfig) -> Result<Summary, WorkerError> {
         console,
         supervisor: OnceLock::new(),
         summarized: AtomicBool::new(false),
+        wake: Notify::new(),
+        running: Mutex::new(HashMap::new()),
     });
     // Runs however the run ends, after everything under it (the lock's
     // scope, the supervisor's shutdown) has: when the run was cancelled,
@@ -472,6 +578,7 @@ async fn supervised(shared: Arc<Shared>) -> Result<Summary, WorkerError> {
         // second (a schedule ends once its run in progress has).
         child "metrics" (shutdown "1s") => metrics(shared.clone()),
         child "rescuer" (shutdown "1s") => rescuer(shared.clone()),
+        child "listener" (shutdown "1s") => listener(shared.clone()),
         body |sv| {
             let _ = shared.supervisor.set(sv.clone());
             take_jobs(sv, &shared).await
@@ -503,6 +610,7 @@ async fn summarize(shared: &Shared) -> Result<Summary, DbError> {
         taken: Counters::get(&counters.taken),
         done: Counters::get(&counters.done),
         returned: Counters::get(&counters.returned),
+        cancelled: Counters::get(&counters.cancelled),
         lost,
     })
 }
@@ -544,8 +652,13 @@ async fn take_until_stopped(sv: &Supervisor, shared: &Arc<Shared>) -> Result<(),
                 shared.console.say("the queue is empty; stopping");
                 return Ok(());
             }
+            let poll = match shared.store {
+                Store::Sqlite(_) => POLL,
+                Store::Postgres(_) => config.poll,
+            };
             tokio::select! {
-                () = tokio::time::sleep(POLL) => {}
+                () = tokio::time::sleep(poll) => {}
+                () = shared.wake.notified() => {}
                 _ = tethered::stop_requested() => return Ok(()),
             }
             continue;
@@ -574,6 +687,42 @@ async fn take_until_stopped(sv: &Supervisor, shared: &Arc<Shared>) -> Result<(),
 /// database of another program's too); returns the total.
 pub async fn enqueue(db: &str, count: u64, init: bool) -> Result<u64, WorkerError> {
     Ok(Store::open(db, init, 1).await?.enqueue(count).await?)
+}
+
+/// `worker cancel`: asks for job `id` to be cancelled, for `reason`, in
+/// the name of this user at this host; says what happened.
+pub async fn cancel(db: &str, id: i64, reason: &str) -> Result<String, WorkerError> {
+    let Store::Postgres(queue) = Store::open(db, false, 1).await? else {
+        return Err(WorkerError::Db(DbError(
+            "`worker cancel` needs a PostgreSQL queue (--db postgres://…): a SQLite queue \
+             has one worker, stopped with a signal"
+                .to_owned(),
+        )));
+    };
+    let by = asker();
+    Ok(match queue.request_cancel(id, &by, reason).await? {
+        CancelRequest::CancelledQueued => format!("job {id} was queued: cancelled"),
+        CancelRequest::Asked { owner } => {
+            format!("job {id} is running: asked {owner} to cancel it")
+        }
+        CancelRequest::AlreadyEnded(state) => format!("job {id} had ended: it is {state}"),
+        CancelRequest::NoSuchJob => {
+            return Err(WorkerError::Db(DbError(format!("there is no job {id}"))));
+        }
+    })
+}
+
+/// Who asks, from where: `user@host`.
+fn asker() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "someone".to_owned());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|host| host.trim().to_owned())
+        .ok()
+        .filter(|host| !host.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{user}@{host}").replace(' ', "_")
 }
 
 /// The program: parses `args` (without the program's name), runs the
@@ -606,6 +755,13 @@ pub async fn main(args: Vec<String>) -> ExitCode {
                 } else {
                     ExitCode::FAILURE
                 }
+            }
+            Err(error) => fail(&error),
+        },
+        Command::Cancel { job, reason, db } => match cancel(&db, job, &reason).await {
+            Ok(said) => {
+                print_out(said);
+                ExitCode::SUCCESS
             }
             Err(error) => fail(&error),
         },

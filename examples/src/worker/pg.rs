@@ -122,6 +122,46 @@ impl Default for Backoff {
 #[derive(Clone)]
 pub struct PgQueue {
     pool: Pool,
+    /// For connections of its own (LISTEN), outside the pool.
+    config: std::sync::Arc<tokio_postgres::Config>,
+}
+
+/// The channel a job's enqueue notifies (in the enqueuing transaction).
+pub const JOBS_CHANNEL: &str = "tethered_worker_jobs";
+
+/// The channel `worker cancel` notifies: `<job id> <who asked> <reason>`.
+pub const CANCEL_CHANNEL: &str = "tethered_worker_cancel";
+
+/// What a worker's listener hears.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Heard {
+    /// Jobs were enqueued: look for work now rather than at the next poll.
+    Jobs,
+    /// Job `id` is to be cancelled, for `reason`, as `by` asked.
+    Cancel {
+        /// The job.
+        id: i64,
+        /// Who asked, from where: `user@host`.
+        by: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What [`PgQueue::request_cancel`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelRequest {
+    /// The job was queued: it is `cancelled` now, and never runs.
+    CancelledQueued,
+    /// The job is running: its owner was told (it ends `cancelled`).
+    Asked {
+        /// The worker running it.
+        owner: String,
+    },
+    /// The job had ended already: in this state.
+    AlreadyEnded(String),
+    /// There is no such job.
+    NoSuchJob,
 }
 
 impl fmt::Debug for PgQueue {
@@ -160,7 +200,7 @@ impl PgQueue {
             ))
         })?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -170,7 +210,10 @@ impl PgQueue {
             .max_size(connections.max(1))
             .build()
             .map_err(|error| DbError(format!("cannot make a connection pool: {error}")))?;
-        let queue = PgQueue { pool };
+        let queue = PgQueue {
+            pool,
+            config: std::sync::Arc::new(config),
+        };
         queue.migrate().await?;
         Ok(queue)
     }
@@ -249,6 +292,7 @@ impl PgQueue {
             .await
             .map_err(db(doing))?
             .get(0);
+        notify_jobs(&tx).await?;
         tx.commit().await.map_err(db(doing))?;
         Ok(u64::try_from(total).unwrap_or(0))
     }
@@ -272,6 +316,9 @@ impl PgQueue {
             )
             .await
             .map_err(db("cannot enqueue"))?;
+        if row.is_some() {
+            notify_jobs(tx).await?;
+        }
         Ok(row.map(|row| row.get(0)))
     }
 
@@ -490,10 +537,130 @@ impl PgQueue {
                 "running" => counts.taken = n,
                 "done" => counts.done = n,
                 "failed" => counts.failed = n,
+                "cancelled" => counts.cancelled = n,
                 _ => {}
             }
         }
         Ok(counts)
+    }
+
+    /// Listens for enqueued jobs and cancel requests on a connection of its
+    /// own (a pooled one may be recycled), calling `heard` for each, until
+    /// the connection fails or closes: the caller reconnects, and polls
+    /// meanwhile (a pooler in transaction mode drops LISTEN altogether).
+    pub async fn listen(&self, heard: &mut (dyn FnMut(Heard) + Send)) -> Result<(), DbError> {
+        let doing = "cannot listen for new jobs";
+        let (client, mut connection) = self.config.connect(NoTls).await.map_err(db(doing))?;
+        let (tx, mut notifications) = tokio::sync::mpsc::unbounded_channel();
+        // The connection is driven here, with the statements, in one task:
+        // its messages are read as they come, notifications among them.
+        let drive = async move {
+            loop {
+                match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                    Some(Ok(tokio_postgres::AsyncMessage::Notification(heard))) => {
+                        let _ = tx.send(heard);
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => return Err(error),
+                    None => return Ok(()),
+                }
+            }
+        };
+        let mut drive = std::pin::pin!(drive);
+        let statement = format!("LISTEN {JOBS_CHANNEL}; LISTEN {CANCEL_CHANNEL}");
+        let subscribe = client.batch_execute(&statement);
+        tokio::select! {
+            ended = &mut drive => return ended.map_err(db(doing)),
+            subscribed = subscribe => subscribed.map_err(db(doing))?,
+        }
+        loop {
+            tokio::select! {
+                ended = &mut drive => return ended.map_err(db("lost the connection listening for jobs")),
+                Some(notification) = notifications.recv() => {
+                    if notification.channel() == JOBS_CHANNEL {
+                        heard(Heard::Jobs);
+                    } else if let Some((id, rest)) = notification.payload().split_once(' ')
+                        && let Some((by, reason)) = rest.split_once(' ')
+                        && let Ok(id) = id.parse()
+                    {
+                        heard(Heard::Cancel { id, by: by.to_owned(), reason: reason.to_owned() });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks for job `id` to be cancelled, for `reason`, as `by` (`user@host`,
+    /// no spaces) asks: a queued job is cancelled at once; a running one's
+    /// owner is told, through [`CANCEL_CHANNEL`], and ends it.
+    pub async fn request_cancel(
+        &self,
+        id: i64,
+        by: &str,
+        reason: &str,
+    ) -> Result<CancelRequest, DbError> {
+        let doing = "cannot cancel the job";
+        let mut client = self.pool.get().await.map_err(pool(doing))?;
+        let tx = client.transaction().await.map_err(db(doing))?;
+        let row = tx
+            .query_opt(
+                "SELECT state, owner FROM tethered_worker.jobs WHERE id = $1 FOR UPDATE",
+                &[&id],
+            )
+            .await
+            .map_err(db(doing))?;
+        let Some(row) = row else {
+            return Ok(CancelRequest::NoSuchJob);
+        };
+        let (state, owner): (String, Option<String>) = (row.get(0), row.get(1));
+        let request = match (state.as_str(), owner) {
+            ("queued", _) => {
+                tx.execute(
+                    "UPDATE tethered_worker.jobs SET state = 'cancelled', cancel_reason = $2,
+                         finished_at = now()
+                     WHERE id = $1",
+                    &[&id, &format!("{reason} (asked by {by})")],
+                )
+                .await
+                .map_err(db(doing))?;
+                CancelRequest::CancelledQueued
+            }
+            ("running", Some(owner)) => {
+                tx.execute(
+                    "SELECT pg_notify($1, $2)",
+                    &[&CANCEL_CHANNEL, &format!("{id} {by} {reason}")],
+                )
+                .await
+                .map_err(db(doing))?;
+                CancelRequest::Asked { owner }
+            }
+            _ => CancelRequest::AlreadyEnded(state),
+        };
+        tx.commit().await.map_err(db(doing))?;
+        Ok(request)
+    }
+
+    /// Ends `job` as `cancelled`, with `reason` kept, if `owner` still holds
+    /// it under this claim.
+    pub async fn cancelled(
+        &self,
+        job: &Claimed,
+        owner: &str,
+        reason: &str,
+    ) -> Result<bool, DbError> {
+        let doing = "cannot record a cancellation";
+        let client = self.pool.get().await.map_err(pool(doing))?;
+        let written = client
+            .execute(
+                "UPDATE tethered_worker.jobs
+                 SET state = 'cancelled', cancel_reason = $4, owner = NULL, lease_until = NULL,
+                     finished_at = now()
+                 WHERE id = $1 AND owner = $2 AND claim = $3 AND state = 'running'",
+                &[&job.id, &owner, &job.claim, &reason],
+            )
+            .await
+            .map_err(db(doing))?;
+        Ok(written == 1)
     }
 
     /// A connection from the pool, for what the methods above do not do (a
@@ -521,4 +688,13 @@ impl PgQueue {
 /// `duration` in milliseconds (fractions kept), for `interval` arithmetic.
 fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
+}
+
+/// Tells the listening workers that jobs were enqueued: delivered when
+/// `tx` commits, and not at all if it rolls back.
+async fn notify_jobs(tx: &Transaction<'_>) -> Result<(), DbError> {
+    tx.execute("SELECT pg_notify($1, '')", &[&JOBS_CHANNEL])
+        .await
+        .map_err(db("cannot enqueue"))?;
+    Ok(())
 }

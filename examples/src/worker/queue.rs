@@ -106,6 +106,8 @@ pub struct Counts {
     pub done: u64,
     /// `failed`.
     pub failed: u64,
+    /// `cancelled` (on request: `worker cancel`).
+    pub cancelled: u64,
 }
 
 /// The queue: a connection to the database file, shared by the tasks of
