@@ -30,6 +30,7 @@ fn the_postgres_queue_keeps_its_promises() {
         interrupted_failed_and_given_up_stay_apart(&server).await;
         enqueue_joins_the_callers_transaction_and_unique_jobs_are_unique(&server).await;
         migrations_run_once_and_refuse_what_is_not_theirs(&server).await;
+        leader_terms_come_from_the_database_and_only_the_current_one_acts(&server).await;
         bad_urls_and_refused_connections_are_one_line(&server).await;
     });
 }
@@ -91,7 +92,11 @@ async fn a_lost_lease_fences_the_old_owner_and_says_who_holds_the_job(server: &P
         .unwrap()
         .remove(0);
     tokio::time::sleep(Duration::from_millis(5)).await;
-    assert_eq!(queue.rescue_expired().await.unwrap(), [old.id]);
+    let term = queue.lead("rescuer", LEASE).await.unwrap().unwrap();
+    assert_eq!(
+        queue.rescue_expired("rescuer", term).await.unwrap(),
+        [old.id]
+    );
     // Rescued: queued again, one attempt used up.
     let Renewal::Lost(lost) = queue.renew(&old, "worker-a", LEASE).await.unwrap() else {
         panic!("renewed a rescued job");
@@ -130,7 +135,13 @@ async fn a_lost_lease_fences_the_old_owner_and_says_who_holds_the_job(server: &P
     // A live lease is never rescued, however long the job has run.
     queue.enqueue(1).await.unwrap();
     let live = queue.take("worker-c", 1, LEASE).await.unwrap().remove(0);
-    assert!(queue.rescue_expired().await.unwrap().is_empty());
+    assert!(
+        queue
+            .rescue_expired("rescuer", term)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(queue.finish(&live, "worker-c").await.unwrap());
 }
 
@@ -244,6 +255,47 @@ async fn enqueue_joins_the_callers_transaction_and_unique_jobs_are_unique(server
             .is_some()
     );
     tx.commit().await.unwrap();
+}
+
+async fn leader_terms_come_from_the_database_and_only_the_current_one_acts(server: &PgServer) {
+    let (queue, _) = queue(server, "leader").await;
+    // The first asks: term 1. Another, while it is current: nothing.
+    assert_eq!(queue.lead("worker-a", LEASE).await.unwrap(), Some(1));
+    assert_eq!(queue.lead("worker-b", LEASE).await.unwrap(), None);
+    // A renewal keeps the term.
+    assert_eq!(queue.lead("worker-a", LEASE).await.unwrap(), Some(1));
+
+    // A job whose worker died.
+    queue.enqueue(1).await.unwrap();
+    queue.take("worker-z", 1, Duration::ZERO).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // Not the leader: nothing done.
+    assert!(
+        queue
+            .rescue_expired("worker-b", 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // `worker-a`'s term runs out (a short one, then a pause): `worker-b`
+    // gets the next term, and `worker-a`, acting on its old one, does
+    // nothing, in the very statement that would act.
+    assert_eq!(
+        queue.lead("worker-a", Duration::ZERO).await.unwrap(),
+        Some(1)
+    );
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(queue.lead("worker-b", LEASE).await.unwrap(), Some(2));
+    assert!(
+        queue
+            .rescue_expired("worker-a", 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(queue.rescue_expired("worker-b", 2).await.unwrap(), [1]);
+    assert_eq!(queue.lead("worker-a", LEASE).await.unwrap(), None);
 }
 
 async fn migrations_run_once_and_refuse_what_is_not_theirs(server: &PgServer) {

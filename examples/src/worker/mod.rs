@@ -44,7 +44,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -430,18 +430,25 @@ async fn listener(shared: Arc<Shared>) {
 }
 
 /// On PostgreSQL, takes back the jobs of workers that died or lost the
-/// database (their leases expired), every [`renew_every`] of the lease;
-/// on SQLite, `take` does it, and this only waits for the stop.
+/// database (their leases expired), every [`renew_every`] of the lease,
+/// while this worker is the leader; on SQLite, `take` does it, and this
+/// only waits for the stop.
 ///
-/// Every worker runs one: the statement re-checks each job's state and
-/// lease as it acts, so two rescuers never take the same job twice.
+/// Every worker runs one, and at each tick each asks for (or renews) the
+/// lead: one of them holds the current term, issued by the database, and
+/// only its rescue statement, which checks the term as it acts, does
+/// anything.
 async fn rescuer(shared: Arc<Shared>) -> Result<(), tethered::PeriodicError> {
     match &shared.store {
-        Store::Postgres(queue) => {
-            rescue(queue.clone(), shared.console.clone(), shared.config.lease)
-                .await
-                .map(drop)
-        }
+        Store::Postgres(queue) => rescue(
+            queue.clone(),
+            shared.owner.clone(),
+            shared.console.clone(),
+            shared.config.lease,
+            Arc::new(AtomicI64::new(0)),
+        )
+        .await
+        .map(drop),
         Store::Sqlite(_) => {
             tethered::stop_requested().await;
             Ok(())
@@ -449,9 +456,26 @@ async fn rescuer(shared: Arc<Shared>) -> Result<(), tethered::PeriodicError> {
     }
 }
 
+/// One tick of the rescuer: the lead, then the rescue. `held` is the term
+/// it held at the last tick (0: none), to say when that changes.
 #[periodic(every = (renew_every(lease)), overlap = skip, first = after, name = "rescuer")]
-async fn rescue(queue: PgQueue, console: Arc<Console>, lease: Duration) -> Result<(), DbError> {
-    let rescued = queue.rescue_expired().await?;
+async fn rescue(
+    queue: PgQueue,
+    owner: Arc<str>,
+    console: Arc<Console>,
+    lease: Duration,
+    held: Arc<AtomicI64>,
+) -> Result<(), DbError> {
+    let Some(term) = queue.lead(&owner, lease).await? else {
+        if held.swap(0, Ordering::SeqCst) != 0 {
+            console.say("leader: another worker's term is current now");
+        }
+        return Ok(());
+    };
+    if held.swap(term, Ordering::SeqCst) != term {
+        console.say(format_args!("leader: term {term}"));
+    }
+    let rescued = queue.rescue_expired(&owner, term).await?;
     if !rescued.is_empty() {
         console.say(format_args!(
             "rescued {} jobs whose lease had expired: {rescued:?}",

@@ -16,8 +16,10 @@
 //!   lease gone says who holds the job now.
 //! * **rescue** ([`PgQueue::rescue_expired`]): only on an expired lease,
 //!   never on how long a job has run, re-checking state and lease in the
-//!   statement that acts. A rescue uses up an attempt (the job may be what
-//!   killed its worker).
+//!   statement that acts, and only by the leader: the one worker whose
+//!   term ([`PgQueue::lead`], issued by the database) is current, checked
+//!   in that same statement. A rescue uses up an attempt (the job may be
+//!   what killed its worker).
 //! * **interrupted, failed, cancelled** stay apart: a job a shutdown
 //!   interrupts goes back at once with its attempts as they were
 //!   ([`PgQueue::release`]); a failed one is retried after a capped,
@@ -38,12 +40,13 @@ use super::queue::{Counts, DbError};
 use super::store::{Claimed, LostLease, Renewal};
 
 /// The schema version this worker knows.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// The migrations, by the version each brings the schema to.
-const MIGRATIONS: [(i32, &str); 1] = [(
-    1,
-    "
+const MIGRATIONS: [(i32, &str); 2] = [
+    (
+        1,
+        "
     CREATE TABLE tethered_worker.jobs (
         id bigserial PRIMARY KEY,
         payload text NOT NULL,
@@ -67,7 +70,19 @@ const MIGRATIONS: [(i32, &str); 1] = [(
     CREATE UNIQUE INDEX jobs_unique ON tethered_worker.jobs (unique_key)
         WHERE unique_key IS NOT NULL AND state IN ('queued', 'running');
     ",
-)];
+    ),
+    (
+        2,
+        "
+    CREATE TABLE tethered_worker.leader (
+        id integer PRIMARY KEY CHECK (id = 1),
+        holder text NOT NULL,
+        term bigint NOT NULL,
+        expires_at timestamptz NOT NULL
+    );
+    ",
+    ),
+];
 
 /// The advisory lock migrations take (in their transaction only).
 const MIGRATION_LOCK: i64 = 0x7465_7468_6572_6564;
@@ -462,10 +477,36 @@ impl PgQueue {
         })
     }
 
+    /// Becomes, or stays, the leader for `ttl`, as `me`: returns the term
+    /// it holds, or `None` while another worker's term is current. A term
+    /// is issued by the database and only grows: a renewal keeps it, a new
+    /// holder (the last one's term expired) gets the next one.
+    pub async fn lead(&self, me: &str, ttl: Duration) -> Result<Option<i64>, DbError> {
+        let doing = "cannot take the lead";
+        let client = self.pool.get().await.map_err(pool(doing))?;
+        let row = client
+            .query_opt(
+                "INSERT INTO tethered_worker.leader AS leader (id, holder, term, expires_at)
+                 VALUES (1, $1, 1, now() + $2::float8 * interval '1 millisecond')
+                 ON CONFLICT (id) DO UPDATE
+                 SET holder = excluded.holder,
+                     term = CASE WHEN leader.holder = excluded.holder AND leader.expires_at > now()
+                                 THEN leader.term ELSE leader.term + 1 END,
+                     expires_at = excluded.expires_at
+                 WHERE leader.holder = excluded.holder OR leader.expires_at <= now()
+                 RETURNING term",
+                &[&me, &millis(ttl)],
+            )
+            .await
+            .map_err(db(doing))?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
     /// Takes back the jobs whose lease has expired (their worker died, or
     /// lost the database): queued again, or `failed` when that was their
-    /// last attempt. Returns their ids.
-    pub async fn rescue_expired(&self) -> Result<Vec<i64>, DbError> {
+    /// last attempt; only while `me` holds leader term `term`, checked in
+    /// the statement that acts. Returns their ids.
+    pub async fn rescue_expired(&self, me: &str, term: i64) -> Result<Vec<i64>, DbError> {
         let doing = "cannot rescue jobs";
         let client = self.pool.get().await.map_err(pool(doing))?;
         let rows = client
@@ -476,8 +517,12 @@ impl PgQueue {
                      state = CASE WHEN attempts + 1 >= max_attempts THEN 'failed' ELSE 'queued' END,
                      finished_at = CASE WHEN attempts + 1 >= max_attempts THEN now() END
                  WHERE state = 'running' AND lease_until < now()
+                   AND EXISTS (
+                       SELECT 1 FROM tethered_worker.leader
+                       WHERE id = 1 AND holder = $1 AND term = $2 AND expires_at > now()
+                   )
                  RETURNING id",
-                &[],
+                &[&me, &term],
             )
             .await
             .map_err(db(doing))?;
