@@ -23,28 +23,10 @@ use tethered_examples::worker::Summary;
 
 mod common;
 
-use common::{TempDb, count, enqueue, signal, spawn_run};
+use common::{SplitMix64, TempDb, count, enqueue, signal, spawn_run};
 
 /// Jobs run at once.
 const CONCURRENCY: i64 = 16;
-
-/// splitmix64: a tiny deterministic generator for the signal moments.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n`.
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// A started `worker run`, and how it got there.
 struct Started {

@@ -651,6 +651,10 @@ async fn take_jobs(sv: &Supervisor, shared: &Arc<Shared>) -> Result<(), DbError>
 
 async fn take_until_stopped(sv: &Supervisor, shared: &Arc<Shared>) -> Result<(), DbError> {
     let config = &shared.config;
+    // After a database error (the database restarting, a connection
+    // killed), tried again, with a backoff that a success resets: losing
+    // the database for a while is no reason to stop.
+    let mut backoff = RETRY_FIRST;
     loop {
         if tethered::is_stopping() {
             return Ok(());
@@ -664,17 +668,30 @@ async fn take_until_stopped(sv: &Supervisor, shared: &Arc<Shared>) -> Result<(),
             }
             continue;
         }
-        let jobs = shared.store.take(&shared.owner, free, config.lease).await?;
+        let jobs = match shared.store.take(&shared.owner, free, config.lease).await {
+            Ok(jobs) => jobs,
+            Err(error) => {
+                retry_after(shared, &error, &mut backoff).await;
+                continue;
+            }
+        };
+        backoff = RETRY_FIRST;
         if jobs.is_empty() {
             // Empty means nothing queued and nothing taken, by anyone: a job
             // still leased by a dead process (its lease not yet expired) is
             // waited for, and taken once it expires.
-            if config.exit_when_empty
-                && shared.in_flight() == 0
-                && shared.store.counts().await?.taken == 0
-            {
-                shared.console.say("the queue is empty; stopping");
-                return Ok(());
+            if config.exit_when_empty && shared.in_flight() == 0 {
+                match shared.store.counts().await {
+                    Ok(counts) if counts.taken == 0 => {
+                        shared.console.say("the queue is empty; stopping");
+                        return Ok(());
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        retry_after(shared, &error, &mut backoff).await;
+                        continue;
+                    }
+                }
             }
             let poll = match shared.store {
                 Store::Sqlite(_) => POLL,
@@ -697,14 +714,40 @@ async fn take_until_stopped(sv: &Supervisor, shared: &Arc<Shared>) -> Result<(),
             let name = format!("job-{}", job.id);
             let refused = job.clone();
             // Refused once the shutdown has begun (the future is dropped
-            // unpolled): the job goes back at once.
-            if sv.spawn(name, work(shared.clone(), job, slot)).is_err()
-                && shared.store.release(&refused, &shared.owner).await?
-            {
-                Counters::add(&shared.counters.returned, 1);
+            // unpolled): the job goes back at once (or, if the database is
+            // gone, by the run's `release_all`, or by a rescue).
+            if sv.spawn(name, work(shared.clone(), job, slot)).is_err() {
+                match shared.store.release(&refused, &shared.owner).await {
+                    Ok(true) => Counters::add(&shared.counters.returned, 1),
+                    Ok(false) => {}
+                    Err(error) => shared
+                        .console
+                        .say(format_args!("job {}: {error}", refused.id)),
+                }
             }
         }
     }
+}
+
+/// The first wait after a database error; each next one doubles, up to
+/// [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+
+/// The longest wait between tries after database errors.
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Says what failed, and waits `backoff` (or for the stop) before the next
+/// try, doubling it for the one after.
+async fn retry_after(shared: &Shared, error: &DbError, backoff: &mut Duration) {
+    shared.console.say(format_args!(
+        "{error}; trying again in {}",
+        humantime::format_duration(*backoff)
+    ));
+    tokio::select! {
+        () = tokio::time::sleep(*backoff) => {}
+        _ = tethered::stop_requested() => {}
+    }
+    *backoff = (*backoff * 2).min(RETRY_MAX);
 }
 
 /// Adds `count` jobs to the queue at `db` (with `init`, in a SQLite

@@ -1,0 +1,322 @@
+//! The fleet test: one PostgreSQL, four processes of the real `worker`
+//! binary, a queue of jobs of mixed length, and, at seeded random moments,
+//! a worker SIGKILLed (and a new one started), a worker SIGTERMed (and a
+//! new one started), every worker's connections killed from the server
+//! (`pg_terminate_backend`), and PostgreSQL itself restarted once. Then
+//! the queue is drained, and the history the database kept (triggers the
+//! test installs) is checked:
+//!
+//! * every job is `done` exactly once (or `failed` with its error, after
+//!   its attempts);
+//! * every job that ran more than once is explained, by a shutdown that
+//!   returned it or a lease that expired or was lost (the counts are
+//!   printed);
+//! * no write of a fenced-out owner landed: each job was finished by the
+//!   owner of its last claim, under that claim;
+//! * a leader term never had two holders, and no term began before the
+//!   one before it had expired.
+//!
+//! A throwaway cluster of this test's own (needed to restart the server),
+//! skipped without server binaries unless `TETHERED_PG_REQUIRED=1`.
+#![cfg(unix)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{SplitMix64, WORKER, signal};
+use tethered_examples::worker::pg_cluster::PgServer;
+
+const JOBS: u64 = 1500;
+const WORKERS: usize = 4;
+/// How long the chaos lasts.
+const CHAOS: Duration = Duration::from_secs(6);
+
+/// The history the test keeps: every change of a job's state, and every
+/// write to the leader row.
+const HISTORY: &str = "
+    CREATE TABLE tethered_worker.history (
+        seq bigserial PRIMARY KEY,
+        job bigint NOT NULL,
+        from_state text NOT NULL,
+        to_state text NOT NULL,
+        owner text,
+        claim bigint NOT NULL,
+        note text
+    );
+    CREATE FUNCTION tethered_worker.record_job() RETURNS trigger AS $$
+    BEGIN
+        IF NEW.state IS DISTINCT FROM OLD.state THEN
+            INSERT INTO tethered_worker.history (job, from_state, to_state, owner, claim, note)
+            VALUES (NEW.id, OLD.state, NEW.state,
+                    CASE WHEN NEW.state = 'running' THEN NEW.owner ELSE OLD.owner END,
+                    NEW.claim, NEW.last_error);
+        END IF;
+        RETURN NEW;
+    END $$ LANGUAGE plpgsql;
+    CREATE TRIGGER record_job AFTER UPDATE ON tethered_worker.jobs
+        FOR EACH ROW EXECUTE FUNCTION tethered_worker.record_job();
+    CREATE TABLE tethered_worker.terms (
+        term bigint NOT NULL,
+        holder text NOT NULL,
+        expires_at timestamptz NOT NULL,
+        at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE FUNCTION tethered_worker.record_term() RETURNS trigger AS $$
+    BEGIN
+        INSERT INTO tethered_worker.terms (term, holder, expires_at)
+        VALUES (NEW.term, NEW.holder, NEW.expires_at);
+        RETURN NEW;
+    END $$ LANGUAGE plpgsql;
+    CREATE TRIGGER record_term AFTER INSERT OR UPDATE ON tethered_worker.leader
+        FOR EACH ROW EXECUTE FUNCTION tethered_worker.record_term();
+";
+
+fn start_worker(url: &str, extra: &[&str]) -> Child {
+    Command::new(WORKER)
+        .args(["run", "--db", url, "--concurrency", "4", "--lease", "600ms"])
+        .args([
+            "--poll",
+            "200ms",
+            "--work-ms",
+            "10",
+            "--slow-every",
+            "7",
+            "--slow-ms",
+            "400",
+        ])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start worker")
+}
+
+async fn connect(url: &str) -> tokio_postgres::Client {
+    let started = Instant::now();
+    loop {
+        match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(connection);
+                return client;
+            }
+            Err(error) if started.elapsed() < Duration::from_secs(20) => {
+                let _ = error;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => panic!("cannot connect to {url}: {error}"),
+        }
+    }
+}
+
+#[test]
+fn a_fleet_under_kills_and_restarts_loses_no_job_and_lets_no_fenced_write_land() {
+    let Some(server) = PgServer::for_tests() else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(fleet(&server));
+}
+
+async fn fleet(server: &PgServer) {
+    let url = server.create_database("fleet").await.unwrap();
+    // The schema first, then the history's triggers, then the jobs.
+    let out = Command::new(WORKER)
+        .args(["enqueue", "0", "--db", &url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    connect(&url).await.batch_execute(HISTORY).await.unwrap();
+    let out = Command::new(WORKER)
+        .args(["enqueue", &JOBS.to_string(), "--db", &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+
+    let mut workers: Vec<Child> = (0..WORKERS).map(|_| start_worker(&url, &[])).collect();
+    let mut rng = SplitMix64(0xF1EE_7000_0000_0001);
+    let (mut kills, mut terms, mut cuts, mut restarted) = (0, 0, 0, false);
+    let chaos = Instant::now();
+    while chaos.elapsed() < CHAOS {
+        tokio::time::sleep(Duration::from_millis(300 + rng.below(500))).await;
+        let which = rng.below(WORKERS as u64) as usize;
+        match rng.below(4) {
+            0 => {
+                signal(&workers[which], "-KILL");
+                let _ = workers[which].wait();
+                workers[which] = start_worker(&url, &[]);
+                kills += 1;
+            }
+            1 => {
+                signal(&workers[which], "-TERM");
+                let _ = workers[which].wait();
+                workers[which] = start_worker(&url, &[]);
+                terms += 1;
+            }
+            2 => {
+                let client = connect(&url).await;
+                client
+                    .batch_execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                         WHERE pid <> pg_backend_pid() AND datname = current_database()",
+                    )
+                    .await
+                    .unwrap();
+                cuts += 1;
+            }
+            _ => {
+                if let (PgServer::Own(cluster), false) = (server, restarted) {
+                    cluster.stop().unwrap();
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    cluster.start().unwrap();
+                    restarted = true;
+                }
+            }
+        }
+    }
+    if let (PgServer::Own(cluster), false) = (server, restarted) {
+        cluster.stop().unwrap();
+        cluster.start().unwrap();
+        restarted = true;
+    }
+    // The fleet stops; two workers drain what is left, rescues included.
+    for worker in &workers {
+        signal(worker, "-TERM");
+    }
+    for mut worker in workers {
+        let _ = worker.wait();
+    }
+    let drains: Vec<Child> = (0..2)
+        .map(|_| start_worker(&url, &["--exit-when-empty"]))
+        .collect();
+    for mut drain in drains {
+        let waited = Instant::now();
+        loop {
+            if let Some(status) = drain.try_wait().unwrap() {
+                assert!(status.success(), "a draining worker failed: {status}");
+                break;
+            }
+            assert!(
+                waited.elapsed() < Duration::from_secs(120),
+                "the queue never drained"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    let client = connect(&url).await;
+    let count = async |sql: &str| -> i64 { client.query_one(sql, &[]).await.unwrap().get(0) };
+    let done = count("SELECT count(*) FROM tethered_worker.jobs WHERE state = 'done'").await;
+    let failed = count(
+        "SELECT count(*) FROM tethered_worker.jobs
+         WHERE state = 'failed' AND last_error IS NOT NULL AND attempts >= max_attempts",
+    )
+    .await;
+    assert_eq!(done + failed, JOBS as i64, "jobs lost");
+    assert_eq!(
+        count("SELECT count(*) FROM tethered_worker.jobs WHERE done_count > 1").await,
+        0,
+        "a job was done twice"
+    );
+
+    // Replay the history, job by job.
+    let rows = client
+        .query(
+            "SELECT job, from_state, to_state, owner, claim, note FROM tethered_worker.history
+             ORDER BY seq",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut last_claim: HashMap<i64, (Option<String>, i64)> = HashMap::new();
+    let mut finished: HashMap<i64, u32> = HashMap::new();
+    let (mut claims, mut returned, mut rescued, mut cancelled) = (0u64, 0u64, 0u64, 0u64);
+    for row in &rows {
+        let job: i64 = row.get(0);
+        let (from, to): (&str, &str) = (row.get(1), row.get(2));
+        let owner: Option<String> = row.get(3);
+        let claim: i64 = row.get(4);
+        let note: Option<&str> = row.get(5);
+        match (from, to) {
+            ("queued", "running") => {
+                claims += 1;
+                last_claim.insert(job, (owner, claim));
+            }
+            ("running", "done") => {
+                // Finished by the owner of the last claim, under it: a
+                // fenced-out owner's finish would show another.
+                assert_eq!(
+                    last_claim.get(&job),
+                    Some(&(owner.clone(), claim)),
+                    "job {job} finished by {owner:?} under claim {claim}"
+                );
+                *finished.entry(job).or_default() += 1;
+            }
+            ("running", "queued" | "failed")
+                if note.is_some_and(|n| n.starts_with("lease expired")) =>
+            {
+                rescued += 1;
+            }
+            ("running", "queued") => returned += 1,
+            ("running", "cancelled") => cancelled += 1,
+            other => panic!("job {job}: an unexpected change {other:?}"),
+        }
+    }
+    assert!(finished.values().all(|&n| n == 1), "a job finished twice");
+    assert_eq!(finished.len() as i64, done);
+    // Every claim past a job's first is explained by a return or a rescue.
+    let reruns = claims - JOBS;
+    assert_eq!(
+        reruns,
+        returned + rescued,
+        "claims not explained by returns or rescues"
+    );
+    assert_eq!(cancelled, 0);
+
+    // The leader terms: one holder each, none begun before the last expired.
+    let rows = client
+        .query(
+            "SELECT term, holder, expires_at, at FROM tethered_worker.terms ORDER BY term, at",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut holders: HashMap<i64, String> = HashMap::new();
+    let mut ends: HashMap<i64, std::time::SystemTime> = HashMap::new();
+    let mut begins: HashMap<i64, std::time::SystemTime> = HashMap::new();
+    for row in &rows {
+        let (term, holder): (i64, String) = (row.get(0), row.get(1));
+        let expires: std::time::SystemTime = row.get(2);
+        let at: std::time::SystemTime = row.get(3);
+        let first = holders.entry(term).or_insert_with(|| holder.clone());
+        assert_eq!(*first, holder, "term {term} had two holders");
+        begins.entry(term).or_insert(at);
+        let end = ends.entry(term).or_insert(expires);
+        *end = (*end).max(expires);
+    }
+    for (term, began) in &begins {
+        if let Some(before) = ends.get(&(term - 1)) {
+            assert!(
+                began >= before,
+                "term {term} began before term {} expired",
+                term - 1
+            );
+        }
+    }
+    eprintln!(
+        "fleet: {JOBS} jobs, {done} done, {failed} failed after their attempts; \
+         {kills} SIGKILLs, {terms} SIGTERMs, {cuts} connection kills, postgres restarted: \
+         {restarted}; {reruns} jobs run again: {returned} returned by a shutdown, \
+         {rescued} rescued after their lease expired; {} leader terms, one holder each",
+        holders.len()
+    );
+}
