@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{SplitMix64, WORKER, signal};
+use common::{SplitMix64, WORKER, connect, signal};
 use tethered_examples::worker::pg_cluster::PgServer;
 
 const JOBS: u64 = 1500;
@@ -92,23 +92,6 @@ fn start_worker(url: &str, extra: &[&str]) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("start worker")
-}
-
-async fn connect(url: &str) -> tokio_postgres::Client {
-    let started = Instant::now();
-    loop {
-        match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
-            Ok((client, connection)) => {
-                tokio::spawn(connection);
-                return client;
-            }
-            Err(error) if started.elapsed() < Duration::from_secs(20) => {
-                let _ = error;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(error) => panic!("cannot connect to {url}: {error}"),
-        }
-    }
 }
 
 #[test]

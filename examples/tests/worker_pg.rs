@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{WORKER, signal};
+use common::{WORKER, connect, signal};
 use tethered_examples::worker::Summary;
 use tethered_examples::worker::pg_cluster::PgServer;
 
@@ -22,12 +22,19 @@ fn worker(args: &[&str]) -> std::process::Output {
         .expect("run worker")
 }
 
+/// Waits until at least `at_least` jobs are in `state`, for at most
+/// `within` (then fails, saying `what`).
+async fn wait_for(url: &str, state: &str, at_least: i64, within: Duration, what: &str) {
+    let started = Instant::now();
+    let sql = format!("SELECT count(*) FROM tethered_worker.jobs WHERE state = '{state}'");
+    while count(url, &sql).await < at_least {
+        assert!(started.elapsed() < within, "{what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 async fn count(url: &str, sql: &str) -> i64 {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client.query_one(sql, &[]).await.unwrap().get(0)
+    connect(url).await.query_one(sql, &[]).await.unwrap().get(0)
 }
 
 #[test]
@@ -104,55 +111,36 @@ async fn a_job_whose_lease_is_taken_is_cancelled_and_writes_nothing(server: &PgS
     let url = server.create_database("stolen").await.unwrap();
     assert!(worker(&["enqueue", "1", "--db", &url]).status.success());
     // One slow job, with a short lease renewed every 100 ms.
-    let mut child = Command::new(WORKER)
-        .args([
-            "run",
-            "--db",
-            &url,
+    let (child, mut stderr) = start(
+        &url,
+        &[
             "--concurrency",
             "1",
             "--work-ms",
             "60000",
-        ])
-        .args(["--lease", "400ms"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start worker");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+            "--lease",
+            "400ms",
+        ],
+    );
     let jobs = "tethered_worker.jobs";
-    let started = Instant::now();
-    while count(
+    wait_for(
         &url,
-        &format!("SELECT count(*) FROM {jobs} WHERE state = 'running'"),
+        "running",
+        1,
+        Duration::from_secs(10),
+        "the job never started",
     )
-    .await
-        == 0
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the job never started"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    .await;
     // Another worker takes the job from under it (as a rescue and a new
     // claim would).
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let client = connect(&url).await;
     client
         .batch_execute(&format!(
             "UPDATE {jobs} SET owner = 'worker-thief', claim = claim + 1 WHERE state = 'running'"
         ))
         .await
         .unwrap();
-    let mut said = String::new();
-    while !said.contains("lease lost") {
-        let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "{said}");
-        said.push_str(&line);
-    }
+    let said = read_until(&mut stderr, "lease lost");
     assert!(
         said.contains("job 1: lease lost: job 1 now held by worker-thief"),
         "{said}"
@@ -203,20 +191,14 @@ async fn a_killed_workers_jobs_are_rescued_once_their_leases_expire(server: &PgS
         .stderr(Stdio::null())
         .spawn()
         .expect("start worker");
-    let started = Instant::now();
-    while count(
+    wait_for(
         &url,
-        &format!("SELECT count(*) FROM {jobs} WHERE state = 'running'"),
+        "running",
+        4,
+        Duration::from_secs(10),
+        "the jobs never started",
     )
-    .await
-        < 4
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the jobs never started"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    .await;
     signal(&victim, "-KILL");
     victim.wait().unwrap();
 
@@ -304,20 +286,14 @@ async fn an_idle_worker_hears_a_new_job_at_once(server: &PgServer) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let enqueued = Instant::now();
     assert!(worker(&["enqueue", "1", "--db", &url]).status.success());
-    let jobs = "tethered_worker.jobs";
-    while count(
+    wait_for(
         &url,
-        &format!("SELECT count(*) FROM {jobs} WHERE state = 'done'"),
+        "done",
+        1,
+        Duration::from_secs(20),
+        "the job waited for the poll: the NOTIFY did not wake the worker",
     )
-    .await
-        == 0
-    {
-        assert!(
-            enqueued.elapsed() < Duration::from_secs(20),
-            "the job waited for the poll: the NOTIFY did not wake the worker"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    .await;
     eprintln!(
         "an idle worker ran a new job {:?} after its enqueue",
         enqueued.elapsed()
@@ -331,20 +307,14 @@ async fn a_job_is_cancelled_from_anywhere_with_who_asked(server: &PgServer) {
     assert!(worker(&["enqueue", "1", "--db", &url]).status.success());
     let (child, mut stderr) = start(&url, &["--concurrency", "1", "--work-ms", "60000"]);
     let jobs = "tethered_worker.jobs";
-    let started = Instant::now();
-    while count(
+    wait_for(
         &url,
-        &format!("SELECT count(*) FROM {jobs} WHERE state = 'running'"),
+        "running",
+        1,
+        Duration::from_secs(10),
+        "the job never started",
     )
-    .await
-        == 0
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the job never started"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    .await;
     // Another process, as an operator would, on another host.
     let out = worker(&["cancel", "1", "--reason", "customer asked", "--db", &url]);
     let said = String::from_utf8_lossy(&out.stdout);
@@ -362,10 +332,7 @@ async fn a_job_is_cancelled_from_anywhere_with_who_asked(server: &PgServer) {
         said.contains("job 1: cancelled: customer asked (asked by "),
         "{said}"
     );
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let client = connect(&url).await;
     let row = client
         .query_one(
             &format!("SELECT state, cancel_reason, owner FROM {jobs}"),

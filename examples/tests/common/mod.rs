@@ -8,6 +8,7 @@ use std::process::{Child, ChildStderr, Command, Stdio};
 
 use rusqlite::Connection;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 use tethered_examples::worker::Summary;
 
 /// The `worker` binary under test.
@@ -134,5 +135,23 @@ impl SplitMix64 {
     /// A number in `0..n`.
     pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
+    }
+}
+
+/// A connection to the PostgreSQL database at `url`, retried for up to
+/// 20 s (the server may be restarting), its connection driven by a task.
+pub(crate) async fn connect(url: &str) -> tokio_postgres::Client {
+    let started = Instant::now();
+    loop {
+        match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(connection);
+                return client;
+            }
+            Err(_) if started.elapsed() < Duration::from_secs(20) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => panic!("cannot connect to {url}: {error}"),
+        }
     }
 }
