@@ -85,6 +85,9 @@ mod book {
     #[doc = include_str!("../../book/src/lease-lock.md")]
     struct LeaseLock;
 
+    #[doc = include_str!("../../book/src/fleet.md")]
+    struct Fleet;
+
     #[doc = include_str!("../../book/src/compile-errors.md")]
     struct CompileErrors;
 
