@@ -303,3 +303,35 @@ async fn fleet(server: &PgServer) {
         holders.len()
     );
 }
+
+#[test]
+fn the_fleet_demo_plays_out_and_ends_with_nothing_lost() {
+    let Some(server) = PgServer::for_tests() else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = runtime.block_on(server.create_database("demo")).unwrap();
+    let out = Command::new(WORKER)
+        .args(["demo", "--fleet", "--db", &url])
+        .output()
+        .expect("run the demo");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "demo: SIGKILL to w1",
+        "jobs whose lease had expired",
+        "lease lost: job",
+        "demo: the queue is drained",
+        "done more than once: 0",
+        "lost=0",
+    ] {
+        assert!(said.contains(line), "no {line:?} in:\n{said}");
+    }
+}

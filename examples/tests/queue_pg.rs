@@ -116,7 +116,7 @@ async fn a_lost_lease_fences_the_old_owner_and_says_who_holds_the_job(server: &P
     };
     assert_eq!(
         lost.to_string(),
-        format!("lease lost: job {} now held by worker-b", old.id)
+        format!("lease lost: job {} now held by worker-b (claim 2)", old.id)
     );
     // The old owner can change nothing: not finish, not return, not fail.
     assert!(!queue.finish(&old, "worker-a").await.unwrap());

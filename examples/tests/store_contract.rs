@@ -96,7 +96,10 @@ async fn a_lost_lease_says_who_holds_the_job(store: &Store) {
     };
     assert_eq!(
         lost.to_string(),
-        format!("lease lost: job {} now held by worker-b", old.id)
+        format!(
+            "lease lost: job {} now held by worker-b (claim {})",
+            old.id, new.claim
+        )
     );
     assert!(!store.release(&old, "worker-a").await.unwrap());
     assert!(store.finish(&new, "worker-b").await.unwrap());

@@ -142,7 +142,7 @@ async fn a_job_whose_lease_is_taken_is_cancelled_and_writes_nothing(server: &PgS
         .unwrap();
     let said = read_until(&mut stderr, "lease lost");
     assert!(
-        said.contains("job 1: lease lost: job 1 now held by worker-thief"),
+        said.contains("job 1: lease lost: job 1 now held by worker-thief (claim 2)"),
         "{said}"
     );
     signal(&child, "-TERM");
@@ -150,13 +150,14 @@ async fn a_job_whose_lease_is_taken_is_cancelled_and_writes_nothing(server: &PgS
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{said}");
     let summary = Summary::parse(stdout.lines().last().unwrap_or_default()).unwrap();
-    // Taken, not done, not returned (it was no longer ours), not lost.
+    // Taken, not done, not returned: taken over (it was no longer ours).
     assert_eq!(
         summary,
         Summary {
             taken: 1,
             done: 0,
             returned: 0,
+            taken_over: 1,
             lost: 0,
             ..Default::default()
         }

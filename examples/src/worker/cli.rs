@@ -74,7 +74,18 @@ pub enum Command {
     /// Play the demo: 3,000 jobs, a worker stopped by SIGTERM partway
     /// through, a second one that finishes the queue, and a check that every
     /// job was done exactly once.
-    Demo,
+    Demo {
+        /// The fleet on PostgreSQL instead: several workers on one queue, a
+        /// SIGKILL and its rescue, a worker paused past its leases and the
+        /// jobs it lost, a cancel from another process.
+        #[arg(long)]
+        fleet: bool,
+        /// With --fleet: the PostgreSQL database to use (by default, a
+        /// throwaway cluster started for the demo from the installed
+        /// server).
+        #[arg(long, value_name = "URL", requires = "fleet")]
+        db: Option<String>,
+    },
 }
 
 /// `worker run`'s options.

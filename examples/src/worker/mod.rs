@@ -33,6 +33,7 @@
 
 pub mod cli;
 pub mod console;
+pub mod fleet;
 pub mod lock;
 pub mod pg;
 pub mod pg_cluster;
@@ -88,6 +89,8 @@ pub struct Summary {
     pub returned: u64,
     /// Jobs it ended as `cancelled`, on request (`worker cancel`).
     pub cancelled: u64,
+    /// Jobs it lost the lease of, and left to whoever holds them now.
+    pub taken_over: u64,
     /// Jobs still `taken` by it after the returns: must be 0.
     pub lost: u64,
 }
@@ -103,6 +106,9 @@ impl fmt::Display for Summary {
         if self.cancelled > 0 {
             write!(f, " cancelled={}", self.cancelled)?;
         }
+        if self.taken_over > 0 {
+            write!(f, " taken_over={}", self.taken_over)?;
+        }
         write!(f, " lost={}", self.lost)
     }
 }
@@ -117,6 +123,7 @@ impl Summary {
             ("done", &mut summary.done, false),
             ("returned", &mut summary.returned, false),
             ("cancelled", &mut summary.cancelled, true),
+            ("taken_over", &mut summary.taken_over, true),
             ("lost", &mut summary.lost, false),
         ] {
             if optional && !fields.peek()?.starts_with(&format!("{name}=")) {
@@ -198,6 +205,7 @@ struct Counters {
     done: AtomicU64,
     returned: AtomicU64,
     cancelled: AtomicU64,
+    taken_over: AtomicU64,
 }
 
 impl Counters {
@@ -302,6 +310,14 @@ async fn work(
             match cut_short.get() {
                 Some(CutShort::LeaseLost(why)) => {
                     shared.console.say(format_args!("job {}: {why}", job.id));
+                    // Returned if it is still ours after all (the database
+                    // was only unreachable); otherwise left to its holder.
+                    if !shared.store.release(&job, &shared.owner).await? {
+                        Counters::add(&shared.counters.taken_over, 1);
+                        return Ok(());
+                    }
+                    Counters::add(&shared.counters.returned, 1);
+                    return Ok(());
                 }
                 Some(CutShort::Cancelled(why)) => {
                     shared
@@ -635,6 +651,7 @@ async fn summarize(shared: &Shared) -> Result<Summary, DbError> {
         done: Counters::get(&counters.done),
         returned: Counters::get(&counters.returned),
         cancelled: Counters::get(&counters.cancelled),
+        taken_over: Counters::get(&counters.taken_over),
         lost,
     })
 }
@@ -780,7 +797,7 @@ pub async fn cancel(db: &str, id: i64, reason: &str) -> Result<String, WorkerErr
 }
 
 /// Who asks, from where: `user@host`.
-fn asker() -> String {
+pub(crate) fn asker() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "someone".to_owned());
@@ -832,7 +849,14 @@ pub async fn main(args: Vec<String>) -> ExitCode {
             }
             Err(error) => fail(&error),
         },
-        Command::Demo => match demo().await {
+        Command::Demo { fleet: true, db } => match fleet::demo(db).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                say_err(format_args!("worker demo: {message}"));
+                ExitCode::FAILURE
+            }
+        },
+        Command::Demo { fleet: false, .. } => match demo().await {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {
                 eprintln!("worker demo: {message}");

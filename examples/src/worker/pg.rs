@@ -402,7 +402,7 @@ impl PgQueue {
         }
         let now = client
             .query_opt(
-                "SELECT state, owner FROM tethered_worker.jobs WHERE id = $1",
+                "SELECT state, owner, claim FROM tethered_worker.jobs WHERE id = $1",
                 &[&job.id],
             )
             .await
@@ -410,7 +410,8 @@ impl PgQueue {
         Ok(Renewal::Lost(LostLease {
             id: job.id,
             state: now.as_ref().map(|row| row.get(0)),
-            owner: now.and_then(|row| row.get(1)),
+            owner: now.as_ref().and_then(|row| row.get(1)),
+            claim: now.map(|row| row.get(2)),
         }))
     }
 

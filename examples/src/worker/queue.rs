@@ -437,16 +437,23 @@ impl Queue {
         let now = context(
             "cannot renew a lease",
             conn.query_row(
-                "SELECT state, owner FROM jobs WHERE id = ?1",
+                "SELECT state, owner, attempts FROM jobs WHERE id = ?1",
                 params![job.id],
-                |row| Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?)),
+                |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, Option<String>>(1)?,
+                        row.get::<_, i64>(2)?,
+                    ))
+                },
             )
             .optional(),
         )?;
         Ok(Renewal::Lost(LostLease {
             id: job.id,
-            state: now.as_ref().map(|(state, _)| state.clone()),
-            owner: now.and_then(|(_, owner)| owner),
+            state: now.as_ref().map(|(state, ..)| state.clone()),
+            owner: now.as_ref().and_then(|(_, owner, _)| owner.clone()),
+            claim: now.map(|(.., claim)| claim),
         }))
     }
 

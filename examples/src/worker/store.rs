@@ -44,13 +44,19 @@ pub struct LostLease {
     pub state: Option<String>,
     /// Its owner now, if any.
     pub owner: Option<String>,
+    /// Its claim number now: a worker may hold the job again itself,
+    /// under a newer claim than the one that lost it.
+    pub claim: Option<i64>,
 }
 
 impl fmt::Display for LostLease {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "lease lost: job {}", self.id)?;
         match (&self.state, &self.owner) {
-            (_, Some(owner)) => write!(f, " now held by {owner}"),
+            (_, Some(owner)) => match self.claim {
+                Some(claim) => write!(f, " now held by {owner} (claim {claim})"),
+                None => write!(f, " now held by {owner}"),
+            },
             (Some(state), None) => write!(f, " is {state} now"),
             (None, None) => f.write_str(" is gone"),
         }
