@@ -296,6 +296,28 @@ async fn leader_terms_come_from_the_database_and_only_the_current_one_acts(serve
     );
     assert_eq!(queue.rescue_expired("worker-b", 2).await.unwrap(), [1]);
     assert_eq!(queue.lead("worker-a", LEASE).await.unwrap(), None);
+
+    // Leader-only periodic enqueue: the stale leader enqueues nothing; the
+    // current one enqueues the period's job once, however often it asks.
+    let hourly = Duration::from_secs(3600);
+    let stale = queue.enqueue_scheduled("worker-a", 1, "nightly", hourly);
+    assert_eq!(stale.await.unwrap(), None);
+    let id = queue
+        .enqueue_scheduled("worker-b", 2, "nightly", hourly)
+        .await
+        .unwrap();
+    assert!(id.is_some());
+    let again = queue.enqueue_scheduled("worker-b", 2, "nightly", hourly);
+    assert_eq!(again.await.unwrap(), None);
+    let client = queue.client().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT count(*), min(payload) FROM tethered_worker.jobs WHERE payload LIKE 'nightly %'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1);
 }
 
 async fn migrations_run_once_and_refuse_what_is_not_theirs(server: &PgServer) {

@@ -52,6 +52,7 @@ fn the_worker_on_postgres_keeps_its_promises() {
         a_killed_workers_jobs_are_rescued_once_their_leases_expire(&server).await;
         an_idle_worker_hears_a_new_job_at_once(&server).await;
         a_job_is_cancelled_from_anywhere_with_who_asked(&server).await;
+        a_scheduled_job_is_enqueued_once_per_period_by_the_leader(&server).await;
     });
 }
 
@@ -376,5 +377,58 @@ async fn a_job_is_cancelled_from_anywhere_with_who_asked(server: &PgServer) {
     assert_eq!(
         stdout.lines().last(),
         Some("taken=1 done=0 returned=0 cancelled=1 lost=0")
+    );
+}
+
+async fn a_scheduled_job_is_enqueued_once_per_period_by_the_leader(server: &PgServer) {
+    let url = server.create_database("schedule").await.unwrap();
+    assert!(worker(&["enqueue", "0", "--db", &url]).status.success());
+    // Three workers, each asked to enqueue a job every 500 ms: only the
+    // leader does, once a period.
+    let fleet: Vec<_> = (0..3)
+        .map(|_| {
+            start(
+                &url,
+                &[
+                    "--enqueue-every",
+                    "500ms",
+                    "--work-ms",
+                    "1",
+                    "--lease",
+                    "400ms",
+                ],
+            )
+        })
+        .collect();
+    wait_for(
+        &url,
+        "done",
+        4,
+        Duration::from_secs(20),
+        "no scheduled jobs ran",
+    )
+    .await;
+    for (child, _) in &fleet {
+        signal(child, "-TERM");
+    }
+    for (child, _) in fleet {
+        assert!(child.wait_with_output().unwrap().status.success());
+    }
+    let client = connect(&url).await;
+    let row = client
+        .query_one(
+            "SELECT count(*), count(DISTINCT payload),
+                    (SELECT count(*) FROM tethered_worker.schedule)
+             FROM tethered_worker.jobs WHERE payload LIKE 'scheduled %'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (jobs, periods, slots): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    assert!(jobs >= 4, "{jobs}");
+    assert_eq!(
+        (jobs, jobs),
+        (periods, slots),
+        "a period was enqueued twice"
     );
 }

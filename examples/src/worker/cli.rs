@@ -132,6 +132,11 @@ pub struct RunConfig {
     /// tests; shorter leases mean more writes.
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = lease, hide = true)]
     pub lease: Duration,
+    /// On PostgreSQL: enqueue a job every DUR (`scheduled <period>`), from
+    /// whichever worker is the leader, once per period however many
+    /// workers run (looked at on each leader tick: at most once a second).
+    #[arg(long = "enqueue-every", value_name = "DUR", value_parser = duration)]
+    pub enqueue_every: Option<Duration>,
     /// On PostgreSQL, how often an idle worker looks for jobs when no
     /// NOTIFY wakes it (an enqueue does, at once): a fallback for a
     /// listener that lost its connection, or runs behind a pooler that

@@ -461,6 +461,7 @@ async fn rescuer(shared: Arc<Shared>) -> Result<(), tethered::PeriodicError> {
             shared.owner.clone(),
             shared.console.clone(),
             shared.config.lease,
+            shared.config.enqueue_every,
             Arc::new(AtomicI64::new(0)),
         )
         .await
@@ -472,14 +473,16 @@ async fn rescuer(shared: Arc<Shared>) -> Result<(), tethered::PeriodicError> {
     }
 }
 
-/// One tick of the rescuer: the lead, then the rescue. `held` is the term
-/// it held at the last tick (0: none), to say when that changes.
+/// One tick of the rescuer: the lead, then (with `--enqueue-every`) the
+/// period's scheduled job, then the rescue, each under the term. `held` is
+/// the term it held at the last tick (0: none), to say when that changes.
 #[periodic(every = (renew_every(lease)), overlap = skip, first = after, name = "rescuer")]
 async fn rescue(
     queue: PgQueue,
     owner: Arc<str>,
     console: Arc<Console>,
     lease: Duration,
+    enqueue_every: Option<Duration>,
     held: Arc<AtomicI64>,
 ) -> Result<(), DbError> {
     let Some(term) = queue.lead(&owner, lease).await? else {
@@ -490,6 +493,13 @@ async fn rescue(
     };
     if held.swap(term, Ordering::SeqCst) != term {
         console.say(format_args!("leader: term {term}"));
+    }
+    if let Some(every) = enqueue_every
+        && let Some(id) = queue
+            .enqueue_scheduled(&owner, term, "scheduled", every)
+            .await?
+    {
+        console.say(format_args!("leader: enqueued scheduled job {id}"));
     }
     let rescued = queue.rescue_expired(&owner, term).await?;
     if !rescued.is_empty() {

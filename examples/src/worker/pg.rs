@@ -40,10 +40,10 @@ use super::queue::{Counts, DbError};
 use super::store::{Claimed, LostLease, Renewal};
 
 /// The schema version this worker knows.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// The migrations, by the version each brings the schema to.
-const MIGRATIONS: [(i32, &str); 2] = [
+const MIGRATIONS: [(i32, &str); 3] = [
     (
         1,
         "
@@ -79,6 +79,18 @@ const MIGRATIONS: [(i32, &str); 2] = [
         holder text NOT NULL,
         term bigint NOT NULL,
         expires_at timestamptz NOT NULL
+    );
+    ",
+    ),
+    (
+        3,
+        "
+    CREATE TABLE tethered_worker.schedule (
+        name text NOT NULL,
+        period bigint NOT NULL,
+        enqueued_by text NOT NULL,
+        term bigint NOT NULL,
+        PRIMARY KEY (name, period)
     );
     ",
     ),
@@ -497,6 +509,46 @@ impl PgQueue {
                  WHERE leader.holder = excluded.holder OR leader.expires_at <= now()
                  RETURNING term",
                 &[&me, &millis(ttl)],
+            )
+            .await
+            .map_err(db(doing))?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
+    /// Enqueues the job of schedule `name` for the current period of
+    /// `every` (periods counted in the database's clock), once: only while
+    /// `me` holds leader term `term`, checked in the statement that
+    /// enqueues, and only if no one enqueued that period yet (a leader
+    /// that lost its term and acts on it anyway, or two that overlap,
+    /// enqueue nothing). Returns the job's id when it enqueued one.
+    pub async fn enqueue_scheduled(
+        &self,
+        me: &str,
+        term: i64,
+        name: &str,
+        every: Duration,
+    ) -> Result<Option<i64>, DbError> {
+        let doing = "cannot enqueue a scheduled job";
+        let client = self.pool.get().await.map_err(pool(doing))?;
+        let row = client
+            .query_opt(
+                "WITH slot AS (
+                     INSERT INTO tethered_worker.schedule (name, period, enqueued_by, term)
+                     SELECT $3, floor(extract(epoch FROM now()) * 1000 / $4::float8)::bigint, $1, $2
+                     WHERE EXISTS (
+                         SELECT 1 FROM tethered_worker.leader
+                         WHERE id = 1 AND holder = $1 AND term = $2 AND expires_at > now()
+                     )
+                     ON CONFLICT (name, period) DO NOTHING
+                     RETURNING period
+                 ),
+                 job AS (
+                     INSERT INTO tethered_worker.jobs (payload)
+                     SELECT $3 || ' ' || period FROM slot
+                     RETURNING id
+                 )
+                 SELECT id, pg_notify($5, '') FROM job",
+                &[&me, &term, &name, &millis(every), &JOBS_CHANNEL],
             )
             .await
             .map_err(db(doing))?;
