@@ -27,6 +27,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{SplitMix64, WORKER, connect, signal};
+use tethered_examples::worker::Summary;
 use tethered_examples::worker::pg_cluster::PgServer;
 
 const JOBS: u64 = 1500;
@@ -74,6 +75,14 @@ const HISTORY: &str = "
         FOR EACH ROW EXECUTE FUNCTION tethered_worker.record_term();
 ";
 
+/// The summary a worker printed, if it printed one (a SIGKILLed one does
+/// not); waits for it to exit.
+fn summary_of(worker: Child) -> Option<Summary> {
+    let out = worker.wait_with_output().expect("wait for a worker");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    Summary::parse(stdout.lines().last().unwrap_or_default())
+}
+
 fn start_worker(url: &str, extra: &[&str]) -> Child {
     Command::new(WORKER)
         .args(["run", "--db", url, "--concurrency", "4", "--lease", "600ms"])
@@ -88,7 +97,7 @@ fn start_worker(url: &str, extra: &[&str]) -> Child {
             "400",
         ])
         .args(extra)
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("start worker")
@@ -128,6 +137,7 @@ async fn fleet(server: &PgServer) {
     let mut workers: Vec<Child> = (0..WORKERS).map(|_| start_worker(&url, &[])).collect();
     let mut rng = SplitMix64(0xF1EE_7000_0000_0001);
     let (mut kills, mut terms, mut cuts, mut restarted) = (0, 0, 0, false);
+    let mut summaries: Vec<Summary> = Vec::new();
     let chaos = Instant::now();
     while chaos.elapsed() < CHAOS {
         tokio::time::sleep(Duration::from_millis(300 + rng.below(500))).await;
@@ -141,8 +151,8 @@ async fn fleet(server: &PgServer) {
             }
             1 => {
                 signal(&workers[which], "-TERM");
-                let _ = workers[which].wait();
-                workers[which] = start_worker(&url, &[]);
+                let stopped = std::mem::replace(&mut workers[which], start_worker(&url, &[]));
+                summaries.extend(summary_of(stopped));
                 terms += 1;
             }
             2 => {
@@ -175,8 +185,8 @@ async fn fleet(server: &PgServer) {
     for worker in &workers {
         signal(worker, "-TERM");
     }
-    for mut worker in workers {
-        let _ = worker.wait();
+    for worker in workers {
+        summaries.extend(summary_of(worker));
     }
     let drains: Vec<Child> = (0..2)
         .map(|_| start_worker(&url, &["--exit-when-empty"]))
@@ -194,7 +204,15 @@ async fn fleet(server: &PgServer) {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        summaries.extend(summary_of(drain));
     }
+    // Writes the fence refused: each worker counts the jobs it found taken
+    // over (its finish or its return matched no row).
+    let fenced: u64 = summaries.iter().map(|summary| summary.taken_over).sum();
+    assert!(
+        summaries.iter().all(|summary| summary.lost == 0),
+        "{summaries:?}"
+    );
 
     let client = connect(&url).await;
     let count = async |sql: &str| -> i64 { client.query_one(sql, &[]).await.unwrap().get(0) };
@@ -299,7 +317,8 @@ async fn fleet(server: &PgServer) {
         "fleet: {JOBS} jobs, {done} done, {failed} failed after their attempts; \
          {kills} SIGKILLs, {terms} SIGTERMs, {cuts} connection kills, postgres restarted: \
          {restarted}; {reruns} jobs run again: {returned} returned by a shutdown, \
-         {rescued} rescued after their lease expired; {} leader terms, one holder each",
+         {rescued} rescued after their lease expired; {fenced} writes refused by the \
+         fence (counted by the workers that lived to say so); {} leader terms, one holder each",
         holders.len()
     );
 }

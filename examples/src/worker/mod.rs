@@ -359,10 +359,15 @@ async fn work(
         heartbeat(shared.clone(), job.clone(), scope, body_gone, cut_short)
     );
     tokio::time::sleep(shared.config.work_for(job.id)).await;
-    if shared.store.finish(&job, &shared.owner).await? {
-        finished.store(true, Ordering::SeqCst);
-        Counters::add(&shared.counters.done, 1);
-    }
+    // A finish refused by the fence: the lease was lost between the last
+    // beat and now, and the job is someone else's; nothing to give back.
+    let counter = if shared.store.finish(&job, &shared.owner).await? {
+        &shared.counters.done
+    } else {
+        &shared.counters.taken_over
+    };
+    finished.store(true, Ordering::SeqCst);
+    Counters::add(counter, 1);
     drop(alive);
     Ok(())
 }
