@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{SplitMix64, WORKER, connect, signal};
+use common::{SplitMix64, WORKER, connect, runtime, signal};
 use tethered_examples::worker::Summary;
 use tethered_examples::worker::pg_cluster::PgServer;
 
@@ -108,10 +108,7 @@ fn a_fleet_under_kills_and_restarts_loses_no_job_and_lets_no_fenced_write_land()
     let Some(server) = PgServer::for_tests() else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     runtime.block_on(fleet(&server));
 }
 
@@ -328,10 +325,7 @@ fn the_fleet_demo_plays_out_and_ends_with_nothing_lost() {
     let Some(server) = PgServer::for_tests() else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let url = runtime.block_on(server.create_database("demo")).unwrap();
     let out = Command::new(WORKER)
         .args(["demo", "--fleet", "--db", &url])

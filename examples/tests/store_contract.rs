@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::TempDb;
+use common::{TempDb, runtime};
 use tethered_examples::worker::pg_cluster::PgServer;
 use tethered_examples::worker::store::{Claimed, Renewal, Store};
 
@@ -18,10 +18,7 @@ const LEASE: Duration = Duration::from_secs(30);
 
 #[test]
 fn both_stores_keep_the_same_promises() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     runtime.block_on(async {
         let file = TempDb::new("contract");
         for name in ["exclusive", "lost", "returned"] {

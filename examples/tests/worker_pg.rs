@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{WORKER, connect, signal};
+use common::{WORKER, connect, runtime, signal};
 use tethered_examples::worker::Summary;
 use tethered_examples::worker::pg_cluster::PgServer;
 
@@ -42,10 +42,7 @@ fn the_worker_on_postgres_keeps_its_promises() {
     let Some(server) = PgServer::for_tests() else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     runtime.block_on(async {
         three_workers_finish_the_queue_each_job_once(&server).await;
         a_job_whose_lease_is_taken_is_cancelled_and_writes_nothing(&server).await;

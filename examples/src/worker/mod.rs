@@ -308,16 +308,11 @@ async fn work(
                 return Ok(());
             }
             match cut_short.get() {
+                // Returned below if it is still ours after all (the
+                // database was only unreachable); otherwise left to its
+                // holder, and counted as taken over.
                 Some(CutShort::LeaseLost(why)) => {
                     shared.console.say(format_args!("job {}: {why}", job.id));
-                    // Returned if it is still ours after all (the database
-                    // was only unreachable); otherwise left to its holder.
-                    if !shared.store.release(&job, &shared.owner).await? {
-                        Counters::add(&shared.counters.taken_over, 1);
-                        return Ok(());
-                    }
-                    Counters::add(&shared.counters.returned, 1);
-                    return Ok(());
                 }
                 Some(CutShort::Cancelled(why)) => {
                     shared
@@ -344,8 +339,12 @@ async fn work(
                     }
                 }
             }
-            if shared.store.release(&job, &shared.owner).await? {
+            let returned = shared.store.release(&job, &shared.owner).await?;
+            let lease_lost = matches!(cut_short.get(), Some(CutShort::LeaseLost(_)));
+            if returned {
                 Counters::add(&shared.counters.returned, 1);
+            } else if lease_lost {
+                Counters::add(&shared.counters.taken_over, 1);
             }
             Ok::<(), DbError>(())
         });

@@ -155,3 +155,12 @@ pub(crate) async fn connect(url: &str) -> tokio_postgres::Client {
         }
     }
 }
+
+/// A current-thread runtime with time and I/O, for a test that drives
+/// async code (a PostgreSQL client, say) from a plain `#[test]`.
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
