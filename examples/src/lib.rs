@@ -31,6 +31,7 @@
 pub mod api;
 pub mod demo;
 pub mod helpers_on_exit;
+pub mod output;
 pub mod periodic_overlap;
 pub mod scoped_fetch;
 pub mod supervisor_service;

@@ -2,7 +2,8 @@
 //! send a few thousand requests (some slow), SIGTERM arrives mid-load, and
 //! the drain is checked against what the clients saw. A second test: a
 //! client that goes away mid-request, whose handler's shield still
-//! finishes.
+//! finishes; a third: a second SIGTERM during the drain, after which the
+//! service's report and the audit line are still printed.
 #![cfg(unix)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -482,4 +483,47 @@ async fn a_client_that_goes_away_mid_request_cancels_its_handler_and_its_audit_s
                     .contains("disconnected: the client went away before the response was sent")),
         "the handler's reason is the disconnect:\n{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_during_the_drain_still_prints_the_services_report() {
+    let api = Api::start();
+    // A slow request in flight, which the grace (2 s) would wait for.
+    let stream = TcpStream::connect(api.addr).await.unwrap();
+    let (mut sender, driver) = http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let driver = tokio::spawn(driver);
+    let slow = hyper::Request::get(format!("/work/{SLOW_MS}/1"))
+        .header("host", "api")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let pending = tokio::spawn(async move { sender.send_request(slow).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    api.terminate();
+    let waited = Instant::now();
+    while api.draining_since().is_none() {
+        assert!(waited.elapsed() < Duration::from_secs(10), "never drained");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The second signal: no more waiting for the grace.
+    api.terminate();
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || api.wait())
+        .await
+        .unwrap();
+    println!("--- api stdout ---\n{stdout}--- api stderr ---\n{stderr}---");
+    // A clean cancellation, as `#[tethered::main]` counts it.
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("api: cut short before the server reported; the service's shutdown:"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("supervisor `service`"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .is_some_and(|line| line.starts_with("api: audit records written: ")),
+        "{stdout}"
+    );
+    pending.abort();
+    driver.abort();
 }

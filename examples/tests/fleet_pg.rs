@@ -1,18 +1,21 @@
 //! The fleet test: one PostgreSQL, four processes of the real `worker`
-//! binary, a queue of jobs of mixed length, and, at seeded random moments,
-//! a worker SIGKILLed (and a new one started), a worker SIGTERMed (and a
-//! new one started), every worker's connections killed from the server
-//! (`pg_terminate_backend`), and PostgreSQL itself restarted once. Then
+//! binary, a queue of jobs of mixed length (some of which fail at every
+//! attempt), one worker paused (SIGSTOP) past its leases and resumed, and,
+//! at seeded random moments, a worker SIGKILLed (and a new one started), a
+//! worker SIGTERMed (and a new one started), every worker's connections
+//! killed from the server (`pg_terminate_backend`), and PostgreSQL itself
+//! restarted once. Then
 //! the queue is drained, and the history the database kept (triggers the
 //! test installs) is checked:
 //!
-//! * every job is `done` exactly once (or `failed` with its error, after
-//!   its attempts);
+//! * every job is `done` exactly once, but the failing ones, which are
+//!   `failed` with their error after their attempts;
 //! * every job that ran more than once is explained, by a shutdown that
-//!   returned it or a lease that expired or was lost (the counts are
-//!   printed);
+//!   returned it, a lease that expired or was lost, or a failure retried
+//!   (the counts are printed);
 //! * no write of a fenced-out owner landed: each job was finished by the
-//!   owner of its last claim, under that claim;
+//!   owner of its last claim, under that claim, and the paused worker,
+//!   resumed, found its jobs taken over (its writes refused);
 //! * a leader term never had two holders, and no term began before the
 //!   one before it had expired.
 //!
@@ -31,7 +34,10 @@ use tethered_examples::worker::Summary;
 use tethered_examples::worker::pg_cluster::PgServer;
 
 const JOBS: u64 = 1500;
-const WORKERS: usize = 4;
+/// The workers the chaos picks from; one more is paused and resumed.
+const WORKERS: usize = 3;
+/// Every `FAIL_EVERY`-th job fails at every attempt.
+const FAIL_EVERY: i64 = 97;
 /// How long the chaos lasts.
 const CHAOS: Duration = Duration::from_secs(6);
 
@@ -45,15 +51,16 @@ const HISTORY: &str = "
         to_state text NOT NULL,
         owner text,
         claim bigint NOT NULL,
-        note text
+        note text,
+        used integer NOT NULL
     );
     CREATE FUNCTION tethered_worker.record_job() RETURNS trigger AS $$
     BEGIN
         IF NEW.state IS DISTINCT FROM OLD.state THEN
-            INSERT INTO tethered_worker.history (job, from_state, to_state, owner, claim, note)
+            INSERT INTO tethered_worker.history (job, from_state, to_state, owner, claim, note, used)
             VALUES (NEW.id, OLD.state, NEW.state,
                     CASE WHEN NEW.state = 'running' THEN NEW.owner ELSE OLD.owner END,
-                    NEW.claim, NEW.last_error);
+                    NEW.claim, NEW.last_error, NEW.attempts - OLD.attempts);
         END IF;
         RETURN NEW;
     END $$ LANGUAGE plpgsql;
@@ -95,6 +102,10 @@ fn start_worker(url: &str, extra: &[&str]) -> Child {
             "7",
             "--slow-ms",
             "400",
+            "--fail-every",
+            &FAIL_EVERY.to_string(),
+            "--retry-base",
+            "20ms",
         ])
         .args(extra)
         .stdout(Stdio::piped())
@@ -132,6 +143,20 @@ async fn fleet(server: &PgServer) {
     assert!(out.status.success());
 
     let mut workers: Vec<Child> = (0..WORKERS).map(|_| start_worker(&url, &[])).collect();
+    // Paused 1 s in, for 2 s (its leases last 600 ms): by the time it
+    // resumes, its jobs have been rescued, and taken by others.
+    let paused = start_worker(&url, &[]);
+    let pid = paused.id().to_string();
+    let pause = tokio::spawn(async move {
+        let kill = |signal: &str| {
+            let status = Command::new("kill").args([signal, &pid]).status().unwrap();
+            assert!(status.success());
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        kill("-STOP");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        kill("-CONT");
+    });
     let mut rng = SplitMix64(0xF1EE_7000_0000_0001);
     let (mut kills, mut terms, mut cuts, mut restarted) = (0, 0, 0, false);
     let mut summaries: Vec<Summary> = Vec::new();
@@ -178,13 +203,20 @@ async fn fleet(server: &PgServer) {
         cluster.start().unwrap();
         restarted = true;
     }
+    pause.await.unwrap();
     // The fleet stops; two workers drain what is left, rescues included.
-    for worker in &workers {
+    for worker in workers.iter().chain([&paused]) {
         signal(worker, "-TERM");
     }
     for worker in workers {
         summaries.extend(summary_of(worker));
     }
+    let resumed = summary_of(paused).expect("the paused worker's summary");
+    assert!(
+        resumed.taken_over > 0,
+        "the paused worker found none of its jobs taken over: {resumed:?}"
+    );
+    summaries.push(resumed);
     let drains: Vec<Child> = (0..2)
         .map(|_| start_worker(&url, &["--exit-when-empty"]))
         .collect();
@@ -210,6 +242,24 @@ async fn fleet(server: &PgServer) {
         summaries.iter().all(|summary| summary.lost == 0),
         "{summaries:?}"
     );
+    // Every job a worker took, it accounts for.
+    for summary in &summaries {
+        let Summary {
+            taken,
+            done,
+            returned,
+            retried,
+            failed,
+            cancelled,
+            taken_over,
+            lost,
+        } = *summary;
+        assert_eq!(
+            taken,
+            done + returned + retried + failed + cancelled + taken_over + lost,
+            "{summary:?}"
+        );
+    }
 
     let client = connect(&url).await;
     let count = async |sql: &str| -> i64 { client.query_one(sql, &[]).await.unwrap().get(0) };
@@ -220,6 +270,17 @@ async fn fleet(server: &PgServer) {
     )
     .await;
     assert_eq!(done + failed, JOBS as i64, "jobs lost");
+    // The failing jobs, and only they, ended `failed`.
+    let failing = JOBS as i64 / FAIL_EVERY;
+    assert_eq!(
+        count(&format!(
+            "SELECT count(*) FROM tethered_worker.jobs
+             WHERE state = 'failed' AND id % {FAIL_EVERY} = 0"
+        ))
+        .await,
+        failing
+    );
+    assert_eq!(failed, failing);
     assert_eq!(
         count("SELECT count(*) FROM tethered_worker.jobs WHERE done_count > 1").await,
         0,
@@ -229,8 +290,8 @@ async fn fleet(server: &PgServer) {
     // Replay the history, job by job.
     let rows = client
         .query(
-            "SELECT job, from_state, to_state, owner, claim, note FROM tethered_worker.history
-             ORDER BY seq",
+            "SELECT job, from_state, to_state, owner, claim, note, used
+             FROM tethered_worker.history ORDER BY seq",
             &[],
         )
         .await
@@ -238,12 +299,16 @@ async fn fleet(server: &PgServer) {
     let mut last_claim: HashMap<i64, (Option<String>, i64)> = HashMap::new();
     let mut finished: HashMap<i64, u32> = HashMap::new();
     let (mut claims, mut returned, mut rescued, mut cancelled) = (0u64, 0u64, 0u64, 0u64);
+    let mut retried = 0u64;
     for row in &rows {
         let job: i64 = row.get(0);
         let (from, to): (&str, &str) = (row.get(1), row.get(2));
         let owner: Option<String> = row.get(3);
         let claim: i64 = row.get(4);
         let note: Option<&str> = row.get(5);
+        // Attempts the change used up: a rescue and a failure use one, a
+        // return none.
+        let used: i32 = row.get(6);
         match (from, to) {
             ("queued", "running") => {
                 claims += 1;
@@ -260,23 +325,37 @@ async fn fleet(server: &PgServer) {
                 *finished.entry(job).or_default() += 1;
             }
             ("running", "queued" | "failed")
-                if note.is_some_and(|n| n.starts_with("lease expired")) =>
+                if used == 1 && note.is_some_and(|n| n.starts_with("lease expired")) =>
             {
                 rescued += 1;
             }
-            ("running", "queued") => returned += 1,
+            ("running", "queued" | "failed")
+                if used == 1 && note.is_some_and(|n| n.starts_with("failed on purpose")) =>
+            {
+                // Finished too, in a way: by the owner of its last claim.
+                assert_eq!(
+                    last_claim.get(&job),
+                    Some(&(owner.clone(), claim)),
+                    "job {job}'s failure recorded by {owner:?} under claim {claim}"
+                );
+                if to == "queued" {
+                    retried += 1;
+                }
+            }
+            ("running", "queued") if used == 0 => returned += 1,
             ("running", "cancelled") => cancelled += 1,
             other => panic!("job {job}: an unexpected change {other:?}"),
         }
     }
     assert!(finished.values().all(|&n| n == 1), "a job finished twice");
     assert_eq!(finished.len() as i64, done);
-    // Every claim past a job's first is explained by a return or a rescue.
+    // Every claim past a job's first is explained by a return, a rescue
+    // or a retry.
     let reruns = claims - JOBS;
     assert_eq!(
         reruns,
-        returned + rescued,
-        "claims not explained by returns or rescues"
+        returned + rescued + retried,
+        "claims not explained by returns, rescues or retries"
     );
     assert_eq!(cancelled, 0);
 
@@ -312,9 +391,10 @@ async fn fleet(server: &PgServer) {
     }
     eprintln!(
         "fleet: {JOBS} jobs, {done} done, {failed} failed after their attempts; \
-         {kills} SIGKILLs, {terms} SIGTERMs, {cuts} connection kills, postgres restarted: \
-         {restarted}; {reruns} jobs run again: {returned} returned by a shutdown, \
-         {rescued} rescued after their lease expired; {fenced} writes refused by the \
+         {kills} SIGKILLs, {terms} SIGTERMs, {cuts} connection kills, a worker paused 2 s, \
+         postgres restarted: {restarted}; {reruns} jobs run again: {returned} returned by a \
+         shutdown, {rescued} rescued after their lease expired, {retried} retried after a \
+         failure; {fenced} writes refused by the \
          fence (counted by the workers that lived to say so); {} leader terms, one holder each",
         holders.len()
     );

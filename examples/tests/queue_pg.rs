@@ -32,6 +32,7 @@ fn the_postgres_queue_keeps_its_promises() {
         migrations_run_once_and_refuse_what_is_not_theirs(&server).await;
         leader_terms_come_from_the_database_and_only_the_current_one_acts(&server).await;
         bad_urls_and_refused_connections_are_one_line(&server).await;
+        a_role_without_rights_is_told_which_to_ask_for(&server).await;
     });
 }
 
@@ -380,5 +381,77 @@ async fn bad_urls_and_refused_connections_are_one_line(_server: &PgServer) {
         error.0.starts_with("cannot set up the queue's tables"),
         "{error}"
     );
+    assert!(
+        error
+            .0
+            .ends_with("is PostgreSQL running there, and does the URL name its host and port?"),
+        "{error}"
+    );
     assert!(!error.0.contains('\n'), "{error}");
+}
+
+async fn a_role_without_rights_is_told_which_to_ask_for(server: &PgServer) {
+    let url = server.create_database("rights").await.unwrap();
+    let role = format!("visitor_{}", std::process::id());
+    // The URL's user swapped for the new role (a cluster of the test's own
+    // trusts every local user; a server at TETHERED_PG_URL may not).
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (_, place) = rest.split_once('@').unwrap();
+    let visitor_url = format!("{scheme}://{role}@{place}");
+    let (elsewhere, _) = queue(server, "rights_admin").await;
+    let admin = elsewhere.client().await.unwrap();
+    admin
+        .batch_execute(&format!("CREATE ROLE {role} LOGIN"))
+        .await
+        .unwrap();
+    drop(admin);
+    if let PgServer::External(_) = server
+        && let Err(error) = PgQueue::connect(&visitor_url, 1).await
+        && error.0.contains("authentication")
+    {
+        eprintln!("skipped: the server at TETHERED_PG_URL does not let {role} in: {error}");
+        return;
+    }
+    // No right to make the schema.
+    let error = PgQueue::connect(&visitor_url, 1).await.unwrap_err();
+    assert!(
+        error
+            .0
+            .starts_with("cannot set up the queue's tables: permission denied for database"),
+        "{error}"
+    );
+    assert!(
+        error
+            .0
+            .contains("the URL's role needs CREATE on the database"),
+        "{error}"
+    );
+    assert!(!error.0.contains('\n'), "{error}");
+    // The owner makes it; the visitor, with no rights in it yet, is told
+    // the same.
+    let owners = PgQueue::connect(&url, 1).await.unwrap();
+    let error = PgQueue::connect(&visitor_url, 1).await.unwrap_err();
+    assert!(
+        error
+            .0
+            .contains("permission denied for schema tethered_worker"),
+        "{error}"
+    );
+    assert!(error.0.contains("USAGE on that schema"), "{error}");
+    // Granted what the message names, and nothing more (not CREATE on the
+    // database): the visitor works the queue.
+    sql(
+        &owners,
+        &format!(
+            "GRANT USAGE ON SCHEMA tethered_worker TO {role};
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA tethered_worker TO {role};
+             GRANT USAGE ON ALL SEQUENCES IN SCHEMA tethered_worker TO {role};"
+        ),
+    )
+    .await;
+    let visitor = PgQueue::connect(&visitor_url, 1).await.unwrap();
+    assert_eq!(visitor.enqueue(2).await.unwrap(), 2);
+    let jobs = visitor.take("visitor", 2, LEASE).await.unwrap();
+    assert_eq!(jobs.len(), 2);
+    assert!(visitor.finish(&jobs[0], "visitor").await.unwrap());
 }

@@ -50,6 +50,9 @@ fn the_worker_on_postgres_keeps_its_promises() {
         an_idle_worker_hears_a_new_job_at_once(&server).await;
         a_job_is_cancelled_from_anywhere_with_who_asked(&server).await;
         a_scheduled_job_is_enqueued_once_per_period_by_the_leader(&server).await;
+        a_failing_job_is_retried_with_backoff_then_failed_with_its_error(&server).await;
+        // Last: it stops and starts the server.
+        losing_the_database_cancels_the_jobs_in_flight_and_nothing_is_done_twice(&server).await;
     });
 }
 
@@ -427,5 +430,127 @@ async fn a_scheduled_job_is_enqueued_once_per_period_by_the_leader(server: &PgSe
         (jobs, jobs),
         (periods, slots),
         "a period was enqueued twice"
+    );
+}
+
+async fn a_failing_job_is_retried_with_backoff_then_failed_with_its_error(server: &PgServer) {
+    let url = server.create_database("failing").await.unwrap();
+    assert!(worker(&["enqueue", "4", "--db", &url]).status.success());
+    // Jobs 2 and 4 fail at every attempt (5 by default): retried four
+    // times each, after 20, 40, 80 and 160 ms (jittered down to half).
+    let started = Instant::now();
+    let out = worker(&[
+        "run",
+        "--db",
+        &url,
+        "--work-ms",
+        "1",
+        "--poll",
+        "10ms",
+        "--fail-every",
+        "2",
+        "--retry-base",
+        "20ms",
+        "--exit-when-empty",
+    ]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary = Summary::parse(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|| panic!("no summary in {stdout:?}"));
+    assert_eq!(
+        (summary.taken, summary.done, summary.retried, summary.failed),
+        (12, 2, 8, 2),
+        "{said}"
+    );
+    assert_eq!(summary.lost, 0);
+    assert!(
+        said.contains("job 2: failed on purpose (--fail-every 2) at attempt 1; retried in"),
+        "{said}"
+    );
+    assert!(
+        said.contains("job 4: failed on purpose (--fail-every 2) at attempt 5, its last: failed"),
+        "{said}"
+    );
+    // The backoff was waited: at least half of 20 + 40 + 80 + 160 ms.
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    let client = connect(&url).await;
+    let rows = client
+        .query(
+            "SELECT id, state, attempts, last_error FROM tethered_worker.jobs ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let jobs: Vec<(i64, String, i32, Option<String>)> = rows
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+        .collect();
+    let last = |n| Some(format!("failed on purpose (--fail-every 2) at attempt {n}"));
+    assert_eq!(
+        jobs,
+        vec![
+            (1, "done".into(), 0, None),
+            (2, "failed".into(), 5, last(5)),
+            (3, "done".into(), 0, None),
+            (4, "failed".into(), 5, last(5)),
+        ]
+    );
+    // On SQLite, the option is refused rather than ignored.
+    let dir = std::env::temp_dir().join(format!("tethered-fail-every-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sqlite = dir.join("queue.sqlite3");
+    let sqlite = sqlite.to_str().unwrap();
+    let out = worker(&["run", "--db", sqlite, "--fail-every", "2"]);
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("--fail-every needs the queue on PostgreSQL"),
+        "{said}"
+    );
+    assert_eq!(said.trim().lines().count(), 1, "{said}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+async fn losing_the_database_cancels_the_jobs_in_flight_and_nothing_is_done_twice(
+    server: &PgServer,
+) {
+    let PgServer::Own(cluster) = server else {
+        eprintln!("skipped: stopping the database needs a cluster of the test's own");
+        return;
+    };
+    let url = server.create_database("unreachable").await.unwrap();
+    assert!(worker(&["enqueue", "1", "--db", &url]).status.success());
+    let (child, mut stderr) = start(
+        &url,
+        &["--work-ms", "3000", "--lease", "600ms", "--poll", "100ms"],
+    );
+    wait_for(&url, "running", 1, Duration::from_secs(20), "never taken").await;
+    cluster.stop().unwrap();
+    // The lease could not be renewed for as long as it lasts: the job is
+    // cancelled, with that as its reason, long before its 3 s are up.
+    let said = read_until(&mut stderr, "database unreachable");
+    assert!(
+        said.contains("job 1: database unreachable: the lease could not be renewed for 600ms"),
+        "{said}"
+    );
+    cluster.start().unwrap();
+    // Back: the job is taken again (rescued once its lease has expired,
+    // or returned by the worker) and done, once.
+    wait_for(&url, "done", 1, Duration::from_secs(30), "never done").await;
+    signal(&child, "-TERM");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary = Summary::parse(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|| panic!("no summary in {stdout:?}"));
+    assert_eq!((summary.taken, summary.done, summary.lost), (2, 1, 0));
+    assert_eq!(
+        count(
+            &url,
+            "SELECT count(*) FROM tethered_worker.jobs WHERE done_count = 1 AND state = 'done'"
+        )
+        .await,
+        1
     );
 }

@@ -135,7 +135,7 @@ async fn accept_order(state: Arc<AppState>, id: u64) -> String {
     // Runs however the scope ends; says why, when it was cut short.
     defer!(async move {
         if let Some(reason) = tethered::current().cancel_reason() {
-            eprintln!("api: order {id} cut short: {reason}");
+            crate::errln!("api: order {id} cut short: {reason}");
         }
     });
     shield!("audit record", async move {

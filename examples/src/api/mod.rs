@@ -23,9 +23,12 @@ pub mod cli;
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tethered::Supervisor;
 use tethered_hyper::Server;
 use tokio::net::TcpListener;
 
@@ -40,7 +43,7 @@ pub async fn main(args: Vec<String>) -> ExitCode {
     let options = match cli::parse(&args) {
         Ok(options) => options,
         Err(error) => {
-            eprintln!("api: {error}\n{}", cli::USAGE);
+            crate::errln!("api: {error}\n{}", cli::USAGE);
             return ExitCode::from(2);
         }
     };
@@ -53,21 +56,21 @@ pub async fn main(args: Vec<String>) -> ExitCode {
     let metrics = match PrometheusBuilder::new().install_recorder() {
         Ok(handle) => Some(handle),
         Err(error) => {
-            eprintln!("api: no metrics: {error}");
+            crate::errln!("api: no metrics: {error}");
             None
         }
     };
     let listener = match TcpListener::bind(options.addr).await {
         Ok(listener) => listener,
         Err(error) => {
-            eprintln!("api: cannot listen on {}: {error}", options.addr);
+            crate::errln!("api: cannot listen on {}: {error}", options.addr);
             return ExitCode::FAILURE;
         }
     };
     let addr = listener
         .local_addr()
         .expect("a bound listener has an address");
-    println!("listening on http://{addr}");
+    crate::outln!("api", "listening on http://{addr}");
     let _ = std::io::stdout().flush();
 
     let server = Server::new(listener)
@@ -75,12 +78,49 @@ pub async fn main(args: Vec<String>) -> ExitCode {
         .grace(options.grace)
         .cancel_timeout(options.cancel_timeout);
     let state = app::AppState::new(server.readiness(), metrics.clone());
+    serve(server, state, metrics, options.refresh)
+        .await
+        .unwrap_or_else(|error| {
+            crate::errln!("api: the service failed: {error}");
+            ExitCode::FAILURE
+        })
+}
+
+/// The service, until it is stopped; prints the server's report. When it
+/// is cut short (a second signal cancels `main` during the drain), the
+/// server's report is lost with its future, and the cleanup prints the
+/// service's shutdown report instead: what was running, and what was cut.
+#[tethered::scoped]
+async fn serve(
+    server: Server<TcpListener>,
+    state: Arc<app::AppState>,
+    metrics: Option<PrometheusHandle>,
+    refresh: Duration,
+) -> Result<ExitCode, tethered::ScopeError> {
+    let service: Arc<OnceLock<Supervisor>> = Arc::new(OnceLock::new());
+    let reported = Arc::new(AtomicBool::new(false));
+    {
+        let (service, reported, state) = (service.clone(), reported.clone(), state.clone());
+        defer!(async move {
+            if reported.load(Ordering::SeqCst) {
+                return;
+            }
+            if let Some(service) = service.get() {
+                let report = service.shutdown("the service was cut short").await;
+                crate::outln!(
+                    "api",
+                    "api: cut short before the server reported; the service's shutdown:\n{report}"
+                );
+            }
+            audit_line(&state);
+        });
+    }
     let app = app::router(state.clone());
     let readiness = server.readiness();
     let supervised = tethered::supervise! {
         name: "service",
         shutdown: grace (SHUTDOWN_BUDGET.0) then cancel (SHUTDOWN_BUDGET.1),
-        child "cache" (shutdown "1s") => app::refresh_cache(state.clone(), options.refresh),
+        child "cache" (shutdown "1s") => app::refresh_cache(state.clone(), refresh),
         child "metrics upkeep" (shutdown "1s") => {
             let metrics = metrics.clone();
             async move {
@@ -95,39 +135,47 @@ pub async fn main(args: Vec<String>) -> ExitCode {
             }
         },
         body |sv| {
+            let _ = service.set(sv.clone());
             let _ = sv.spawn("drain notice", async move {
                 let reason = readiness.draining().await;
-                eprintln!("api: draining ({reason}); new connections are refused");
+                crate::errln!("api: draining ({reason}); new connections are refused");
             });
             server.serve(app).await
         },
     };
+    reported.store(true, Ordering::SeqCst);
     let served = match supervised {
         Ok(supervised) => match supervised.value {
             Some(Ok(served)) => served,
             Some(Err(error)) => {
-                eprintln!("api: the server failed: {error}");
-                return ExitCode::FAILURE;
+                crate::errln!("api: the server failed: {error}");
+                return Ok(ExitCode::FAILURE);
             }
             None => {
-                eprintln!("api: the server was cancelled before it reported");
-                return ExitCode::FAILURE;
+                crate::errln!("api: the server was cancelled before it reported");
+                return Ok(ExitCode::FAILURE);
             }
         },
         Err(error) => {
-            eprintln!("api: the service failed: {error}");
-            return ExitCode::FAILURE;
+            crate::errln!("api: the service failed: {error}");
+            return Ok(ExitCode::FAILURE);
         }
     };
-    println!("{served}");
-    println!(
+    crate::outln!("api", "{served}");
+    audit_line(&state);
+    Ok(if served.requests().stragglers.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// What the handlers wrote, and the cache's last version: the last line.
+fn audit_line(state: &app::AppState) {
+    crate::outln!(
+        "api",
         "api: audit records written: {}, cache version: {}",
         state.audited(),
         state.cache_version()
     );
-    if served.requests().stragglers.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
 }

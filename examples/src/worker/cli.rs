@@ -143,6 +143,15 @@ pub struct RunConfig {
     /// drops LISTEN. For tests.
     #[arg(long, value_name = "DUR", default_value = "1s", value_parser = duration, hide = true)]
     pub poll: Duration,
+    /// On PostgreSQL: make every N-th job (by id) fail, at every attempt:
+    /// it is retried after a backoff until it has used up its attempts,
+    /// then ends `failed` with its last error (0: none).
+    #[arg(long = "fail-every", value_name = "N", default_value_t = 0)]
+    pub fail_every: u64,
+    /// The backoff before a failed job's first retry, doubled at each next
+    /// one (up to 5 minutes) and jittered. For tests.
+    #[arg(long = "retry-base", value_name = "DUR", default_value = "1s", value_parser = duration, hide = true)]
+    pub retry_base: Duration,
 }
 
 impl RunConfig {
@@ -155,6 +164,26 @@ impl RunConfig {
         };
         config.db = db.as_ref().to_string_lossy().into_owned();
         config
+    }
+
+    /// Whether job `id` fails ([`fail_every`](Self::fail_every)).
+    pub fn fails(&self, id: i64) -> bool {
+        self.fail_every > 0 && id.unsigned_abs().is_multiple_of(self.fail_every)
+    }
+
+    /// The options that need PostgreSQL, when `db` is a SQLite file and
+    /// one of them is given: to refuse, rather than ignore.
+    pub fn postgres_only(&self) -> Option<&'static str> {
+        if super::store::is_postgres_url(&self.db) {
+            return None;
+        }
+        if self.enqueue_every.is_some() {
+            Some("--enqueue-every")
+        } else if self.fail_every > 0 {
+            Some("--fail-every")
+        } else {
+            None
+        }
     }
 
     /// How long job `id` works: [`slow`](Self::slow) for every

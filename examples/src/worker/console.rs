@@ -54,8 +54,8 @@ impl Console {
     /// Writes `worker: {message}` on stderr.
     pub fn say(&self, message: impl fmt::Display) {
         match &self.bar {
-            Some(bar) => bar.suspend(|| eprintln!("worker: {message}")),
-            None => eprintln!("worker: {message}"),
+            Some(bar) => bar.suspend(|| crate::errln!("worker: {message}")),
+            None => crate::errln!("worker: {message}"),
         }
     }
 

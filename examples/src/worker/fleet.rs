@@ -42,11 +42,12 @@ fn start(url: &str, name: &str, extra: &[&str]) -> Result<Member, String> {
             // The metrics lines, once a second per worker, would drown the
             // story; the rest is told.
             if !line.contains("in_flight=") {
-                println!("{prefix} {line}");
+                crate::outln!("worker demo", "{prefix} {line}");
             }
         }
     });
-    println!(
+    crate::outln!(
+        "worker demo",
         "demo: started {name} (pid {})",
         child.id().unwrap_or_default()
     );
@@ -85,7 +86,8 @@ async fn finish(mut member: Member) -> Result<Option<Summary>, String> {
         .map_err(|error| format!("cannot wait for {}: {error}", member.name))?;
     let _ = member.relay.await;
     let line = stdout.lines().last().unwrap_or_default().to_owned();
-    println!(
+    crate::outln!(
+        "worker demo",
         "demo: {} exited with {status}; summary: {line}",
         member.name
     );
@@ -115,7 +117,10 @@ pub async fn demo(db: Option<String>) -> Result<(), String> {
             )?;
             let server = PgServer::Own(PgCluster::start_with(&bin)?);
             let url = server.create_database("fleet_demo").await?;
-            println!("demo: started a throwaway PostgreSQL cluster");
+            crate::outln!(
+                "worker demo",
+                "demo: started a throwaway PostgreSQL cluster"
+            );
             _cluster = Some(server);
             url
         }
@@ -127,23 +132,35 @@ pub async fn demo(db: Option<String>) -> Result<(), String> {
         .enqueue(1500)
         .await
         .map_err(|error| error.to_string())?;
-    println!("demo: enqueued 1500 jobs ({total} in the queue); one in 25 takes 3 s");
+    crate::outln!(
+        "worker demo",
+        "demo: enqueued 1500 jobs ({total} in the queue); one in 25 takes 3 s"
+    );
 
     let w1 = start(&url, "w1", &[])?;
     let w2 = start(&url, "w2", &[])?;
     let w3 = start(&url, "w3", &[])?;
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
-    println!("demo: SIGKILL to w1: its jobs in flight are rescued once their leases (1 s) expire");
+    crate::outln!(
+        "worker demo",
+        "demo: SIGKILL to w1: its jobs in flight are rescued once their leases (1 s) expire"
+    );
     kill(&w1, "-KILL")?;
     let _ = finish(w1).await?;
     let w4 = start(&url, "w4", &[])?;
 
-    println!("demo: SIGSTOP to w2 for 3 s: its leases expire while it is paused");
+    crate::outln!(
+        "worker demo",
+        "demo: SIGSTOP to w2 for 3 s: its leases expire while it is paused"
+    );
     kill(&w2, "-STOP")?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     kill(&w2, "-CONT")?;
-    println!("demo: SIGCONT to w2: it finds its jobs taken, and cancels them");
+    crate::outln!(
+        "worker demo",
+        "demo: SIGCONT to w2: it finds its jobs taken, and cancels them"
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     // A slow job running somewhere, cancelled from this process, as an
@@ -164,7 +181,10 @@ pub async fn demo(db: Option<String>) -> Result<(), String> {
             .request_cancel(running, &by, reason)
             .await
             .map_err(|error| error.to_string())?;
-        println!("demo: worker cancel {running} --reason {reason:?}: {asked:?}");
+        crate::outln!(
+            "worker demo",
+            "demo: worker cancel {running} --reason {reason:?}: {asked:?}"
+        );
     }
 
     // The rest of the queue, then the fleet stops.
@@ -181,7 +201,10 @@ pub async fn demo(db: Option<String>) -> Result<(), String> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    println!("demo: the queue is drained; SIGTERM to every worker");
+    crate::outln!(
+        "worker demo",
+        "demo: the queue is drained; SIGTERM to every worker"
+    );
     let mut summaries = Vec::new();
     for member in [w2, w3, w4] {
         kill(&member, "-TERM")?;
@@ -209,7 +232,8 @@ pub async fn demo(db: Option<String>) -> Result<(), String> {
     )
     .await?;
     let lost: u64 = summaries.iter().flatten().map(|summary| summary.lost).sum();
-    println!(
+    crate::outln!(
+        "worker demo",
         "demo: queue: done={done} cancelled={cancelled}; done more than once: {twice}; \
          done after a rescue: {rescued}; lost={lost}; took {:.1}s",
         started.elapsed().as_secs_f64()

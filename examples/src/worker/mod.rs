@@ -53,10 +53,11 @@ use tethered::{CancelKind, CancelReason, Supervisor, SupervisorError, periodic};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 
+use crate::output::say_err;
 use cli::{Command, RunConfig};
 use console::{Console, Progress};
 use lock::{HeldError, Holder, LockError};
-use pg::{CancelRequest, Heard, PgQueue};
+use pg::{Backoff, CancelRequest, Failed, Heard, PgQueue};
 use phases::Phases;
 use queue::{DbError, Queue};
 use store::{Claimed, Renewal, Store};
@@ -87,6 +88,11 @@ pub struct Summary {
     pub done: u64,
     /// Jobs it returned to the queue unfinished.
     pub returned: u64,
+    /// Jobs that failed here and were queued again, to retry after a
+    /// backoff (`--fail-every`).
+    pub retried: u64,
+    /// Jobs that failed here at their last attempt, and ended `failed`.
+    pub failed: u64,
     /// Jobs it ended as `cancelled`, on request (`worker cancel`).
     pub cancelled: u64,
     /// Jobs it lost the lease of, and left to whoever holds them now.
@@ -103,6 +109,12 @@ impl fmt::Display for Summary {
             self.taken, self.done, self.returned
         )?;
         // Only when there are some: the line stays as it always was.
+        if self.retried > 0 {
+            write!(f, " retried={}", self.retried)?;
+        }
+        if self.failed > 0 {
+            write!(f, " failed={}", self.failed)?;
+        }
         if self.cancelled > 0 {
             write!(f, " cancelled={}", self.cancelled)?;
         }
@@ -122,6 +134,8 @@ impl Summary {
             ("taken", &mut summary.taken, false),
             ("done", &mut summary.done, false),
             ("returned", &mut summary.returned, false),
+            ("retried", &mut summary.retried, true),
+            ("failed", &mut summary.failed, true),
             ("cancelled", &mut summary.cancelled, true),
             ("taken_over", &mut summary.taken_over, true),
             ("lost", &mut summary.lost, false),
@@ -150,13 +164,15 @@ pub enum WorkerError {
     Supervisor(SupervisorError),
     /// The lock's scope failed.
     Scope(tethered::ScopeError),
+    /// The options do not fit the queue (exit 2).
+    Usage(String),
 }
 
 impl WorkerError {
     /// The process's exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            WorkerError::Db(_) => 2,
+            WorkerError::Db(_) | WorkerError::Usage(_) => 2,
             WorkerError::Locked(_) => 3,
             WorkerError::Supervisor(_) | WorkerError::Scope(_) => 1,
         }
@@ -170,6 +186,7 @@ impl fmt::Display for WorkerError {
             WorkerError::Locked(error) => error.fmt(f),
             WorkerError::Supervisor(error) => error.fmt(f),
             WorkerError::Scope(error) => error.fmt(f),
+            WorkerError::Usage(error) => f.write_str(error),
         }
     }
 }
@@ -204,6 +221,8 @@ struct Counters {
     taken: AtomicU64,
     done: AtomicU64,
     returned: AtomicU64,
+    retried: AtomicU64,
+    failed: AtomicU64,
     cancelled: AtomicU64,
     taken_over: AtomicU64,
 }
@@ -318,11 +337,13 @@ async fn work(
                     shared
                         .console
                         .say(format_args!("job {}: cancelled: {why}", job.id));
-                    if let Store::Postgres(queue) = &shared.store
-                        && queue.cancelled(&job, &shared.owner, why).await?
-                    {
-                        Counters::add(&shared.counters.cancelled, 1);
-                        return Ok(());
+                    if let Store::Postgres(queue) = &shared.store {
+                        let lease = shared.config.lease;
+                        let cancelled = || queue.cancelled(&job, &shared.owner, why);
+                        if patiently(&shared, lease, cancelled).await? {
+                            Counters::add(&shared.counters.cancelled, 1);
+                            return Ok(());
+                        }
                     }
                 }
                 // A cancelled job is cleaned up in its own task, so its reason
@@ -339,13 +360,20 @@ async fn work(
                     }
                 }
             }
-            let returned = shared.store.release(&job, &shared.owner).await?;
-            let lease_lost = matches!(cut_short.get(), Some(CutShort::LeaseLost(_)));
-            if returned {
-                Counters::add(&shared.counters.returned, 1);
-            } else if lease_lost {
-                Counters::add(&shared.counters.taken_over, 1);
-            }
+            // Tried until the database answers, for as long as the lease
+            // lasts (then the job is the rescuer's anyway); if it never does,
+            // the summary's `release_all` returns the job, or counts it
+            // `lost`.
+            let lease = shared.config.lease;
+            let release = || shared.store.release(&job, &shared.owner);
+            // Not ours any more (the lease was lost, or expired while the
+            // database was away): someone else's now.
+            let counter = if patiently(&shared, lease, release).await? {
+                &shared.counters.returned
+            } else {
+                &shared.counters.taken_over
+            };
+            Counters::add(counter, 1);
             Ok::<(), DbError>(())
         });
     }
@@ -358,17 +386,99 @@ async fn work(
         heartbeat(shared.clone(), job.clone(), scope, body_gone, cut_short)
     );
     tokio::time::sleep(shared.config.work_for(job.id)).await;
-    // A finish refused by the fence: the lease was lost between the last
-    // beat and now, and the job is someone else's; nothing to give back.
-    let counter = if shared.store.finish(&job, &shared.owner).await? {
-        &shared.counters.done
-    } else {
-        &shared.counters.taken_over
+    // A finish (or a failure) refused by the fence: the lease was lost
+    // between the last beat and now, and the job is someone else's; nothing
+    // to give back.
+    let counters = &shared.counters;
+    let counter = match &shared.store {
+        Store::Postgres(queue) if shared.config.fails(job.id) => {
+            let error = format!(
+                "failed on purpose (--fail-every {}) at attempt {}",
+                shared.config.fail_every,
+                job.attempts + 1
+            );
+            let backoff = Backoff {
+                base: shared.config.retry_base,
+                ..Backoff::default()
+            };
+            let failed = || queue.fail(&job, &shared.owner, &error, backoff, random_unit());
+            match patiently(&shared, shared.config.lease, failed).await? {
+                Failed::Retry { after } => {
+                    let after =
+                        Duration::from_millis(u64::try_from(after.as_millis()).unwrap_or(u64::MAX));
+                    shared.console.say(format_args!(
+                        "job {}: {error}; retried in {}",
+                        job.id,
+                        humantime::format_duration(after)
+                    ));
+                    &counters.retried
+                }
+                Failed::GaveUp => {
+                    shared
+                        .console
+                        .say(format_args!("job {}: {error}, its last: failed", job.id));
+                    &counters.failed
+                }
+                Failed::Fenced => &counters.taken_over,
+            }
+        }
+        _ => {
+            let finish = || shared.store.finish(&job, &shared.owner);
+            if patiently(&shared, shared.config.lease, finish).await? {
+                &counters.done
+            } else {
+                &counters.taken_over
+            }
+        }
     };
     finished.store(true, Ordering::SeqCst);
     Counters::add(counter, 1);
     drop(alive);
     Ok(())
+}
+
+/// Runs `write` until the database answers, with the backoff the body's
+/// takes use, for at most `within`: a connection the server dropped (a
+/// restart, `pg_terminate_backend`) fails once, and the pool makes a new
+/// one for the next try. A job's write must not fail, and leave its job
+/// uncounted, for a blip.
+async fn patiently<T, Write: Future<Output = Result<T, DbError>>>(
+    shared: &Shared,
+    within: Duration,
+    mut write: impl FnMut() -> Write,
+) -> Result<T, DbError> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut backoff = Duration::ZERO;
+    loop {
+        match write().await {
+            Ok(answer) => return Ok(answer),
+            Err(error) if tokio::time::Instant::now() + backoff >= deadline => {
+                return Err(error);
+            }
+            Err(error) => {
+                // The first retry at once: a dropped connection is replaced.
+                if !backoff.is_zero() {
+                    shared.console.say(format_args!(
+                        "{error}; trying again in {}",
+                        humantime::format_duration(backoff)
+                    ));
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).clamp(RETRY_FIRST, RETRY_MAX);
+            }
+        }
+    }
+}
+
+/// A random number in [0, 1), for a backoff's jitter: std's hasher keys are
+/// random (and differ at each call), which is all a jitter needs.
+fn random_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let bits = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    // The top 53 bits, as a fraction (exact in an f64).
+    (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Renews `job`'s lease every [`renew_every`] of it until the job's body is
@@ -540,6 +650,12 @@ async fn metrics(shared: Arc<Shared>) {
 /// holds is returned first, so the summary's `lost` is true.
 #[tethered::scoped]
 pub async fn run(config: RunConfig) -> Result<Summary, WorkerError> {
+    if let Some(option) = config.postgres_only() {
+        return Err(WorkerError::Usage(format!(
+            "{option} needs the queue on PostgreSQL (--db postgres://…): on SQLite there is \
+             one worker, no leader and no retries"
+        )));
+    }
     let store = Store::open(&config.db, config.init, config.concurrency + 2).await?;
     let holder = Holder::this_process();
     // The watchdog renews the row until the work has ended, shutdown
@@ -664,6 +780,8 @@ async fn summarize(shared: &Shared) -> Result<Summary, DbError> {
         taken: Counters::get(&counters.taken),
         done: Counters::get(&counters.done),
         returned: Counters::get(&counters.returned),
+        retried: Counters::get(&counters.retried),
+        failed: Counters::get(&counters.failed),
         cancelled: Counters::get(&counters.cancelled),
         taken_over: Counters::get(&counters.taken_over),
         lost,
@@ -708,12 +826,13 @@ async fn take_until_stopped(sv: &Supervisor, shared: &Arc<Shared>) -> Result<(),
         };
         backoff = RETRY_FIRST;
         if jobs.is_empty() {
-            // Empty means nothing queued and nothing taken, by anyone: a job
-            // still leased by a dead process (its lease not yet expired) is
-            // waited for, and taken once it expires.
+            // Nothing to take now; empty is nothing queued and nothing
+            // taken, by anyone: a job still leased by a dead process (its
+            // lease not yet expired) is waited for, and taken once it
+            // expires, as is a failed job waiting for its retry.
             if config.exit_when_empty && shared.in_flight() == 0 {
                 match shared.store.counts().await {
-                    Ok(counts) if counts.taken == 0 => {
+                    Ok(counts) if counts.taken == 0 && counts.queued == 0 => {
                         shared.console.say("the queue is empty; stopping");
                         return Ok(());
                     }
@@ -750,7 +869,8 @@ async fn take_until_stopped(sv: &Supervisor, shared: &Arc<Shared>) -> Result<(),
             if sv.spawn(name, work(shared.clone(), job, slot)).is_err() {
                 match shared.store.release(&refused, &shared.owner).await {
                     Ok(true) => Counters::add(&shared.counters.returned, 1),
-                    Ok(false) => {}
+                    // Its lease lost already, to a rescue.
+                    Ok(false) => Counters::add(&shared.counters.taken_over, 1),
                     Err(error) => shared
                         .console
                         .say(format_args!("job {}: {error}", refused.id)),
@@ -873,7 +993,7 @@ pub async fn main(args: Vec<String>) -> ExitCode {
         Command::Demo { fleet: false, .. } => match demo().await {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {
-                eprintln!("worker demo: {message}");
+                crate::errln!("worker demo: {message}");
                 ExitCode::FAILURE
             }
         },
@@ -890,24 +1010,8 @@ fn print_summary(summary: &Summary) {
     print_out(summary);
 }
 
-/// Writes `line` on stdout. When stdout cannot be written (a closed pipe,
-/// a full disk), says so on stderr, with the line: what it reports is done
-/// (jobs enqueued, a run's counts), and the exit code stays that of the
-/// work, so that a script does not redo what was done.
 fn print_out(line: impl fmt::Display) {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    if let Err(error) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
-        say_err(format_args!(
-            "worker: cannot write to stdout ({error}); it said: {line}"
-        ));
-    }
-}
-
-/// Writes `line` on stderr, if it can be written at all.
-fn say_err(line: impl fmt::Display) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{line}");
+    crate::output::print_out("worker", line);
 }
 
 /// Runs this program as a child, `worker run …`, sends it SIGTERM after

@@ -206,8 +206,42 @@ fn db(doing: &str) -> impl FnOnce(tokio_postgres::Error) -> DbError + '_ {
             (None, Some(source)) => format!("{error}: {source}"),
             (None, None) => error.to_string(),
         };
-        DbError(format!("{doing}: {said}"))
+        match fix_for(&error) {
+            Some(fix) => DbError(format!("{doing}: {said}; {fix}")),
+            None => DbError(format!("{doing}: {said}")),
+        }
     }
+}
+
+/// How to fix the errors a user meets first: the role's rights, the
+/// password, a database that is not there, a server that does not answer.
+fn fix_for(error: &tokio_postgres::Error) -> Option<&'static str> {
+    use tokio_postgres::error::SqlState;
+    let Some(code) = error.code() else {
+        // No SQLSTATE: the server was never reached (tokio-postgres says
+        // only that in its text), or the connection broke.
+        return error
+            .to_string()
+            .starts_with("error connecting to server")
+            .then_some("is PostgreSQL running there, and does the URL name its host and port?");
+    };
+    Some(match code {
+        code if *code == SqlState::INSUFFICIENT_PRIVILEGE => {
+            "the URL's role needs CREATE on the database (to make schema \
+             `tethered_worker`, once) and USAGE on that schema with SELECT, INSERT, UPDATE and \
+             DELETE on its tables and sequences: ask the database's owner to grant them, or \
+             connect as the owner"
+        }
+        code if *code == SqlState::INVALID_PASSWORD
+            || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
+        {
+            "check the user and password in the URL (or PGPASSWORD)"
+        }
+        code if *code == SqlState::INVALID_CATALOG_NAME => {
+            "create it first (`createdb NAME`), or name another database in the URL"
+        }
+        _ => return None,
+    })
 }
 
 fn pool(doing: &str) -> impl FnOnce(deadpool_postgres::PoolError) -> DbError + '_ {
@@ -253,12 +287,25 @@ impl PgQueue {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await
             .map_err(db(doing))?;
-        tx.batch_execute(
-            "CREATE SCHEMA IF NOT EXISTS tethered_worker;
-             CREATE TABLE IF NOT EXISTS tethered_worker.schema_version (version integer NOT NULL);",
-        )
-        .await
-        .map_err(db(doing))?;
+        // Made only when missing: creating a schema takes CREATE on the
+        // database, even with IF NOT EXISTS, and a worker's role usually has
+        // only the rights on the tables.
+        let made: bool = tx
+            .query_one(
+                "SELECT to_regclass('tethered_worker.schema_version') IS NOT NULL",
+                &[],
+            )
+            .await
+            .map_err(db(doing))?
+            .get(0);
+        if !made {
+            tx.batch_execute(
+                "CREATE SCHEMA IF NOT EXISTS tethered_worker;
+                 CREATE TABLE tethered_worker.schema_version (version integer NOT NULL);",
+            )
+            .await
+            .map_err(db(doing))?;
+        }
         let version: i32 = tx
             .query_opt("SELECT version FROM tethered_worker.schema_version", &[])
             .await

@@ -182,8 +182,13 @@ impl PgCluster {
     /// Starts the server (again, after [`stop`](Self::stop)), and waits
     /// until it accepts connections.
     pub fn start(&self) -> Result<(), String> {
+        // No fsync (the machine does not crash under a test, a killed
+        // server's writes are in the OS's cache), but every commit is in
+        // the WAL before it is acknowledged: a restart (`stop` is
+        // immediate, like a crash) must not lose what a worker was told
+        // is done.
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
              -c full_page_writes=off -c max_connections=200",
             self.port,
             self.dir.display()
