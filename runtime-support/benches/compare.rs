@@ -434,6 +434,93 @@ async fn token_idle_memory(n: usize) -> f64 {
 }
 
 // ---------------------------------------------------------------------------
+// Local children: N futures polled by their scope's own task, against the
+// hand-written alternative, a `FuturesUnordered` over the same futures.
+
+/// `N` local children that return their index, every handle kept and
+/// joined in order (as `tethered_spawn_join` does).
+async fn tethered_local_spawn_join(n: usize) -> f64 {
+    let start = Instant::now();
+    let sum = Scope::run_local(|scope| {
+        Box::pin(async {
+            let handles: Vec<_> = (0..n)
+                .map(|i| scope.spawn_local(async move { i }))
+                .collect();
+            let mut sum = 0usize;
+            for handle in handles {
+                sum += handle.join().await.unwrap();
+            }
+            sum
+        })
+    })
+    .await
+    .expect("scope failed");
+    let elapsed = start.elapsed();
+    assert_eq!(black_box(sum), n * (n - 1) / 2);
+    per_op(elapsed, n)
+}
+
+/// The same futures in a `FuturesUnordered`, summed as they end.
+async fn unordered_spawn_join(n: usize) -> f64 {
+    use futures_util::stream::{FuturesUnordered, StreamExt};
+
+    let start = Instant::now();
+    let mut set: FuturesUnordered<_> = (0..n).map(|i| async move { i }).collect();
+    let mut sum = 0usize;
+    while let Some(i) = set.next().await {
+        sum += i;
+    }
+    let elapsed = start.elapsed();
+    assert_eq!(black_box(sum), n * (n - 1) / 2);
+    per_op(elapsed, n)
+}
+
+/// Bytes per idle local child (each parked on a `Notify` it borrows), its
+/// handle kept.
+async fn tethered_local_idle_memory(n: usize) -> f64 {
+    let release = Notify::new();
+    let mut bytes = 0;
+    Scope::run_local(|scope| {
+        Box::pin(async {
+            start_counting();
+            let handles: Vec<_> = (0..n)
+                .map(|_| scope.spawn_local(release.notified()))
+                .collect();
+            // One poll of the scope: every child has started and waits.
+            tokio::task::yield_now().await;
+            bytes = stop_counting();
+            release.notify_waiters();
+            for handle in handles {
+                handle.join().await.unwrap();
+            }
+        })
+    })
+    .await
+    .expect("scope failed");
+    bytes as f64 / n as f64
+}
+
+/// Bytes per idle future of a `FuturesUnordered` (each parked on a borrowed
+/// `Notify`).
+async fn unordered_idle_memory(n: usize) -> f64 {
+    use futures_util::stream::{FuturesUnordered, StreamExt};
+
+    let release = Notify::new();
+    start_counting();
+    let mut set: FuturesUnordered<_> = (0..n).map(|_| release.notified()).collect();
+    // One poll: every future has started and waits.
+    std::future::poll_fn(|cx| {
+        assert!(set.poll_next_unpin(cx).is_pending());
+        std::task::Poll::Ready(())
+    })
+    .await;
+    let bytes = stop_counting();
+    release.notify_waiters();
+    while set.next().await.is_some() {}
+    bytes as f64 / n as f64
+}
+
+// ---------------------------------------------------------------------------
 // Scenario 5: the cost of one tick of a schedule whose body does nothing.
 //
 // Measured on a current_thread runtime whose clock is paused: when the
@@ -851,6 +938,25 @@ fn main() {
     if wanted("spawn_join_raw") {
         let (t, b) = compare(&rt, || tethered_spawn_join(N), || raw_spawn_join(N));
         report("spawn_join_raw", N, t, "tokio_spawn", b);
+    }
+
+    if wanted("local_spawn_join") {
+        let (t, b) = compare(
+            &rt,
+            || tethered_local_spawn_join(N),
+            || unordered_spawn_join(N),
+        );
+        report("local_spawn_join", N, t, "futures_unordered", b);
+    }
+
+    // Bytes per idle child, not nanoseconds.
+    if wanted("local_idle_memory_bytes") {
+        let (t, b) = compare(
+            &rt,
+            || tethered_local_idle_memory(N),
+            || unordered_idle_memory(N),
+        );
+        report("local_idle_memory_bytes", N, t, "futures_unordered", b);
     }
 
     if wanted("cancel_fanout") {

@@ -65,6 +65,7 @@ mod current;
 mod deadline;
 mod entry;
 mod error;
+pub mod local;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 #[cfg(not(feature = "metrics"))]
@@ -463,6 +464,7 @@ pub use error::{
     FailureKind, PanicPayload, ScopeError, ScopeErrorKind, SpawnError, TaskError, TaskFailure,
 };
 #[doc(inline)]
+pub use local::{LocalMode, LocalScope, NonSend, SendBody, Sendable};
 pub use outcome::Outcome;
 #[doc(inline)]
 pub use periodic::{

@@ -45,6 +45,7 @@ use tokio::time::{Instant, Sleep};
 use crate::cleanup::{Cleanup, run_cleanups};
 use crate::deadline;
 use crate::error::{FailureKind, ScopeError, TaskError, TaskFailure};
+use crate::local::{LocalScope, NonSend, SendBody, Sendable};
 use crate::node::sync::Arc;
 use crate::node::{FinishOnDrop, Guarded, Node, NodeKind, Settled, children_done};
 use crate::reason::{CancelKind, CancelReason, IntoCancelReason};
@@ -255,6 +256,38 @@ impl ScopeBuilder {
         )
     }
 
+    /// Runs `body` in a new scope that can hold local children (see
+    /// [`LocalScope`]): children polled in the scope's own task, which may
+    /// borrow what outlives the scope, and must be `Send`; the scope's
+    /// future is `Send`. See [`Scope::run_local`].
+    #[track_caller]
+    pub fn run_local<'env, F, T>(self, body: F) -> impl Future<Output = Result<T, ScopeError>>
+    where
+        F: for<'s> FnOnce(&'s LocalScope<'env, Sendable>) -> SendBody<'s, T>,
+    {
+        MapEnded::new(
+            self.run_local_at(Location::caller(), body),
+            Ended::into_result,
+        )
+    }
+
+    /// [`run_local`](Self::run_local) for local children that may be
+    /// `!Send`; the scope's future is then `!Send`. See
+    /// [`Scope::run_local_non_send`].
+    #[track_caller]
+    pub fn run_local_non_send<'env, F, T>(
+        self,
+        body: F,
+    ) -> impl Future<Output = Result<T, ScopeError>>
+    where
+        F: AsyncFnOnce(&LocalScope<'env, NonSend>) -> T,
+    {
+        MapEnded::new(
+            self.run_at(Location::caller(), body, |_| None),
+            Ended::into_result,
+        )
+    }
+
     /// Runs `body` in a new scope located at `location`, and returns both
     /// what the body produced (if it produced anything) and the scope's error
     /// (if any): the adapters behind `#[scoped]` need to see both. A body
@@ -262,18 +295,70 @@ impl ScopeBuilder {
     /// whose body returned `Err`) cancels the remaining children, with the
     /// description as the reason's message, so that they (and their
     /// cleanups) can see what went wrong.
-    pub(crate) async fn run_at<F, T>(
-        self,
+    pub(crate) async fn run_at<S, F, T>(
+        mut self,
         location: &'static Location<'static>,
         body: F,
         body_failure: impl FnOnce(&T) -> Option<String>,
     ) -> Ended<T>
     where
-        F: AsyncFnOnce(&Scope) -> T,
+        S: Holder,
+        F: AsyncFnOnce(&S) -> T,
     {
+        let (scope, span) = self.open(location);
+        let mut holder = S::hold(scope);
+        // The scope is driven here rather than in a function of its own:
+        // each `async fn` the body is handed through keeps a copy of it in
+        // its future, and a scope's future is as large as the copies.
+        let mut deadline = pin!(Deadline::new(self.timeout));
+        let value = {
+            let holder = &holder;
+            let (scope, local) = holder.parts();
+            let body = pin!(Guarded::new(scope.node.clone(), body(holder)));
+            drive(span.as_deref(), deadline.as_mut(), scope, local, body).await
+        };
+        let (scope, local) = holder.parts_mut();
+        scope
+            .finish(value, self.on_exit, deadline, local, body_failure)
+            .await
+    }
+
+    /// [`run_at`](Self::run_at) for a [`Sendable`] local scope: the body's
+    /// future is boxed as a `dyn Future + Send` as soon as it is made, so
+    /// that this future holds no type that names the body's closure
+    /// through a trait (the compiler could not then tell this future is
+    /// `Send` for a body that borrows: rust-lang/rust#110338).
+    pub(crate) async fn run_local_at<'env, F, T>(
+        mut self,
+        location: &'static Location<'static>,
+        body: F,
+    ) -> Ended<T>
+    where
+        F: for<'s> FnOnce(&'s LocalScope<'env, Sendable>) -> SendBody<'s, T>,
+    {
+        let (scope, span) = self.open(location);
+        let mut holder = LocalScope::<'env, Sendable>::hold(scope);
+        let mut deadline = pin!(Deadline::new(self.timeout));
+        let value = {
+            let holder = &holder;
+            let (scope, local) = holder.parts();
+            let body = pin!(Guarded::new(scope.node.clone(), body(holder)));
+            drive(span.as_deref(), deadline.as_mut(), scope, local, body).await
+        };
+        let (scope, local) = holder.parts_mut();
+        scope
+            .finish(value, self.on_exit, deadline, local, |_| None)
+            .await
+    }
+
+    /// The scope's node (under the current one), its span, and the scope.
+    fn open(
+        &mut self,
+        location: &'static Location<'static>,
+    ) -> (Scope, Option<Box<tracing::Span>>) {
         let node = Node::new(
             NodeKind::Scope,
-            self.name,
+            self.name.take(),
             location,
             Instant::now(),
             crate::node::current(),
@@ -293,34 +378,80 @@ impl ScopeBuilder {
             node.set_span(span.clone());
             Box::new(span)
         });
-        let mut scope = Scope {
+        let scope = Scope {
             node,
             cleanups: Mutex::new(Vec::new()),
             cleanup_timeout: self.cleanup_timeout.unwrap_or(DEFAULT_CLEANUP_TIMEOUT),
             finished: false,
         };
-        // The scope is driven here rather than in a function of its own:
-        // each `async fn` the body is handed through keeps a copy of it in
-        // its future, and a scope's future is as large as the copies.
-        let mut deadline = pin!(Deadline::new(self.timeout));
-        let value = {
-            let mut body = pin!(Guarded::new(scope.node.clone(), body(&scope)));
-            // Declared after `body`, so dropped before it: if this future is
-            // dropped mid-body, the scope is cancelled first, and the body's
-            // `Drop` code can see why.
-            let mut cancel_on_drop = CancelOnDrop(Some(&scope.node));
-            let value = poll_fn(|cx| {
-                let _entered = span.as_deref().map(tracing::Span::enter);
-                deadline.as_mut().poll_expired(cx, &scope.node);
-                body.as_mut().poll(cx)
-            })
-            .await;
-            cancel_on_drop.0 = None;
-            value
-        };
+        (scope, span)
+    }
+}
+
+/// Polls a scope's body until it ends (or is cancelled), with the scope's
+/// deadline and its local children.
+async fn drive<Fut: Future>(
+    span: Option<&tracing::Span>,
+    mut deadline: Pin<&mut Deadline>,
+    scope: &Scope,
+    local: &impl PollLocal,
+    mut body: Pin<&mut Guarded<Fut>>,
+) -> Settled<Fut::Output> {
+    // Armed while the body runs: if this future is dropped mid-body, the
+    // scope is cancelled before the body is dropped, and the body's `Drop`
+    // code can see why.
+    let mut cancel_on_drop = CancelOnDrop(Some(&scope.node));
+    let value = poll_fn(|cx| {
+        let _entered = span.map(tracing::Span::enter);
+        deadline.as_mut().poll_expired(cx, &scope.node);
+        let polled = body.as_mut().poll(cx);
+        // The body first: the children it spawned in this poll are polled
+        // in the same one.
+        if polled.is_pending() {
+            local.poll_local(cx);
+        }
+        polled
+    })
+    .await;
+    cancel_on_drop.0 = None;
+    value
+}
+
+/// What a scope's body is given: the [`Scope`] itself, or a
+/// [`LocalScope`](crate::LocalScope), which holds local children beside it.
+pub(crate) trait Holder {
+    /// Its local children (none, for a plain scope).
+    type Local: PollLocal;
+    fn hold(scope: Scope) -> Self;
+    /// The scope, and its local children.
+    fn parts(&self) -> (&Scope, &Self::Local);
+    fn parts_mut(&mut self) -> (&mut Scope, &Self::Local);
+}
+
+/// A scope's local children, polled whenever the scope's future is.
+pub(crate) trait PollLocal {
+    /// Polls the children that were woken (or are new).
+    fn poll_local(&self, cx: &mut Context<'_>);
+}
+
+/// A plain scope has no local children.
+impl PollLocal for () {
+    fn poll_local(&self, _cx: &mut Context<'_>) {}
+}
+
+impl Holder for Scope {
+    type Local = ();
+
+    fn hold(scope: Scope) -> Self {
         scope
-            .finish(value, self.on_exit, deadline, body_failure)
-            .await
+    }
+
+    fn parts(&self) -> (&Scope, &()) {
+        (self, &())
+    }
+
+    fn parts_mut(&mut self) -> (&mut Scope, &()) {
+        (self, &())
     }
 }
 
@@ -423,6 +554,103 @@ impl Scope {
         ScopeBuilder::new().run(body)
     }
 
+    /// Runs `body` in a new scope that can hold local children: futures
+    /// started with [`LocalScope::spawn_local`], polled by the scope's own
+    /// task, which may borrow anything that outlives the scope (the
+    /// caller's arguments, its locals) without an `Arc` or a clone. They
+    /// must be `Send`, and the scope's future is `Send`: it runs anywhere
+    /// a spawned task does. Spawned children mix freely with local ones;
+    /// the scope joins both.
+    ///
+    /// The body is a closure that returns its future boxed,
+    /// `|scope| Box::pin(async { … })`, rather than an async closure: with
+    /// an async closure, today's compiler cannot tell that a future holding
+    /// the scope is `Send` once the body borrows from its caller
+    /// (rust-lang/rust#110338), which is where this scope is wanted (an
+    /// `async fn` called from an axum handler or a spawned task). The
+    /// `async` block is not `move`: it borrows what the caller owns, and
+    /// the children borrow it in turn. (A [`NonSend`] scope's future is
+    /// never checked for `Send`: [`run_local_non_send`](Self::run_local_non_send)
+    /// takes an async closure.)
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use tethered::Scope;
+    ///
+    /// struct Index {
+    ///     stop_words: Vec<&'static str>,
+    /// }
+    ///
+    /// impl Index {
+    ///     async fn count(&self, docs: &[&str]) -> usize {
+    ///         Scope::run_local(|scope| Box::pin(async {
+    ///             // Each child reads `self` and its document in place.
+    ///             let handles: Vec<_> = docs
+    ///                 .iter()
+    ///                 .map(|doc| {
+    ///                     scope.spawn_local(async move {
+    ///                         doc.split(' ')
+    ///                             .filter(|word| !self.stop_words.contains(word))
+    ///                             .count()
+    ///                     })
+    ///                 })
+    ///                 .collect();
+    ///             let mut total = 0;
+    ///             for handle in handles {
+    ///                 total += handle.join().await.unwrap();
+    ///             }
+    ///             total
+    ///         }))
+    ///         .await
+    ///         .unwrap()
+    ///     }
+    /// }
+    ///
+    /// let index = Index { stop_words: vec!["the", "a"] };
+    /// // Its future is `Send`: it runs in a spawned task.
+    /// let counted = tokio::spawn(async move { index.count(&["the cat", "a dog barks"]).await });
+    /// assert_eq!(counted.await.unwrap(), 3);
+    /// # }
+    /// ```
+    #[track_caller]
+    pub fn run_local<'env, F, T>(body: F) -> impl Future<Output = Result<T, ScopeError>>
+    where
+        F: for<'s> FnOnce(&'s LocalScope<'env, Sendable>) -> SendBody<'s, T>,
+    {
+        ScopeBuilder::new().run_local(body)
+    }
+
+    /// [`run_local`](Self::run_local) for local children that may be
+    /// `!Send` (`Rc`, `RefCell` borrows): the scope's future is then
+    /// `!Send`, and runs on a current-thread runtime, in a `LocalSet` or on
+    /// a `LocalRuntime`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::cell::Cell;
+    /// use tethered::Scope;
+    ///
+    /// let hits = Cell::new(0);
+    /// Scope::run_local_non_send(async |scope| {
+    ///     for _ in 0..3 {
+    ///         scope.spawn_local(async { hits.set(hits.get() + 1) });
+    ///     }
+    /// })
+    /// .await
+    /// .unwrap();
+    /// assert_eq!(hits.get(), 3);
+    /// # }
+    /// ```
+    #[track_caller]
+    pub fn run_local_non_send<'env, F, T>(body: F) -> impl Future<Output = Result<T, ScopeError>>
+    where
+        F: AsyncFnOnce(&LocalScope<'env, NonSend>) -> T,
+    {
+        ScopeBuilder::new().run_local_non_send(body)
+    }
+
     /// A builder to name the scope or set its exit behaviour and timeouts.
     pub fn builder() -> ScopeBuilder {
         ScopeBuilder::new()
@@ -435,6 +663,7 @@ impl Scope {
         value: Settled<T>,
         on_exit: OnExit,
         mut deadline: Pin<&mut Deadline>,
+        local: &impl PollLocal,
         body_failure: impl FnOnce(&T) -> Option<String>,
     ) -> Ended<T> {
         let value = match value {
@@ -462,11 +691,11 @@ impl Scope {
                 None => false,
             };
         }
-        self.wait_children(deadline.as_mut()).await;
+        self.wait_children(deadline.as_mut(), local).await;
         let cleanups = self.take_cleanups();
         if !cleanups.is_empty() {
             run_cleanups(&self.node, cleanups, self.cleanup_timeout);
-            self.wait_children(deadline.as_mut()).await;
+            self.wait_children(deadline.as_mut(), local).await;
         }
         self.finished = true;
         self.node.finish();
@@ -495,9 +724,12 @@ impl Scope {
         report_of(&self.node)
     }
 
-    async fn wait_children(&self, mut deadline: Pin<&mut Deadline>) {
+    /// Waits for every child, polling the local ones meanwhile (they run
+    /// only when the scope polls them).
+    async fn wait_children(&self, mut deadline: Pin<&mut Deadline>, local: &impl PollLocal) {
         poll_fn(|cx| {
             deadline.as_mut().poll_expired(cx, &self.node);
+            local.poll_local(cx);
             if self.node.poll_children_done(cx.waker()) {
                 Poll::Ready(())
             } else {

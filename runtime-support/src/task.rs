@@ -71,8 +71,38 @@ use crate::reason::{CancelKind, CancelReason, IntoCancelReason};
 /// ```
 pub struct TaskHandle<'scope, T, E = Infallible> {
     node: HandleNode,
-    join: JoinHandle<Outcome<T, E>>,
+    join: Join<T, E>,
     _scope: PhantomData<&'scope ()>,
+}
+
+/// Where a child's outcome comes from: its tokio task, or, for a local
+/// child (polled by its scope's own task), the channel it ends with.
+enum Join<T, E> {
+    Spawned(JoinHandle<Outcome<T, E>>),
+    Local(tokio::sync::oneshot::Receiver<Outcome<T, E>>),
+}
+
+impl<T, E> Join<T, E> {
+    fn poll(&mut self, node: &Node, cx: &mut Context<'_>) -> Poll<Outcome<T, E>> {
+        match self {
+            Join::Spawned(join) => Pin::new(join).poll(cx).map(|joined| settle(node, joined)),
+            Join::Local(ended) => {
+                Pin::new(ended).poll(cx).map(|ended| {
+                    // No outcome sent: the child was dropped mid-flight, with the
+                    // scope's future that held it.
+                    ended.unwrap_or_else(|_| {
+                        Outcome::Cancelled(node.reason().unwrap_or_else(|| {
+                            CancelReason::at(CancelKind::Dropped, node.location())
+                        }))
+                    })
+                })
+            }
+        }
+    }
+
+    fn wait<'a>(&'a mut self, node: &'a Node) -> impl Future<Output = Outcome<T, E>> + 'a {
+        std::future::poll_fn(move |cx| self.poll(node, cx))
+    }
 }
 
 impl<T, E> TaskHandle<'_, T, E> {
@@ -88,8 +118,7 @@ impl<T, E> TaskHandle<'_, T, E> {
     /// before the cancellation reached it, or where failures do not cancel
     /// their siblings.
     pub async fn join(mut self) -> Outcome<T, E> {
-        let joined = (&mut self.join).await;
-        settle(&self.node, joined)
+        self.join.wait(&self.node).await
     }
 
     /// Cancels the task: its future is dropped at its next `.await` (its
@@ -170,14 +199,14 @@ impl<T, E> TaskHandle<'_, T, E> {
         let reason = reason.into_cancel_reason(Location::caller());
         self.node.stop(reason.clone());
         async move {
-            let joined = match tokio::time::timeout(grace, &mut self.join).await {
-                Ok(joined) => joined,
+            let node = &self.node;
+            match tokio::time::timeout(grace, self.join.wait(node)).await {
+                Ok(outcome) => outcome,
                 Err(_elapsed) => {
-                    self.node.cancel(reason, false);
-                    (&mut self.join).await
+                    node.cancel(reason, false);
+                    self.join.wait(node).await
                 }
-            };
-            settle(&self.node, joined)
+            }
         }
     }
 
@@ -192,7 +221,10 @@ impl<T, E> TaskHandle<'_, T, E> {
 
     /// Whether the task has ended.
     pub fn is_finished(&self) -> bool {
-        self.join.is_finished()
+        match &self.join {
+            Join::Spawned(join) => join.is_finished(),
+            Join::Local(_) => self.node.is_settled(),
+        }
     }
 
     /// The task's name, if it has one.
@@ -324,14 +356,28 @@ where
     node.set_tokio_task(join.id());
     Some(TaskHandle {
         node: HandleNode(node),
-        join,
+        join: Join::Spawned(join),
         _scope: PhantomData,
     })
 }
 
+impl<T, E> TaskHandle<'_, T, E> {
+    /// The handle of a local child, whose outcome comes on `ended`.
+    pub(crate) fn local(
+        node: Arc<Node>,
+        ended: tokio::sync::oneshot::Receiver<Outcome<T, E>>,
+    ) -> Self {
+        TaskHandle {
+            node: HandleNode(node),
+            join: Join::Local(ended),
+            _scope: PhantomData,
+        }
+    }
+}
+
 /// The span a child of `parent` hangs from: its scope's (or supervisor's),
 /// or, outside any, the span the spawning code is in.
-fn parent_span(parent: &Node) -> Option<tracing::Id> {
+pub(crate) fn parent_span(parent: &Node) -> Option<tracing::Id> {
     match parent.span() {
         Some(span) => span.id(),
         None => tracing::Span::current().id(),
@@ -432,7 +478,7 @@ fn this_thread() -> usize {
 
 /// Turns how the user's future ended into its outcome, reporting a failure
 /// to the scope.
-fn classify<O, T, E>(
+pub(crate) fn classify<O, T, E>(
     node: &Arc<Node>,
     settled: Settled<O>,
     split: Option<Split<impl FnOnce(O) -> Result<T, E>, E>>,

@@ -530,6 +530,11 @@ impl Node {
         self.state.load(Ordering::Relaxed) & DETACHED != 0
     }
 
+    /// Whether the node's own future has ended.
+    pub(crate) fn is_settled(&self) -> bool {
+        self.has(SETTLED)
+    }
+
     /// Marks the node's own future as ended; later cancellations are no-ops.
     pub(crate) fn set_settled(&self) {
         self.state.fetch_or(SETTLED, Ordering::AcqRel);
