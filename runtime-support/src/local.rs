@@ -417,8 +417,9 @@ impl<'env, M: LocalMode> LocalScope<'env, M> {
         self.start(Some(name.into()), fut, fallible_split())
     }
 
+    /// Starts a local child whose output `split` tells apart.
     #[track_caller]
-    fn start<F, S, T, E>(
+    pub(crate) fn start<F, S, T, E>(
         &self,
         name: Option<Cow<'static, str>>,
         fut: F,
@@ -451,7 +452,7 @@ impl<'env, M: LocalMode> LocalScope<'env, M> {
     }
 }
 
-fn infallible_split<O>() -> Split<InfallibleSplit<O>, std::convert::Infallible> {
+pub(crate) fn infallible_split<O>() -> Split<InfallibleSplit<O>, std::convert::Infallible> {
     infallible()
 }
 
@@ -459,7 +460,14 @@ fn fallible_split<T, E>() -> Split<FallibleSplit<T, E>, E>
 where
     E: fmt::Display + fmt::Debug + Send + Sync + 'static,
 {
-    Split::new(|result| result, TaskError::new::<E>)
+    fallible_split_with(TaskError::new::<E>)
+}
+
+/// A fallible local child's split, its error shown through `erase`.
+pub(crate) fn fallible_split_with<T, E>(
+    erase: fn(std::sync::Arc<E>) -> TaskError,
+) -> Split<FallibleSplit<T, E>, E> {
+    Split::new(|result| result, erase)
 }
 
 pin_project! {

@@ -1,4 +1,5 @@
-//! `spawn!`, `shield!`, `spawn_blocking!`, `defer!` and `scope!`.
+//! `spawn!`, `spawn_local!`, `shield!`, `spawn_blocking!`, `defer!` and
+//! `scope!`.
 //!
 //! Inside a `#[scoped]` fn (or `#[tethered::main]`, `#[tethered::test]`) the
 //! attribute rewrites these into calls on the fn's scope. These definitions
@@ -19,6 +20,60 @@ macro_rules! spawn {
     ($($tokens:tt)*) => {
         ::core::compile_error!(
             "`spawn!` only works inside a `#[tethered::scoped]` fn (or `#[tethered::main]`, `#[tethered::test]`); add the attribute to the enclosing async fn, or call `scope.spawn(…)` on a `Scope`"
+        )
+    };
+}
+
+/// Starts a local child of the enclosing `#[scoped]` fn's scope and returns
+/// its [`TaskHandle`](crate::TaskHandle): a future polled by the scope's own
+/// task, which may borrow the fn's arguments and anything else that
+/// outlives the scope (see [`LocalScope`](crate::LocalScope)).
+///
+/// `spawn_local!(future)` or `spawn_local!("name", future)`. A future whose
+/// output is a `Result` fails the scope on `Err`, as with `spawn!`. The
+/// children must be `Send` (and the fn's future stays `Send`), unless the
+/// fn says `#[scoped(send = false)]`: they may then hold `!Send` values, and
+/// the fn's future is `!Send`. Usable only inside a
+/// [`macro@crate::scoped`] fn.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// struct Index {
+///     stop_words: Vec<String>,
+/// }
+///
+/// impl Index {
+///     #[tethered::scoped]
+///     async fn count(&self, docs: &[String]) -> usize {
+///         let handles: Vec<_> = docs
+///             .iter()
+///             .map(|doc| {
+///                 tethered::spawn_local!(async move {
+///                     doc.split(' ')
+///                         .filter(|word| !self.stop_words.iter().any(|stop| stop == word))
+///                         .count()
+///                 })
+///             })
+///             .collect();
+///         let mut total = 0;
+///         for handle in handles {
+///             total += handle.join().await.unwrap();
+///         }
+///         total
+///     }
+/// }
+///
+/// let index = Index { stop_words: vec!["the".into()] };
+/// let docs = vec!["the cat".to_owned(), "a dog".to_owned()];
+/// assert_eq!(index.count(&docs).await, 3);
+/// # }
+/// ```
+#[macro_export]
+macro_rules! spawn_local {
+    ($($tokens:tt)*) => {
+        ::core::compile_error!(
+            "`spawn_local!` only works inside a `#[tethered::scoped]` fn; add the attribute to the enclosing async fn, or call `scope.spawn_local(…)` on a `LocalScope` (`Scope::run_local`)"
         )
     };
 }

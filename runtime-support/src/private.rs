@@ -14,6 +14,10 @@ pub use tokio;
 pub use tethered_macros::supervise as supervise_impl;
 
 use crate::error::TaskError;
+use crate::local::{
+    FallibleChildOf, Holds, LocalChildOf, LocalMode, LocalScope, SendBody, fallible_split_with,
+    infallible_split,
+};
 use crate::node::NodeKind;
 use crate::scope::{Scope, ScopeBuilder};
 use crate::supervisor::ChildOutput;
@@ -205,6 +209,131 @@ impl<'s, F: Future> SpawnAny<'s, F> for Spawn<'s, F> {
             None => already_spawned(),
         }
     }
+}
+
+/// A pending `spawn_local!`: the future and the local scope it goes to,
+/// dispatched on the future's output as [`Spawn`] is (called as
+/// `(&&spawn).spawn_local_task()`).
+pub struct SpawnLocal<'s, 'env, M: LocalMode, F> {
+    scope: &'s LocalScope<'env, M>,
+    name: Option<Cow<'static, str>>,
+    fut: Cell<Option<F>>,
+}
+
+impl<'s, 'env, M: LocalMode, F> SpawnLocal<'s, 'env, M, F> {
+    /// Wraps one `spawn_local!` call.
+    pub fn new(scope: &'s LocalScope<'env, M>, name: Option<Cow<'static, str>>, fut: F) -> Self {
+        SpawnLocal {
+            scope,
+            name,
+            fut: Cell::new(Some(fut)),
+        }
+    }
+
+    fn parts(&self) -> (F, Option<Cow<'static, str>>) {
+        match self.fut.take() {
+            Some(fut) => (fut, self.name.clone()),
+            None => already_spawned(),
+        }
+    }
+}
+
+impl<M: LocalMode, F> fmt::Debug for SpawnLocal<'_, '_, M, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpawnLocal")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `spawn_local!` of a future whose output is a `Result` whose error
+/// shows: `Err` fails the scope.
+pub trait SpawnLocalFallible<'s, 'env, M: LocalMode, F, T, E> {
+    /// Starts the local child.
+    fn spawn_local_task(&self) -> TaskHandle<'s, T, E>
+    where
+        F: Future<Output = Result<T, E>> + 'env,
+        M: Holds<'env, FallibleChildOf<F, T, E>>;
+}
+
+/// `spawn_local!` of a future whose output is a `Result` whose error has
+/// only `Debug`.
+pub trait SpawnLocalFallibleDebug<'s, 'env, M: LocalMode, F, T, E> {
+    /// Starts the local child.
+    fn spawn_local_task(&self) -> TaskHandle<'s, T, E>
+    where
+        F: Future<Output = Result<T, E>> + 'env,
+        M: Holds<'env, FallibleChildOf<F, T, E>>;
+}
+
+/// `spawn_local!` of any other future: it fails only by panicking.
+pub trait SpawnLocalAny<'s, 'env, M: LocalMode, F: Future> {
+    /// Starts the local child.
+    fn spawn_local_task(&self) -> TaskHandle<'s, F::Output>
+    where
+        F: 'env,
+        M: Holds<'env, LocalChildOf<F>>;
+}
+
+impl<'s, 'env, M, F, T, E> SpawnLocalFallible<'s, 'env, M, F, T, E> for &SpawnLocal<'s, 'env, M, F>
+where
+    M: LocalMode,
+    F: Future<Output = Result<T, E>>,
+    E: fmt::Display + fmt::Debug + Send + Sync + 'static,
+{
+    #[track_caller]
+    fn spawn_local_task(&self) -> TaskHandle<'s, T, E>
+    where
+        F: Future<Output = Result<T, E>> + 'env,
+        M: Holds<'env, FallibleChildOf<F, T, E>>,
+    {
+        let (fut, name) = self.parts();
+        let scope: &'s LocalScope<'env, M> = self.scope;
+        scope.start(name, fut, fallible_split_with(TaskError::new::<E>))
+    }
+}
+
+impl<'s, 'env, M, F, T, E> SpawnLocalFallibleDebug<'s, 'env, M, F, T, E>
+    for &&SpawnLocal<'s, 'env, M, F>
+where
+    M: LocalMode,
+    F: Future<Output = Result<T, E>>,
+    E: fmt::Debug + Send + Sync + 'static,
+{
+    #[track_caller]
+    fn spawn_local_task(&self) -> TaskHandle<'s, T, E>
+    where
+        F: Future<Output = Result<T, E>> + 'env,
+        M: Holds<'env, FallibleChildOf<F, T, E>>,
+    {
+        let (fut, name) = self.parts();
+        let scope: &'s LocalScope<'env, M> = self.scope;
+        scope.start(name, fut, fallible_split_with(TaskError::from_debug::<E>))
+    }
+}
+
+impl<'s, 'env, M: LocalMode, F: Future> SpawnLocalAny<'s, 'env, M, F>
+    for SpawnLocal<'s, 'env, M, F>
+{
+    #[track_caller]
+    fn spawn_local_task(&self) -> TaskHandle<'s, F::Output>
+    where
+        F: 'env,
+        M: Holds<'env, LocalChildOf<F>>,
+    {
+        let (fut, name) = self.parts();
+        let scope: &'s LocalScope<'env, M> = self.scope;
+        scope.start(name, fut, infallible_split())
+    }
+}
+
+/// A `Send` local scope's body, boxed, its output named (so that `?` in it
+/// knows what it returns).
+pub fn boxed<'a, T, F>(body: F) -> SendBody<'a, T>
+where
+    F: Future<Output = T> + Send + 'a,
+{
+    Box::pin(body)
 }
 
 fn already_spawned() -> ! {

@@ -266,7 +266,7 @@ impl ScopeBuilder {
         F: for<'s> FnOnce(&'s LocalScope<'env, Sendable>) -> SendBody<'s, T>,
     {
         MapEnded::new(
-            self.run_local_at(Location::caller(), body),
+            self.run_local_at(Location::caller(), body, |_| None),
             Ended::into_result,
         )
     }
@@ -332,6 +332,7 @@ impl ScopeBuilder {
         mut self,
         location: &'static Location<'static>,
         body: F,
+        body_failure: impl FnOnce(&T) -> Option<String>,
     ) -> Ended<T>
     where
         F: for<'s> FnOnce(&'s LocalScope<'env, Sendable>) -> SendBody<'s, T>,
@@ -347,7 +348,7 @@ impl ScopeBuilder {
         };
         let (scope, local) = holder.parts_mut();
         scope
-            .finish(value, self.on_exit, deadline, local, |_| None)
+            .finish(value, self.on_exit, deadline, local, body_failure)
             .await
     }
 

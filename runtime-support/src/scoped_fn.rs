@@ -31,6 +31,7 @@ use std::marker::PhantomData;
 use std::panic::Location;
 
 use crate::error::ScopeError;
+use crate::local::{LocalScope, NonSend, SendBody, Sendable};
 use crate::scope::{Ended, MapEnded, Scope, ScopeBuilder};
 
 /// A `#[scoped]` fn's return type, to dispatch on (see the module docs).
@@ -177,17 +178,63 @@ impl<T, E> ResultRun<T, E> {
     where
         F: AsyncFnOnce(&Scope) -> Result<T, E>,
     {
+        let (describe, map) = self.parts();
+        MapEnded::new(builder.run_at(Location::caller(), body, describe), map)
+    }
+
+    /// [`run`](Self::run) for a body with local children that are `Send`:
+    /// its future comes boxed (see [`Scope::run_local`]).
+    #[track_caller]
+    pub fn run_local<'env, F>(
+        self,
+        builder: ScopeBuilder,
+        body: F,
+    ) -> impl Future<Output = Result<Result<T, E>, ScopeFailure>>
+    where
+        F: for<'s> FnOnce(&'s LocalScope<'env, Sendable>) -> SendBody<'s, Result<T, E>>,
+    {
+        let (describe, map) = self.parts();
+        MapEnded::new(
+            builder.run_local_at(Location::caller(), body, describe),
+            map,
+        )
+    }
+
+    /// [`run`](Self::run) for a body with local children that may be
+    /// `!Send`.
+    #[track_caller]
+    pub fn run_local_non_send<'env, F>(
+        self,
+        builder: ScopeBuilder,
+        body: F,
+    ) -> impl Future<Output = Result<Result<T, E>, ScopeFailure>>
+    where
+        F: AsyncFnOnce(&LocalScope<'env, NonSend>) -> Result<T, E>,
+    {
+        let (describe, map) = self.parts();
+        MapEnded::new(builder.run_at(Location::caller(), body, describe), map)
+    }
+
+    /// What describes the body's `Err` (the reason its children are
+    /// cancelled with), and what makes the scope's end the fn's result.
+    #[allow(clippy::type_complexity)]
+    fn parts(
+        self,
+    ) -> (
+        impl FnOnce(&Result<T, E>) -> Option<String>,
+        impl FnOnce(Ended<Result<T, E>>) -> Result<Result<T, E>, ScopeFailure>,
+    ) {
         let ResultRun {
             describe, convert, ..
         } = self;
-        let ended = builder.run_at(Location::caller(), body, move |value| {
+        let describe = move |value: &Result<T, E>| {
             let error = value.as_ref().err()?;
             Some(match describe(error) {
                 Some(error) => format!("the body returned an error: {error}"),
                 None => "the body returned an error".to_owned(),
             })
-        });
-        MapEnded::new(ended, move |ended| {
+        };
+        let map = move |ended| {
             Ok(match ended {
                 Ended::Clean(value, _) => value,
                 Ended::Failed {
@@ -203,7 +250,8 @@ impl<T, E> ResultRun<T, E> {
                 }
                 Ended::Failed { error, .. } => Err(convert(error)),
             })
-        })
+        };
+        (describe, map)
     }
 }
 
@@ -228,13 +276,51 @@ impl UnitKind {
     where
         F: AsyncFnOnce(&Scope),
     {
-        let ended = builder.run_at(Location::caller(), body, |_| None);
-        MapEnded::new(ended, |ended| match ended {
+        MapEnded::new(
+            builder.run_at(Location::caller(), body, |_| None),
+            UnitKind::map,
+        )
+    }
+
+    /// [`run`](Self::run) with `Send` local children.
+    #[track_caller]
+    pub fn run_local<'env, F>(
+        self,
+        builder: ScopeBuilder,
+        body: F,
+    ) -> impl Future<Output = Result<(), ScopeFailure>>
+    where
+        F: for<'s> FnOnce(&'s LocalScope<'env, Sendable>) -> SendBody<'s, ()>,
+    {
+        MapEnded::new(
+            builder.run_local_at(Location::caller(), body, |_| None),
+            UnitKind::map,
+        )
+    }
+
+    /// [`run`](Self::run) with local children that may be `!Send`.
+    #[track_caller]
+    pub fn run_local_non_send<'env, F>(
+        self,
+        builder: ScopeBuilder,
+        body: F,
+    ) -> impl Future<Output = Result<(), ScopeFailure>>
+    where
+        F: AsyncFnOnce(&LocalScope<'env, NonSend>),
+    {
+        MapEnded::new(
+            builder.run_at(Location::caller(), body, |_| None),
+            UnitKind::map,
+        )
+    }
+
+    fn map(ended: Ended<()>) -> Result<(), ScopeFailure> {
+        match ended {
             Ended::Clean((), _) => Ok(()),
             // A scope that cancelled itself has nothing to raise.
             Ended::Failed { error, .. } if error.is_cancelled() => Ok(()),
             Ended::Failed { error, .. } => Err(ScopeFailure(error)),
-        })
+        }
     }
 }
 
@@ -265,11 +351,49 @@ impl<T> ValueKind<T> {
     where
         F: AsyncFnOnce(&Scope) -> T,
     {
-        let ended = builder.run_at(Location::caller(), body, |_| None);
-        MapEnded::new(ended, |ended| match ended {
+        MapEnded::new(
+            builder.run_at(Location::caller(), body, |_| None),
+            ValueKind::map,
+        )
+    }
+
+    /// [`run`](Self::run) with `Send` local children.
+    #[track_caller]
+    pub fn run_local<'env, F>(
+        self,
+        builder: ScopeBuilder,
+        body: F,
+    ) -> impl Future<Output = Result<T, ScopeFailure>>
+    where
+        F: for<'s> FnOnce(&'s LocalScope<'env, Sendable>) -> SendBody<'s, T>,
+    {
+        MapEnded::new(
+            builder.run_local_at(Location::caller(), body, |_| None),
+            ValueKind::map,
+        )
+    }
+
+    /// [`run`](Self::run) with local children that may be `!Send`.
+    #[track_caller]
+    pub fn run_local_non_send<'env, F>(
+        self,
+        builder: ScopeBuilder,
+        body: F,
+    ) -> impl Future<Output = Result<T, ScopeFailure>>
+    where
+        F: AsyncFnOnce(&LocalScope<'env, NonSend>) -> T,
+    {
+        MapEnded::new(
+            builder.run_at(Location::caller(), body, |_| None),
+            ValueKind::map,
+        )
+    }
+
+    fn map(ended: Ended<T>) -> Result<T, ScopeFailure> {
+        match ended {
             Ended::Clean(value, _) => Ok(value),
             Ended::Failed { error, .. } => Err(ScopeFailure(error)),
-        })
+        }
     }
 }
 

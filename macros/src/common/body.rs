@@ -25,8 +25,16 @@ pub(crate) fn scope_ident() -> Ident {
 }
 
 /// Checks and rewrites `block` in place, recording every mistake. The
-/// rewritten calls name the runtime crate by `support`.
-pub(crate) fn prepare(block: &mut Block, support: &Support, errors: &Errors) {
+/// rewritten calls name the runtime crate by `support`. With `locals`, the
+/// body's scope can hold local children: returns where the body first
+/// starts one (`spawn_local!`), if it does. Without, `spawn_local!` is a
+/// mistake.
+pub(crate) fn prepare(
+    block: &mut Block,
+    support: &Support,
+    errors: &Errors,
+    locals: bool,
+) -> Option<Span> {
     let names = MacroNames::new(support);
     // Before the rewrite, while `let h = spawn!(…)` is still a macro call.
     UnjoinedHandles {
@@ -34,17 +42,20 @@ pub(crate) fn prepare(block: &mut Block, support: &Support, errors: &Errors) {
         names: &names,
     }
     .visit_block_mut(block);
-    Rewriter {
+    let mut rewriter = Rewriter {
         errors,
         support,
         names: &names,
         scope: scope_ident(),
         inside: Cell::new(None),
-    }
-    .visit_block_mut(block);
+        locals,
+        first_local: Cell::new(None),
+    };
+    rewriter.visit_block_mut(block);
     // Then every `.await` left in the body records where it waits (those
     // in the macro calls just expanded were recorded as they were).
     AwaitRecorder { support }.visit_block_mut(block);
+    rewriter.first_local.get()
 }
 
 /// How the scoped macros may be named: `spawn!`, `tethered::spawn!`, and,
@@ -94,6 +105,7 @@ impl MacroNames {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum ScopedMacro {
     Spawn,
+    SpawnLocal,
     Shield,
     SpawnBlocking,
     Defer,
@@ -104,6 +116,7 @@ impl ScopedMacro {
     fn from_name(name: &str) -> Option<Self> {
         Some(match name {
             "spawn" => ScopedMacro::Spawn,
+            "spawn_local" => ScopedMacro::SpawnLocal,
             "shield" => ScopedMacro::Shield,
             "spawn_blocking" => ScopedMacro::SpawnBlocking,
             "defer" => ScopedMacro::Defer,
@@ -115,6 +128,7 @@ impl ScopedMacro {
     fn name(self) -> &'static str {
         match self {
             ScopedMacro::Spawn => "spawn",
+            ScopedMacro::SpawnLocal => "spawn_local",
             ScopedMacro::Shield => "shield",
             ScopedMacro::SpawnBlocking => "spawn_blocking",
             ScopedMacro::Defer => "defer",
@@ -126,12 +140,16 @@ impl ScopedMacro {
     fn returns_handle(self) -> bool {
         matches!(
             self,
-            ScopedMacro::Spawn | ScopedMacro::Shield | ScopedMacro::SpawnBlocking
+            ScopedMacro::Spawn
+                | ScopedMacro::SpawnLocal
+                | ScopedMacro::Shield
+                | ScopedMacro::SpawnBlocking
         )
     }
 
-    /// Whether its argument runs as a task of its own (`'static`), where the
-    /// scope cannot be reached.
+    /// Whether its argument runs as a task (or a local child) of its own,
+    /// where the scope cannot be reached: a task is `'static`, and a local
+    /// child outlives every borrow of its scope.
     fn runs_apart(self) -> bool {
         !matches!(self, ScopedMacro::Scope)
     }
@@ -181,6 +199,21 @@ fn expand_macro(
                 }}
             }
         }
+        (ScopedMacro::SpawnLocal, [fut] | [_, fut]) => {
+            let name = match args.as_slice() {
+                [name, _] => {
+                    quote_spanned!(span=> ::core::option::Option::Some(::core::convert::Into::into(#name)))
+                }
+                _ => quote_spanned!(span=> ::core::option::Option::None),
+            };
+            quote_spanned! {span=> {
+                #[allow(unused_imports)]
+                use #private::{
+                    SpawnLocalAny as _, SpawnLocalFallible as _, SpawnLocalFallibleDebug as _,
+                };
+                (&&#private::SpawnLocal::new(#scope, #name, #fut)).spawn_local_task()
+            }}
+        }
         (ScopedMacro::SpawnBlocking, [work]) => {
             quote_spanned!(span=> #scope.spawn_blocking(#work))
         }
@@ -215,6 +248,9 @@ fn task_kind(which: ScopedMacro, span: Span, private: &TokenStream) -> TokenStre
 fn usage(which: ScopedMacro) -> &'static str {
     match which {
         ScopedMacro::Spawn => "expected `spawn!(future)` or `spawn!(\"name\", future)`",
+        ScopedMacro::SpawnLocal => {
+            "expected `spawn_local!(future)` or `spawn_local!(\"name\", future)`"
+        }
         ScopedMacro::Shield => "expected `shield!(future)` or `shield!(\"name\", future)`",
         ScopedMacro::SpawnBlocking => {
             "expected `spawn_blocking!(|| …)` or `spawn_blocking!(\"name\", || …)`"
@@ -238,7 +274,7 @@ fn escaping_spawn(segments: &[String]) -> Option<&'static str> {
     match last.as_str() {
         "spawn" => Some("use `spawn!(…)` to start a child task that the scope joins"),
         "spawn_local" => Some(
-            "use `spawn!(…)` to start a child task that the scope joins; tethered has no local tasks",
+            "use `spawn_local!(…)` to start a local child, polled by the scope's own task, that the scope joins",
         ),
         "spawn_blocking" => {
             Some("use `spawn_blocking!(…)` to run blocking work that the scope waits for")
@@ -258,8 +294,13 @@ fn escape_message(path: &str, fix: &str) -> String {
 fn apart_message(inner: ScopedMacro, outer: ScopedMacro) -> String {
     let inner = inner.name();
     let outer = outer.name();
+    let runs_as = if outer == "spawn_local" {
+        "a local child, which outlives every borrow of the scope"
+    } else {
+        "a task of its own, which cannot borrow the scope"
+    };
     format!(
-        "`{inner}!` cannot be used inside `{outer}!(…)`: that code runs as a task of its own, which cannot borrow the scope; \
+        "`{inner}!` cannot be used inside `{outer}!(…)`: that code runs as {runs_as}; \
          pass `scope!().handle()` into it and call `handle.try_spawn(…)`, or make it a `#[scoped]` fn with a scope of its own"
     )
 }
@@ -271,6 +312,10 @@ struct Rewriter<'a> {
     scope: Ident,
     /// The tethered macro whose arguments are being rewritten, if any.
     inside: Cell<Option<ScopedMacro>>,
+    /// Whether the scope can hold local children.
+    locals: bool,
+    /// Where the first `spawn_local!` is, if there is one.
+    first_local: Cell<Option<Span>>,
 }
 
 impl Rewriter<'_> {
@@ -294,6 +339,20 @@ impl Rewriter<'_> {
                 }
                 _ => stand_in(which, span, &self.scope, self.support),
             };
+        }
+        if which == ScopedMacro::SpawnLocal {
+            if !self.locals {
+                self.errors.push(syn::Error::new(
+                    span,
+                    "`spawn_local!` needs a scope that holds local children: start them in a \
+                     `#[tethered::scoped]` fn called from here (its scope holds them), or in \
+                     `Scope::run_local(…)`",
+                ));
+                return stand_in(which, span, &self.scope, self.support);
+            }
+            if self.first_local.get().is_none() {
+                self.first_local.set(Some(span));
+            }
         }
         // The arguments may hold tethered macros too (mistakes, as they run
         // apart from the scope) and escaping spawns.
@@ -563,7 +622,7 @@ mod tests {
     fn prepared(body: TokenStream) -> (String, Vec<String>) {
         let mut block: Block = syn::parse2(quote!({ #body })).unwrap();
         let errors = Errors::new();
-        prepare(&mut block, &Support::Tethered, &errors);
+        prepare(&mut block, &Support::Tethered, &errors, true);
         let messages = match errors.finish() {
             Ok(()) => Vec::new(),
             Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
@@ -682,7 +741,7 @@ mod tests {
         }))
         .unwrap();
         let errors = Errors::new();
-        prepare(&mut block, &support, &errors);
+        prepare(&mut block, &support, &errors, true);
         let messages: Vec<String> = match errors.finish() {
             Ok(()) => Vec::new(),
             Err(error) => error.into_iter().map(|e| e.to_string()).collect(),

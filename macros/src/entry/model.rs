@@ -141,7 +141,7 @@ impl EntryFn {
         if fatal {
             return None;
         }
-        body::prepare(&mut item.block, &model.support, errors);
+        body::prepare(&mut item.block, &model.support, errors, false);
         model.item = item;
         Some(model)
     }

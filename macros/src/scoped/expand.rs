@@ -1,12 +1,12 @@
 //! A checked model to tokens. Cannot fail.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Ident, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::visit_mut::{self, VisitMut};
 use syn::{ItemFn, Type};
 
-use super::model::{Output, ScopedFn};
+use super::model::{Locals, Output, ScopedFn};
 use crate::common::{body, duration, split_attributes};
 
 // Input:
@@ -68,8 +68,43 @@ pub(crate) fn expand(model: ScopedFn) -> TokenStream {
             )
         }
     };
-    let run = quote_spanned! {span=>
-        __tethered_kind.checked().run(#builder, async move |#scope: &#support::Scope| #annotation #block)
+    let run = match model.locals {
+        Locals::None => quote_spanned! {span=>
+            __tethered_kind.checked().run(#builder, async move |#scope: &#support::Scope| #annotation #block)
+        },
+        // Neither the closure nor the `async` block is `move`: the body
+        // borrows the fn's arguments where they are, for as long as the
+        // fn runs, and its local children borrow them in turn. The body's
+        // future comes boxed (see `Scope::run_local`), its output named.
+        Locals::Send => {
+            let output = match &model.output {
+                Output::Unit => quote!(()),
+                Output::Opaque => quote!(_),
+                Output::Type(ty) => {
+                    let mut named = (**ty).clone();
+                    InferOpaque.visit_type_mut(&mut named);
+                    quote!(#named)
+                }
+            };
+            // The scope reborrowed through the closure's argument: the
+            // `async` block then captures the scope, not the argument.
+            let local = Ident::new("__tethered_local_scope", span);
+            quote_spanned! {span=>
+                __tethered_kind.checked().run_local(
+                    #builder,
+                    |#local: &#support::LocalScope<'_>| #private::boxed::<#output, _>(async {
+                        let #scope = &*#local;
+                        #block
+                    }),
+                )
+            }
+        }
+        Locals::NonSend => quote_spanned! {span=>
+            __tethered_kind.checked().run_local_non_send(
+                #builder,
+                async |#scope: &#support::LocalScope<'_, #support::NonSend>| #annotation #block,
+            )
+        },
     };
     let raise = quote_spanned!(span=> __tethered_failure.raise());
     let (outer, inner) = split_attributes(attrs);

@@ -8,7 +8,27 @@ use syn::{Ident, ItemFn, LitStr, ReturnType, Type};
 use crate::common::options::{self, RawOption};
 use crate::common::{Errors, Support, body, check_async_fn};
 
-const KEYS: &[&str] = &["name", "on_exit", "timeout", "cleanup_timeout", "crate"];
+const KEYS: &[&str] = &[
+    "name",
+    "on_exit",
+    "timeout",
+    "cleanup_timeout",
+    "send",
+    "crate",
+];
+
+/// Whether the fn's scope holds local children (`spawn_local!`), and
+/// whether they must be `Send`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Locals {
+    /// No `spawn_local!`: a plain scope.
+    None,
+    /// `Send` local children; the fn's future stays `Send`.
+    Send,
+    /// `send = false`: local children that may be `!Send`; the fn's future
+    /// is `!Send`.
+    NonSend,
+}
 
 /// The fn's return type. How a failed scope reaches the caller is decided
 /// from it by the type checker (see `tethered::__private::Scoped`), so that
@@ -29,6 +49,7 @@ pub(crate) struct ScopedFn {
     pub(crate) on_exit: Option<Ident>,
     pub(crate) timeout: Option<(Duration, LitStr)>,
     pub(crate) cleanup_timeout: Option<(Duration, LitStr)>,
+    pub(crate) locals: Locals,
     /// `crate = …`: the path of the runtime crate.
     pub(crate) support: Support,
 }
@@ -54,9 +75,11 @@ impl ScopedFn {
             on_exit: None,
             timeout: None,
             cleanup_timeout: None,
+            locals: Locals::None,
             support: Support::Tethered,
             item: item.clone(),
         };
+        let mut send = None;
         for option in options::check_keys(options, KEYS, errors) {
             match option.key.to_string().as_str() {
                 "name" => {
@@ -71,6 +94,7 @@ impl ScopedFn {
                 "cleanup_timeout" => {
                     model.cleanup_timeout = errors.take(options::duration(option));
                 }
+                "send" => send = errors.take(options::boolean(option)),
                 "crate" => {
                     if let Some(support) = errors.take(Support::from_option(option)) {
                         model.support = support;
@@ -82,7 +106,15 @@ impl ScopedFn {
         if fatal {
             return None;
         }
-        body::prepare(&mut item.block, &model.support, errors);
+        let local = body::prepare(&mut item.block, &model.support, errors, true);
+        model.locals = match (send, local) {
+            // `send = false` makes the fn's future `!Send` even without a
+            // local child yet: what the user asked, and what adding one
+            // later keeps.
+            (Some(false), _) => Locals::NonSend,
+            (_, Some(_)) => Locals::Send,
+            (_, None) => Locals::None,
+        };
         model.item = item;
         Some(model)
     }
