@@ -17,7 +17,11 @@ struct Run {
 }
 
 fn start(mode: &str) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_signals"))
+    start_program(env!("CARGO_BIN_EXE_signals"), mode)
+}
+
+fn start_program(program: &str, mode: &str) -> Run {
+    let mut child = Command::new(program)
         .arg(mode)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -273,4 +277,45 @@ fn sigusr1_prints_the_tree_even_when_the_runtime_is_blocked() {
     signal(&run, "TERM");
     let ended = wait(run);
     assert_eq!(ended.code, Some(1), "{}", ended.stderr);
+}
+
+/// `flavor = "local"`: a `LocalRuntime`, whose root scope holds a local
+/// child with an `Rc`; the stop, the grace and the cancellation as on the
+/// other runtimes.
+#[test]
+fn a_local_main_stops_and_cancels_its_non_send_children_like_any_other() {
+    let program = env!("CARGO_BIN_EXE_signals_local");
+    let run = start_program(program, "polite");
+    signal(&run, "TERM");
+    let ended = wait(run);
+    assert_eq!(ended.code, Some(0), "{}", ended.stderr);
+    assert!(
+        ended
+            .stdout
+            .contains("stop (polite): signal: received SIGTERM"),
+        "{}",
+        ended.stdout
+    );
+
+    let run = start_program(program, "stubborn");
+    signal(&run, "INT");
+    let ended = wait(run);
+    assert_eq!(ended.code, Some(0), "{}", ended.stderr);
+    assert!(
+        ended
+            .stdout
+            .contains("cancelled (stubborn): parent cancelled"),
+        "{}",
+        ended.stdout
+    );
+    assert!(
+        ended.stderr.contains("grace period over; cancelling"),
+        "{}",
+        ended.stderr
+    );
+    assert!(
+        ended.after >= Duration::from_millis(300),
+        "{:?}",
+        ended.after
+    );
 }

@@ -7,11 +7,12 @@ use std::panic::Location;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tokio::runtime::Runtime;
+use tokio::runtime::{LocalRuntime, Runtime};
 
 use crate::budget::{self, Allowance};
+use crate::local::{LocalScope, NonSend};
 use crate::reason::{CancelKind, CancelReason};
-use crate::scope::{Ended, Scope, ScopeBuilder, ScopeHandle};
+use crate::scope::{Ended, Holder, Scope, ScopeBuilder, ScopeHandle};
 
 /// What `main` may return: `()`, `ExitCode`, or `Result<(), E>` with
 /// `E: Debug` (printed as `Error: …` on stderr, as std's `main` does).
@@ -88,7 +89,55 @@ where
     R: MainOutput,
 {
     let location = Location::caller();
-    let dump_tree = dump_tree.then(|| runtime.handle().clone());
+    let handle = runtime.handle().clone();
+    watched(
+        location,
+        grace,
+        cancel_timeout,
+        dump_tree,
+        handle,
+        |scope_tx| runtime.block_on(run_main(location, grace, cancel_timeout, scope_tx, body)),
+    )
+}
+
+/// [`main`] on a `LocalRuntime` (`flavor = "local"`), its root scope able
+/// to hold local children that may be `!Send`; signals, grace and cancel
+/// timeout as on the other runtimes.
+#[track_caller]
+pub fn main_local<F, R>(
+    runtime: LocalRuntime,
+    grace: Duration,
+    cancel_timeout: Duration,
+    dump_tree: bool,
+    body: F,
+) -> ExitCode
+where
+    F: for<'env> AsyncFnOnce(&LocalScope<'env, NonSend>) -> R,
+    R: MainOutput,
+{
+    let location = Location::caller();
+    let handle = runtime.handle().clone();
+    watched(
+        location,
+        grace,
+        cancel_timeout,
+        dump_tree,
+        handle,
+        |scope_tx| runtime.block_on(run_main(location, grace, cancel_timeout, scope_tx, body)),
+    )
+}
+
+/// Runs `main` (`run`, given where its root scope's handle goes) under the
+/// watchdog: its signals, its deadlines, its exit code.
+fn watched<R: MainOutput>(
+    location: &'static Location<'static>,
+    grace: Duration,
+    cancel_timeout: Duration,
+    dump_tree: bool,
+    runtime: tokio::runtime::Handle,
+    run: impl FnOnce(tokio::sync::oneshot::Sender<ScopeHandle>) -> Ended<R>,
+) -> ExitCode {
+    let dump_tree = dump_tree.then_some(runtime);
     let (watchdog, scope_tx) = match Watchdog::start(location, grace, cancel_timeout, dump_tree) {
         Ok(started) => started,
         Err(error) => {
@@ -96,7 +145,7 @@ where
             return ExitCode::FAILURE;
         }
     };
-    let ended = runtime.block_on(run_main(location, grace, cancel_timeout, scope_tx, body));
+    let ended = run(scope_tx);
     watchdog.stop();
     exit_code(ended, |line| eprintln!("{line}"))
 }
@@ -105,7 +154,7 @@ where
 /// (through `scope_tx`), and what its tasks get to shut down in after a
 /// signal is on record, for a supervisor among them to check its own
 /// budget against.
-pub(crate) async fn run_main<F, R>(
+pub(crate) async fn run_main<S, F, R>(
     location: &'static Location<'static>,
     grace: Duration,
     cancel_timeout: Duration,
@@ -113,14 +162,16 @@ pub(crate) async fn run_main<F, R>(
     body: F,
 ) -> Ended<R>
 where
-    F: AsyncFnOnce(&Scope) -> R,
+    S: Holder,
+    F: AsyncFnOnce(&S) -> R,
     R: MainOutput,
 {
     ScopeBuilder::new()
         .name("main")
         .run_at(
             location,
-            async move |scope: &Scope| {
+            async move |holder: &S| {
+                let scope = holder.parts().0;
                 let _ = scope_tx.send(scope.handle());
                 let _allowed = budget::allow(
                     scope.node(),
@@ -132,7 +183,7 @@ where
                         from_main: true,
                     },
                 );
-                body(scope).await
+                body(holder).await
             },
             R::failure,
         )
@@ -287,6 +338,29 @@ where
         body,
         R::failure,
     ));
+    test_result(ended)
+}
+
+/// [`test`] on a `LocalRuntime` (`flavor = "local"`), its root scope able
+/// to hold local children that may be `!Send`.
+#[track_caller]
+pub fn test_local<F, R>(runtime: LocalRuntime, body: F) -> R
+where
+    F: for<'env> AsyncFnOnce(&LocalScope<'env, NonSend>) -> R,
+    R: TestOutput,
+{
+    let location = Location::caller();
+    let ended = runtime.block_on(ScopeBuilder::new().name("test").run_at(
+        location,
+        body,
+        R::failure,
+    ));
+    test_result(ended)
+}
+
+/// What a test whose scope ended so returns, or its panic.
+#[track_caller]
+fn test_result<R: TestOutput>(ended: Ended<R>) -> R {
     match ended {
         Ended::Clean(value, _) => value,
         // The body's own error fails the test, as the harness shows it.

@@ -23,7 +23,7 @@ use crate::scope::{Scope, ScopeBuilder};
 use crate::supervisor::ChildOutput;
 use crate::task::TaskHandle;
 
-pub use crate::entry::{MainOutput, TestOutput, main, test};
+pub use crate::entry::{MainOutput, TestOutput, main, main_local, test, test_local};
 pub use crate::never::{HasOutput, Never};
 pub use crate::scoped_fn::{
     FromScopeError, ResultDebug, ResultDisplay, ResultKind, ResultOpaque, ResultRun, ScopeFailure,

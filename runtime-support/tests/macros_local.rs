@@ -163,3 +163,21 @@ async fn the_question_mark_works_in_a_local_scope_body() {
     assert_eq!(parse_all(&["1", "22"]).await.unwrap(), [1, 22]);
     assert_eq!(parse_all(&["1", "x"]).await.unwrap_err().0, "not a number");
 }
+
+#[tethered::test(flavor = "local", start_paused = true)]
+async fn a_local_test_holds_non_send_children_in_its_root_scope() {
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let handles: Vec<_> = (1..=3u64)
+        .map(|n| {
+            let seen = seen.clone();
+            spawn_local!(async move {
+                sleep(secs(4 - n)).await;
+                seen.borrow_mut().push(n);
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().await.unwrap();
+    }
+    assert_eq!(*seen.borrow(), [3, 2, 1]);
+}

@@ -345,8 +345,8 @@ impl Rewriter<'_> {
                 self.errors.push(syn::Error::new(
                     span,
                     "`spawn_local!` needs a scope that holds local children: start them in a \
-                     `#[tethered::scoped]` fn called from here (its scope holds them), or in \
-                     `Scope::run_local(…)`",
+                     `#[tethered::scoped]` fn called from here (its scope holds them), or run \
+                     this one with `flavor = \"local\"` (a `LocalRuntime`)",
                 ));
                 return stand_in(which, span, &self.scope, self.support);
             }

@@ -1,6 +1,6 @@
 //! A checked model of `#[tethered::main]` / `#[tethered::test]` to tokens.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Ident, Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{ItemFn, LitStr, ReturnType};
@@ -37,7 +37,18 @@ pub(crate) fn expand(model: EntryFn) -> TokenStream {
         ReturnType::Type(arrow, ty) => quote!(#arrow #ty),
     };
     let ident = &sig.ident;
-    let body = quote!(async move |#scope: &#support::Scope| #annotation #block);
+    let (body, local) = match model.flavor {
+        Flavor::Local => (
+            quote!(async move |#scope: &#support::LocalScope<'_, #support::NonSend>| #annotation #block),
+            quote!(_local),
+        ),
+        _ => (
+            quote!(async move |#scope: &#support::Scope| #annotation #block),
+            TokenStream::new(),
+        ),
+    };
+    let main = Ident::new(&format!("main{local}"), Span::call_site());
+    let test = Ident::new(&format!("test{local}"), Span::call_site());
     let (outer, inner) = split_attributes(attrs);
     match model.entry {
         Entry::Main => {
@@ -52,7 +63,7 @@ pub(crate) fn expand(model: EntryFn) -> TokenStream {
             let support_here = support.at(span);
             let dump_tree = model.dump_tree;
             let run = quote_spanned! {span=>
-                #support_here::__private::main(#runtime, #grace, #cancel_timeout, #dump_tree, #body)
+                #support_here::__private::#main(#runtime, #grace, #cancel_timeout, #dump_tree, #body)
             };
             quote! {
                 #(#outer)*
@@ -69,7 +80,7 @@ pub(crate) fn expand(model: EntryFn) -> TokenStream {
                 #(#outer)*
                 #vis fn #ident() #output {
                     #(#inner)*
-                    #support::__private::test(#runtime, #body)
+                    #support::__private::#test(#runtime, #body)
                 }
             }
         }
@@ -79,7 +90,7 @@ pub(crate) fn expand(model: EntryFn) -> TokenStream {
 fn runtime(model: &EntryFn) -> TokenStream {
     let support = &model.support;
     let mut builder = match model.flavor {
-        Flavor::CurrentThread => {
+        Flavor::CurrentThread | Flavor::Local => {
             quote!(#support::__private::tokio::runtime::Builder::new_current_thread())
         }
         Flavor::MultiThread => {
@@ -93,10 +104,16 @@ fn runtime(model: &EntryFn) -> TokenStream {
     if model.start_paused {
         builder.extend(quote!(.start_paused(true)));
     }
+    let build = match model.flavor {
+        Flavor::Local => quote!(build_local(
+            #support::__private::tokio::runtime::LocalOptions::default()
+        )),
+        _ => quote!(build()),
+    };
     quote! {
         #builder
             .enable_all()
-            .build()
+            .#build
             .expect("failed to build the tokio runtime")
     }
 }

@@ -27,6 +27,9 @@ pub(crate) const DEFAULT_CANCEL_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) enum Flavor {
     CurrentThread,
     MultiThread,
+    /// A `LocalRuntime`: one thread, and a root scope that holds local
+    /// children, `!Send` ones included.
+    Local,
 }
 
 pub(crate) struct EntryFn {
@@ -94,10 +97,11 @@ impl EntryFn {
                     match flavor.value().as_str() {
                         "current_thread" => model.flavor = Flavor::CurrentThread,
                         "multi_thread" => model.flavor = Flavor::MultiThread,
+                        "local" => model.flavor = Flavor::Local,
                         other => errors.error_spanned_by(
                             &flavor,
                             format!(
-                                "unknown flavor `{other}`; expected `flavor = \"current_thread\" | \"multi_thread\"`"
+                                "unknown flavor `{other}`; expected `flavor = \"current_thread\" | \"multi_thread\" | \"local\"`"
                             ),
                         ),
                     }
@@ -130,7 +134,7 @@ impl EntryFn {
             }
         }
         let threads_option = options.iter().find(|option| option.key == "worker_threads");
-        if let (Flavor::CurrentThread, Some(_), Some(option)) =
+        if let (Flavor::CurrentThread | Flavor::Local, Some(_), Some(option)) =
             (model.flavor, model.worker_threads, threads_option)
         {
             errors.error_spanned_by(
@@ -141,7 +145,8 @@ impl EntryFn {
         if fatal {
             return None;
         }
-        body::prepare(&mut item.block, &model.support, errors, false);
+        let locals = model.flavor == Flavor::Local;
+        body::prepare(&mut item.block, &model.support, errors, locals);
         model.item = item;
         Some(model)
     }
