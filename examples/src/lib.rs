@@ -59,6 +59,9 @@ mod book {
     #[doc = include_str!("../../book/src/scoped.md")]
     struct Scoped;
 
+    #[doc = include_str!("../../book/src/local.md")]
+    struct Local;
+
     #[doc = include_str!("../../book/src/cancellation.md")]
     struct Cancellation;
 
