@@ -41,7 +41,7 @@ pub mod phases;
 pub mod queue;
 pub mod store;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
@@ -259,6 +259,12 @@ struct Shared {
     /// The jobs running here, by id: their scopes, to cancel one on
     /// request, and why it was cut short.
     running: Mutex<HashMap<i64, Running>>,
+    /// The jobs (id, claim) taken and not yet counted done, returned,
+    /// retried, failed, cancelled or taken over. Whatever is left at the
+    /// end (a cleanup the database or its time cut short, a task that never
+    /// ran) the summary counts: returned if it returns it, taken over if it
+    /// is someone else's by then. So every job taken is counted once.
+    unsettled: Mutex<HashSet<(i64, i64)>>,
 }
 
 /// A job running here: its scope, and where to say why it was cut short.
@@ -286,6 +292,19 @@ impl Shared {
         self.running
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn unsettled(&self) -> std::sync::MutexGuard<'_, HashSet<(i64, i64)>> {
+        self.unsettled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts `job` as `counter` says, once: it is settled.
+    fn settled(&self, job: &Claimed, counter: &AtomicU64) {
+        if self.unsettled().remove(&(job.id, job.claim)) {
+            Counters::add(counter, 1);
+        }
     }
 }
 
@@ -326,55 +345,9 @@ async fn work(
             if finished.load(Ordering::SeqCst) {
                 return Ok(());
             }
-            match cut_short.get() {
-                // Returned below if it is still ours after all (the
-                // database was only unreachable); otherwise left to its
-                // holder, and counted as taken over.
-                Some(CutShort::LeaseLost(why)) => {
-                    shared.console.say(format_args!("job {}: {why}", job.id));
-                }
-                Some(CutShort::Cancelled(why)) => {
-                    shared
-                        .console
-                        .say(format_args!("job {}: cancelled: {why}", job.id));
-                    if let Store::Postgres(queue) = &shared.store {
-                        let lease = shared.config.lease;
-                        let cancelled = || queue.cancelled(&job, &shared.owner, why);
-                        if patiently(&shared, lease, cancelled).await? {
-                            Counters::add(&shared.counters.cancelled, 1);
-                            return Ok(());
-                        }
-                    }
-                }
-                // A cancelled job is cleaned up in its own task, so its reason
-                // is at hand (past the link that says the job's scope was
-                // cancelled with its task): the first one tells the operator
-                // that the grace is over.
-                None => {
-                    if let Some(reason) = tethered::current().cancel_reason() {
-                        let reason = match (reason.kind(), reason.cause()) {
-                            (CancelKind::ParentCancelled, Some(cause)) => cause.clone(),
-                            _ => reason,
-                        };
-                        shared.phases.cancelled(&reason, shared.in_flight());
-                    }
-                }
-            }
-            // Tried until the database answers, for as long as the lease
-            // lasts (then the job is the rescuer's anyway); if it never does,
-            // the summary's `release_all` returns the job, or counts it
-            // `lost`.
-            let lease = shared.config.lease;
-            let release = || shared.store.release(&job, &shared.owner);
-            // Not ours any more (the lease was lost, or expired while the
-            // database was away): someone else's now.
-            let counter = if patiently(&shared, lease, release).await? {
-                &shared.counters.returned
-            } else {
-                &shared.counters.taken_over
-            };
-            Counters::add(counter, 1);
-            Ok::<(), DbError>(())
+            // A settling that fails, or that the cleanup's time cuts short,
+            // leaves the job to the summary.
+            settle(&shared, &job, cut_short.get()).await
         });
     }
     // The lease, renewed for as long as this body runs: dropping `alive`
@@ -432,8 +405,65 @@ async fn work(
         }
     };
     finished.store(true, Ordering::SeqCst);
-    Counters::add(counter, 1);
+    shared.settled(&job, counter);
     drop(alive);
+    Ok(())
+}
+
+/// What becomes of a job whose body did not finish it: recorded
+/// `cancelled` when `worker cancel` asked, otherwise returned to the queue
+/// if it is still ours (its attempts as they were), or left to whoever
+/// holds it now. Counted once it is settled.
+async fn settle(
+    shared: &Shared,
+    job: &Claimed,
+    cut_short: Option<&CutShort>,
+) -> Result<(), DbError> {
+    let lease = shared.config.lease;
+    match cut_short {
+        // Returned below if it is still ours after all (the database was
+        // only unreachable); otherwise left to its holder, and counted as
+        // taken over.
+        Some(CutShort::LeaseLost(why)) => {
+            shared.console.say(format_args!("job {}: {why}", job.id));
+        }
+        Some(CutShort::Cancelled(why)) => {
+            shared
+                .console
+                .say(format_args!("job {}: cancelled: {why}", job.id));
+            if let Store::Postgres(queue) = &shared.store {
+                let cancelled = || queue.cancelled(job, &shared.owner, why);
+                if patiently(shared, lease, cancelled).await? {
+                    shared.settled(job, &shared.counters.cancelled);
+                    return Ok(());
+                }
+            }
+        }
+        // A cancelled job is cleaned up in its own task, so its reason is at
+        // hand (past the link that says the job's scope was cancelled with
+        // its task): the first one tells the operator that the grace is
+        // over.
+        None => {
+            if let Some(reason) = tethered::current().cancel_reason() {
+                let reason = match (reason.kind(), reason.cause()) {
+                    (CancelKind::ParentCancelled, Some(cause)) => cause.clone(),
+                    _ => reason,
+                };
+                shared.phases.cancelled(&reason, shared.in_flight());
+            }
+        }
+    }
+    // Tried until the database answers, for as long as the lease lasts
+    // (then the job is the rescuer's anyway).
+    let release = || shared.store.release(job, &shared.owner);
+    // Not ours any more (the lease was lost, or expired while the database
+    // was away): someone else's now.
+    let counter = if patiently(shared, lease, release).await? {
+        &shared.counters.returned
+    } else {
+        &shared.counters.taken_over
+    };
+    shared.settled(job, counter);
     Ok(())
 }
 
@@ -679,6 +709,7 @@ pub async fn run(config: RunConfig) -> Result<Summary, WorkerError> {
         summarized: AtomicBool::new(false),
         wake: Notify::new(),
         running: Mutex::new(HashMap::new()),
+        unsettled: Mutex::new(HashSet::new()),
     });
     // Runs however the run ends, after everything under it (the lock's
     // scope, the supervisor's shutdown) has: when the run was cancelled,
@@ -774,7 +805,12 @@ async fn summarize(shared: &Shared) -> Result<Summary, DbError> {
     }
     let returned = shared.store.release_all(&shared.owner).await?;
     let counters = &shared.counters;
-    Counters::add(&counters.returned, returned);
+    // What no task settled: returned just now, or someone else's (rescued
+    // once its lease expired).
+    let unsettled = std::mem::take(&mut *shared.unsettled());
+    let taken_over = unsettled.difference(&returned).count();
+    Counters::add(&counters.returned, (unsettled.len() - taken_over) as u64);
+    Counters::add(&counters.taken_over, taken_over as u64);
     let lost = shared.store.held_by(&shared.owner).await?;
     Ok(Summary {
         taken: Counters::get(&counters.taken),
@@ -855,6 +891,9 @@ async fn take_until_stopped(sv: &Supervisor, shared: &Arc<Shared>) -> Result<(),
             continue;
         }
         Counters::add(&shared.counters.taken, jobs.len() as u64);
+        shared
+            .unsettled()
+            .extend(jobs.iter().map(|job| (job.id, job.claim)));
         for job in jobs {
             let slot = shared
                 .slots
@@ -868,9 +907,9 @@ async fn take_until_stopped(sv: &Supervisor, shared: &Arc<Shared>) -> Result<(),
             // gone, by the run's `release_all`, or by a rescue).
             if sv.spawn(name, work(shared.clone(), job, slot)).is_err() {
                 match shared.store.release(&refused, &shared.owner).await {
-                    Ok(true) => Counters::add(&shared.counters.returned, 1),
+                    Ok(true) => shared.settled(&refused, &shared.counters.returned),
                     // Its lease lost already, to a rescue.
-                    Ok(false) => Counters::add(&shared.counters.taken_over, 1),
+                    Ok(false) => shared.settled(&refused, &shared.counters.taken_over),
                     Err(error) => shared
                         .console
                         .say(format_args!("job {}: {error}", refused.id)),

@@ -30,6 +30,7 @@
 //! transaction-level advisory lock (workers starting together migrate once;
 //! a session lock would die with its connection).
 
+use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
 
@@ -633,19 +634,23 @@ impl PgQueue {
 
     /// Returns every job `owner` still holds, as interrupted; says how
     /// many.
-    pub async fn release_all(&self, owner: &str) -> Result<u64, DbError> {
+    pub async fn release_all(&self, owner: &str) -> Result<HashSet<(i64, i64)>, DbError> {
         let doing = "cannot return jobs";
         let client = self.pool.get().await.map_err(pool(doing))?;
         let returned = client
-            .execute(
+            .query(
                 "UPDATE tethered_worker.jobs
                  SET state = 'queued', owner = NULL, lease_until = NULL, run_after = now()
-                 WHERE owner = $1 AND state = 'running'",
+                 WHERE owner = $1 AND state = 'running'
+                 RETURNING id, claim",
                 &[&owner],
             )
             .await
             .map_err(db(doing))?;
-        Ok(returned)
+        Ok(returned
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect())
     }
 
     /// How many jobs `owner` holds.

@@ -39,6 +39,7 @@
 //! (`busy_timeout`, 5 s) holds a runtime thread for that long; with one
 //! writer per database (the instance lock) that wait is short.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -457,17 +458,23 @@ impl Queue {
         }))
     }
 
-    /// Returns every job `owner` still holds; says how many.
-    pub fn release_all(&self, owner: &str) -> Result<u64, DbError> {
-        let changed = context(
-            "cannot return jobs",
-            self.conn().execute(
+    /// Returns every job `owner` still holds; says which, by (id, claim).
+    pub fn release_all(&self, owner: &str) -> Result<HashSet<(i64, i64)>, DbError> {
+        let doing = "cannot return jobs";
+        let conn = self.conn();
+        let mut statement = context(
+            doing,
+            conn.prepare(
                 "UPDATE jobs SET state = 'queued', owner = NULL, lease_expires = NULL
-                 WHERE owner = ?1 AND state = 'taken'",
-                params![owner],
+                 WHERE owner = ?1 AND state = 'taken'
+                 RETURNING id, attempts",
             ),
         )?;
-        Ok(changed as u64)
+        let rows = context(
+            doing,
+            statement.query_map(params![owner], |row| Ok((row.get(0)?, row.get(1)?))),
+        )?;
+        context(doing, rows.collect())
     }
 
     /// Extends the lease of every job `owner` holds to `lease` from now;

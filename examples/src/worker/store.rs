@@ -4,6 +4,7 @@
 //! claim number, a lease is renewed per job and says when it is lost, an
 //! interrupted job goes back without using up an attempt.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -175,8 +176,8 @@ impl Store {
         }
     }
 
-    /// Returns every job `owner` still holds; says how many.
-    pub async fn release_all(&self, owner: &str) -> Result<u64, DbError> {
+    /// Returns every job `owner` still holds; says which, by (id, claim).
+    pub async fn release_all(&self, owner: &str) -> Result<HashSet<(i64, i64)>, DbError> {
         match self {
             Store::Sqlite(queue) => queue.release_all(owner),
             Store::Postgres(queue) => queue.release_all(owner).await,
