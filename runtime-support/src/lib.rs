@@ -102,9 +102,56 @@ mod macros;
 /// [`scope!`] is the [`Scope`] itself. The scope ends when the body has
 /// returned, every child has ended and every cleanup has run.
 ///
+/// A body that uses [`spawn_local!`] runs in a [`LocalScope`]: its local
+/// children are polled by the fn's own task and may borrow the fn's
+/// arguments (`&self`, `&[T]`, owned arguments too). The fn's future stays
+/// `Send` (its body is boxed); with `send = false` the children may hold
+/// `!Send` values and the fn's future is `!Send` (a current-thread runtime,
+/// a `LocalSet`, or `#[tethered::main(flavor = "local")]`). See the book's
+/// chapter on local children.
+///
 /// Options: `name = "…"` (default: the fn's name), `on_exit = join | cancel`
-/// (default `join`), `timeout = "30s"`, `cleanup_timeout = "10s"`, and
-/// `crate = tt` (see below).
+/// (default `join`), `timeout = "30s"`, `cleanup_timeout = "10s"`,
+/// `send = false` (local children may be `!Send`), and `crate = tt` (see
+/// below).
+///
+/// ```
+/// use tethered::scoped;
+///
+/// struct Index {
+///     stop_words: Vec<&'static str>,
+/// }
+///
+/// impl Index {
+///     // One local child per document, each borrowing `self` and its
+///     // document: no Arc, no clone.
+///     #[scoped]
+///     async fn count(&self, docs: &[String]) -> usize {
+///         let handles: Vec<_> = docs
+///             .iter()
+///             .map(|doc| {
+///                 spawn_local!(async move {
+///                     doc.split_whitespace()
+///                         .filter(|word| !self.stop_words.contains(word))
+///                         .count()
+///                 })
+///             })
+///             .collect();
+///         let mut total = 0;
+///         for handle in handles {
+///             total += handle.join().await.unwrap();
+///         }
+///         total
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let index = Index { stop_words: vec!["the", "a"] };
+/// let docs = vec!["the cat".to_owned(), "a dog and a cat".to_owned()];
+/// assert_eq!(index.count(&docs).await, 4);
+/// # }
+/// ```
 ///
 /// How a failure reaches the caller depends on the return type:
 ///
@@ -423,9 +470,11 @@ macro_rules! supervise {
 ///
 /// Options: `grace = "10s"`, `cancel_timeout = "30s"` (the defaults),
 /// `dump_tree = false` (to leave SIGUSR1 alone),
-/// `flavor = "multi_thread" | "current_thread"`, `worker_threads = N`,
-/// `crate = tt` for a dependency that Cargo.toml renames (see
-/// [`macro@scoped`]).
+/// `flavor = "multi_thread" | "current_thread" | "local"`, `worker_threads
+/// = N`, `crate = tt` for a dependency that Cargo.toml renames (see
+/// [`macro@scoped`]). With `flavor = "local"` the program runs on a tokio
+/// `LocalRuntime` and its body may start [`spawn_local!`] children, `!Send`
+/// ones included, with the same signals, grace and cancel timeout.
 ///
 /// ```no_run
 /// #[tethered::main(grace = "5s")]
@@ -439,8 +488,10 @@ macro_rules! supervise {
 pub use tethered_macros::main;
 
 /// `#[tokio::test]` plus a root scope named `test`; a failure of the scope
-/// fails the test. Options: `flavor`, `worker_threads`, `start_paused =
-/// true` (which needs tokio's `test-util` feature, as `#[tokio::test]` does),
+/// fails the test. Options: `flavor` (`"current_thread"`, the default,
+/// `"multi_thread"` or `"local"`: a `LocalRuntime` whose body may start
+/// [`spawn_local!`] children), `worker_threads`, `start_paused = true`
+/// (which needs tokio's `test-util` feature, as `#[tokio::test]` does),
 /// `crate = tt` for a dependency that Cargo.toml renames (see
 /// [`macro@scoped`]).
 ///
