@@ -6,11 +6,18 @@
 //! runtime (a multi-thread one with 2 worker threads, except `periodic_tick`,
 //! see there), alternating (the side that goes first swaps every round; for
 //! `periodic_lateness_median` both sides run at once, see there) for
-//! `ROUNDS` rounds, and prints one line with the medians:
+//! `ROUNDS` short rounds, and prints one line with the medians:
 //!
 //! ```text
-//! compare scenario=<name> n=<N> tethered_ns=<ns/op> baseline=<what> baseline_ns=<ns/op> ratio=<t/b>
+//! compare scenario=<name> n=<N> tethered_ns=<ns/op> baseline=<what> baseline_ns=<ns/op> ratio=<t/b> spread=<min>..<max>
 //! ```
+//!
+//! `ratio` is the ratio of the two medians; `spread` is the lowest and the
+//! highest ratio of one round's two sides, run back to back: how much the
+//! machine moved the figure while it was measured. A scenario during which
+//! the hypervisor took more than a few percent of the CPU time (`steal` in
+//! `/proc/stat`) says so, with `steal=<percent>` on its line and a note
+//! under it.
 //!
 //! (`await_points` compares tethered with itself: where code waits recorded,
 //! and not.)
@@ -41,8 +48,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// Timed rounds per side (each after an untimed run of the same side).
-const ROUNDS: usize = 11;
-const N: usize = 100_000;
+/// Many short rounds rather than a few long ones: a burst of noise on a
+/// shared machine then spoils a round or two, which the median ignores and
+/// the spread shows, rather than a third of the samples.
+const ROUNDS: usize = 31;
+const N: usize = 20_000;
 
 // ---------------------------------------------------------------------------
 // Counting allocator (for `idle_memory`).
@@ -145,7 +155,7 @@ where
 /// lists full of the other side's block sizes, trimmed heap): measured here,
 /// a side that follows the other side ran up to 1.5x slower than one that
 /// follows itself, which made the ratio swing with the run order.
-fn compare<T, TFut, B, BFut>(rt: &Runtime, tethered: T, baseline: B) -> (f64, f64)
+fn compare<T, TFut, B, BFut>(rt: &Runtime, tethered: T, baseline: B) -> Measured
 where
     T: Fn() -> TFut,
     TFut: Future<Output = f64> + Send + 'static,
@@ -158,6 +168,7 @@ where
     };
     let run_t = || on_runtime(rt, &tethered);
     let run_b = || on_runtime(rt, &baseline);
+    let before = cpu_times();
     let mut t = Vec::with_capacity(ROUNDS);
     let mut b = Vec::with_capacity(ROUNDS);
     for round in 0..ROUNDS {
@@ -169,10 +180,7 @@ where
             t.push(warm_then_time(&run_t));
         }
     }
-    if std::env::var_os("COMPARE_SAMPLES").is_some() {
-        eprintln!("  tethered samples: {t:.0?}\n  baseline samples: {b:.0?}");
-    }
-    (median(t), median(b))
+    Measured::new(t, b, before)
 }
 
 /// Runs both sides at the same time, each in a task of its own, `ROUNDS`
@@ -182,16 +190,22 @@ where
 /// the same timer wake-ups, and a round compares them under the same
 /// conditions. No untimed runs: the allocator's state is lost in the noise
 /// of a timer.
-fn compare_concurrent<T, TFut, B, BFut>(rt: &Runtime, tethered: T, baseline: B) -> (f64, f64)
+fn compare_concurrent<T, TFut, B, BFut>(
+    rt: &Runtime,
+    rounds: usize,
+    tethered: T,
+    baseline: B,
+) -> Measured
 where
     T: Fn() -> TFut,
     TFut: Future<Output = f64> + Send + 'static,
     B: Fn() -> BFut,
     BFut: Future<Output = f64> + Send + 'static,
 {
-    let mut t = Vec::with_capacity(ROUNDS);
-    let mut b = Vec::with_capacity(ROUNDS);
-    for round in 0..ROUNDS {
+    let before = cpu_times();
+    let mut t = Vec::with_capacity(rounds);
+    let mut b = Vec::with_capacity(rounds);
+    for round in 0..rounds {
         let (tethered, baseline) = if round % 2 == 0 {
             let tethered = rt.spawn(tethered());
             (tethered, rt.spawn(baseline()))
@@ -203,10 +217,72 @@ where
         t.push(tethered.expect("bench task panicked"));
         b.push(baseline.expect("bench task panicked"));
     }
-    if std::env::var_os("COMPARE_SAMPLES").is_some() {
-        eprintln!("  tethered samples: {t:.0?}\n  baseline samples: {b:.0?}");
+    Measured::new(t, b, before)
+}
+
+/// Both sides of a scenario, round by round, and the share of the CPU time
+/// the hypervisor stole while they ran.
+struct Measured {
+    tethered: Vec<f64>,
+    baseline: Vec<f64>,
+    steal: Option<f64>,
+}
+
+impl Measured {
+    fn new(tethered: Vec<f64>, baseline: Vec<f64>, before: Option<CpuTimes>) -> Self {
+        if std::env::var_os("COMPARE_SAMPLES").is_some() {
+            eprintln!("  tethered samples: {tethered:.0?}\n  baseline samples: {baseline:.0?}");
+        }
+        let steal = before.zip(cpu_times()).map(|(before, after)| {
+            let total = after.total.saturating_sub(before.total).max(1);
+            after.steal.saturating_sub(before.steal) as f64 / total as f64
+        });
+        Measured {
+            tethered,
+            baseline,
+            steal,
+        }
     }
-    (median(t), median(b))
+
+    /// The lowest and the highest ratio of a round's two sides.
+    fn spread(&self) -> (f64, f64) {
+        self.tethered
+            .iter()
+            .zip(&self.baseline)
+            .map(|(t, b)| t / b)
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), ratio| {
+                (low.min(ratio), high.max(ratio))
+            })
+    }
+}
+
+/// Steal above this share of the CPU time is worth a note.
+const HEAVY_STEAL: f64 = 0.03;
+
+/// The machine's CPU time so far, in ticks: all of it, and what the
+/// hypervisor stole (time this VM's CPUs wanted to run and were not given).
+#[derive(Clone, Copy)]
+struct CpuTimes {
+    total: u64,
+    steal: u64,
+}
+
+/// From `/proc/stat`'s first line (Linux); `None` elsewhere.
+fn cpu_times() -> Option<CpuTimes> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .filter_map(|field| field.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is
+    // already counted in user).
+    Some(CpuTimes {
+        total: fields.iter().take(8).sum(),
+        steal: *fields.get(7)?,
+    })
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -218,12 +294,33 @@ fn per_op(elapsed: Duration, n: usize) -> f64 {
     elapsed.as_nanos() as f64 / n as f64
 }
 
-fn report(scenario: &str, n: usize, tethered: f64, baseline_name: &str, baseline: f64) {
+/// Prints a scenario's line: the medians, their ratio, the spread of the
+/// rounds' ratios, and the steal time if it was heavy.
+fn report(scenario: &str, n: usize, measured: Measured, baseline_name: &str) {
+    let Measured {
+        tethered,
+        baseline,
+        steal,
+    } = &measured;
+    let (tethered, baseline) = (median(tethered.clone()), median(baseline.clone()));
+    let (low, high) = measured.spread();
+    let heavy_steal = steal.filter(|steal| *steal >= HEAVY_STEAL);
     println!(
         "compare scenario={scenario} n={n} tethered_ns={tethered:.1} baseline={baseline_name} \
-         baseline_ns={baseline:.1} ratio={:.3}",
-        tethered / baseline
+         baseline_ns={baseline:.1} ratio={:.3} spread={low:.2}..{high:.2}{}",
+        tethered / baseline,
+        heavy_steal.map_or(String::new(), |steal| format!(
+            " steal={:.0}%",
+            steal * 100.0
+        )),
     );
+    if let Some(steal) = heavy_steal {
+        println!(
+            "  note: the hypervisor took {:.0}% of this machine's CPU time while `{scenario}` ran; \
+             its figures are noisier than usual",
+            steal * 100.0
+        );
+    }
 }
 
 /// Yields until `counter` reaches `n`, then a few more times so that the last
@@ -636,6 +733,8 @@ async fn interval_periodic_tick(ticks: usize) -> f64 {
 // median.
 
 const LATENESS_TICKS: usize = 2_000;
+/// Each round takes the ticks' 2 s: fewer rounds than the others.
+const LATENESS_ROUNDS: usize = 11;
 const LATENESS_PERIOD: Duration = Duration::from_millis(1);
 
 /// Ticks that never ran, per timed run of `periodic_lateness`: (tethered,
@@ -806,6 +905,118 @@ async fn tracker_spawn(n: usize) -> f64 {
 }
 
 // ---------------------------------------------------------------------------
+// Scenarios 7b and 7c: scaling. On a runtime with 4 worker threads, 4
+// producers spawn N children between them into one shared scope (7b) or
+// one supervisor (7c), all at once, against 4 producers sharing one
+// `JoinSet` behind a mutex (what a user reaches for to spawn from several
+// tasks into one set) or one `TaskTracker`. It shows whether a scope's
+// registry is a point of contention: on a 2-core machine the absolute
+// figures mean little, the ratio under the same contention does.
+
+const PRODUCERS: usize = 4;
+
+fn scaling_runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(PRODUCERS)
+        .enable_time()
+        .build()
+        .expect("build the 4-worker tokio runtime")
+}
+
+/// Producers are children of the scope, each spawning its share of the
+/// children through a handle to the scope; the scope waits for them all.
+async fn tethered_shared_scope(n: usize) -> f64 {
+    let start = Instant::now();
+    Scope::run(async |scope| {
+        for _ in 0..PRODUCERS {
+            let handle = scope.handle();
+            let _ = scope.spawn(async move {
+                for i in 0..n / PRODUCERS {
+                    let _ = handle
+                        .try_spawn(async move {
+                            black_box(i);
+                        })
+                        .expect("the scope is open");
+                }
+            });
+        }
+    })
+    .await
+    .expect("scope failed");
+    per_op(start.elapsed(), n)
+}
+
+async fn mutex_joinset_shared(n: usize) -> f64 {
+    let start = Instant::now();
+    let set = Arc::new(Mutex::new(JoinSet::new()));
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|_| {
+            let set = set.clone();
+            tokio::spawn(async move {
+                for i in 0..n / PRODUCERS {
+                    set.lock().unwrap().spawn(async move {
+                        black_box(i);
+                    });
+                }
+            })
+        })
+        .collect();
+    for producer in producers {
+        producer.await.expect("producer failed");
+    }
+    let mut set = std::mem::take(&mut *set.lock().unwrap());
+    while let Some(result) = set.join_next().await {
+        result.expect("task failed");
+    }
+    per_op(start.elapsed(), n)
+}
+
+async fn supervisor_shared(n: usize) -> f64 {
+    let finished = Finished::new(n / PRODUCERS * PRODUCERS);
+    let mut elapsed = Duration::ZERO;
+    Supervisor::builder()
+        .run(async |sv| {
+            let start = Instant::now();
+            let all_done = finished.done.notified();
+            for _ in 0..PRODUCERS {
+                let (producer, finished) = (sv.clone(), finished.clone());
+                let _ = sv.spawn("producer", async move {
+                    for _ in 0..n / PRODUCERS {
+                        let finished = finished.clone();
+                        let _ = producer.spawn("job", async move { finished.one() });
+                    }
+                });
+            }
+            all_done.await;
+            elapsed = start.elapsed();
+        })
+        .await
+        .expect("supervisor failed");
+    per_op(elapsed, n)
+}
+
+async fn tracker_shared(n: usize) -> f64 {
+    let finished = Finished::new(n / PRODUCERS * PRODUCERS);
+    let tracker = TaskTracker::new();
+    let start = Instant::now();
+    let all_done = finished.done.notified();
+    for _ in 0..PRODUCERS {
+        let (producer, finished) = (tracker.clone(), finished.clone());
+        tracker.spawn(async move {
+            for _ in 0..n / PRODUCERS {
+                let finished = finished.clone();
+                producer.spawn(async move { finished.one() });
+            }
+        });
+    }
+    all_done.await;
+    let elapsed = start.elapsed();
+    tracker.close();
+    tracker.wait().await;
+    per_op(elapsed, n)
+}
+
+// ---------------------------------------------------------------------------
 // Scenario 8: a long-lived supervisor does not grow. 2,000,000 short-lived
 // dynamic children go through one supervisor, ~1,000 at a time; the
 // process's resident memory is read when 10% and when 100% of them have
@@ -907,7 +1118,11 @@ fn main() {
         let (rss_10, rss_100, heap_10, heap_100) = rounds[rounds.len() / 2];
         // For this scenario the `_ns` fields hold resident bytes, at 100% and
         // at 10% of the children.
-        report("supervisor_churn", CHURN, rss_100, "rss_at_10%", rss_10);
+        println!(
+            "compare scenario=supervisor_churn n={CHURN} tethered_ns={rss_100:.1} \
+             baseline=rss_at_10% baseline_ns={rss_10:.1} ratio={:.3}",
+            rss_100 / rss_10
+        );
         let heap_growth: Vec<isize> = rounds.iter().map(|round| round.3 - round.2).collect();
         println!(
             "  supervisor_churn: live heap growth from 10% to 100% of the children, per round: \
@@ -917,84 +1132,100 @@ fn main() {
     }
 
     if wanted("supervisor_spawn") {
-        let (t, b) = compare(&rt, || supervisor_spawn(N), || tracker_spawn(N));
-        report("supervisor_spawn", N, t, "task_tracker", b);
+        let measured = compare(&rt, || supervisor_spawn(N), || tracker_spawn(N));
+        report("supervisor_spawn", N, measured, "task_tracker");
+    }
+
+    if wanted("scaling_scope") || wanted("scaling_supervisor") {
+        let scaling = scaling_runtime();
+        if wanted("scaling_scope") {
+            let measured = compare(
+                &scaling,
+                || tethered_shared_scope(N),
+                || mutex_joinset_shared(N),
+            );
+            report("scaling_scope", N, measured, "mutex<joinset>");
+        }
+        if wanted("scaling_supervisor") {
+            let measured = compare(&scaling, || supervisor_shared(N), || tracker_shared(N));
+            report("scaling_supervisor", N, measured, "task_tracker");
+        }
     }
 
     if wanted("spawn_join") {
-        let (t, b) = compare(&rt, || tethered_spawn_join(N), || joinset_spawn_join(N));
-        report("spawn_join", N, t, "joinset", b);
+        let measured = compare(&rt, || tethered_spawn_join(N), || joinset_spawn_join(N));
+        report("spawn_join", N, measured, "joinset");
     }
 
     if wanted("await_points") {
-        let (t, b) = compare(
+        let measured = compare(
             &rt,
             || recorded_spawn_join(N, true),
             || recorded_spawn_join(N, false),
         );
-        report("await_points", N, t, "spawn_join_unrecorded", b);
+        report("await_points", N, measured, "spawn_join_unrecorded");
     }
 
     if wanted("spawn_join_raw") {
-        let (t, b) = compare(&rt, || tethered_spawn_join(N), || raw_spawn_join(N));
-        report("spawn_join_raw", N, t, "tokio_spawn", b);
+        let measured = compare(&rt, || tethered_spawn_join(N), || raw_spawn_join(N));
+        report("spawn_join_raw", N, measured, "tokio_spawn");
     }
 
     if wanted("local_spawn_join") {
-        let (t, b) = compare(
+        let measured = compare(
             &rt,
             || tethered_local_spawn_join(N),
             || unordered_spawn_join(N),
         );
-        report("local_spawn_join", N, t, "futures_unordered", b);
+        report("local_spawn_join", N, measured, "futures_unordered");
     }
 
     // Bytes per idle child, not nanoseconds.
     if wanted("local_idle_memory_bytes") {
-        let (t, b) = compare(
+        let measured = compare(
             &rt,
             || tethered_local_idle_memory(N),
             || unordered_idle_memory(N),
         );
-        report("local_idle_memory_bytes", N, t, "futures_unordered", b);
+        report("local_idle_memory_bytes", N, measured, "futures_unordered");
     }
 
     if wanted("cancel_fanout") {
-        let (t, b) = compare(&rt, || tethered_cancel_fanout(N), || token_cancel_fanout(N));
-        report("cancel_fanout", N, t, "joinset+child_token", b);
+        let measured = compare(&rt, || tethered_cancel_fanout(N), || token_cancel_fanout(N));
+        report("cancel_fanout", N, measured, "joinset+child_token");
     }
 
     // For this scenario the `_ns` fields hold bytes per idle child, not
     // nanoseconds.
     if wanted("idle_memory_bytes") {
-        let (t, b) = compare(&rt, || tethered_idle_memory(N), || token_idle_memory(N));
-        report("idle_memory_bytes", N, t, "tokio_task+child_token", b);
+        let measured = compare(&rt, || tethered_idle_memory(N), || token_idle_memory(N));
+        report("idle_memory_bytes", N, measured, "tokio_task+child_token");
     }
 
     if wanted("periodic_tick") {
         let paused = paused_runtime();
-        let (t, b) = compare(
+        let measured = compare(
             &paused,
             || tethered_periodic_tick(TICKS),
             || interval_periodic_tick(TICKS),
         );
-        report("periodic_tick", TICKS, t, "interval+joinset", b);
+        report("periodic_tick", TICKS, measured, "interval+joinset");
     }
 
     // For this scenario the `_ns` fields hold the median lateness of a run's
     // start in ns, not a time per operation.
     if wanted("periodic_lateness_median") {
-        let (t, b) = compare_concurrent(
+        let measured = compare_concurrent(
             &rt,
+            LATENESS_ROUNDS,
             || tethered_periodic_lateness(LATENESS_TICKS),
             || interval_periodic_lateness(LATENESS_TICKS),
         );
         report(
             "periodic_lateness_median",
             LATENESS_TICKS,
-            t,
+            measured,
             "interval+joinset",
-            b,
         );
         let (tethered, baseline) = std::mem::take(&mut *NEVER_RAN.lock().unwrap());
         println!(
