@@ -5,7 +5,8 @@
 //! Run with `cargo bench -p tethered --bench instructions` (it needs
 //! `valgrind` and `gungraun-runner` 0.20.0 on `PATH`:
 //! `cargo install gungraun-runner --version 0.20.0 --locked`). After
-//! gungraun's own report it prints one line per scenario:
+//! gungraun's own report it prints two lines per scenario, in the shape of
+//! `compare`'s:
 //!
 //! ```text
 //! instructions scenario=<name> tethered=<per op> baseline=<what> baseline_instructions=<per op> ratio=<t/b>
