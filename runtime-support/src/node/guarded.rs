@@ -49,8 +49,9 @@ pin_project! {
 
     impl<F> PinnedDrop for Guarded<F> {
         fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if this.fut.is_some() {
+            let mut this = this.project();
+            // Asked through a `Pin<&mut _>`, as in `poll`.
+            if this.fut.as_mut().as_pin_mut().is_some() {
                 // Dropped mid-flight (the enclosing future was dropped): still
                 // drop the user future as its node, and never unwind out of
                 // a destructor that may itself run during unwinding.
@@ -89,7 +90,11 @@ impl<F: Future> Future for Guarded<F> {
             // Polled again after it settled: nothing left to run.
             None => return Poll::Pending,
         };
-        if cancelled || this.fut.is_none() {
+        // Whether the future is still there, asked through a `Pin<&mut _>`:
+        // a shared reference to a future that is mid-flight (an async block
+        // holding references into itself) is one Miri's Stacked Borrows
+        // rejects, as it invalidates those references.
+        if cancelled || this.fut.as_mut().as_pin_mut().is_none() {
             return Poll::Ready(drop_future(this.node, this.fut, Settled::Cancelled));
         }
         let mut fut = this.fut.as_mut();
