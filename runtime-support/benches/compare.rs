@@ -3,8 +3,8 @@
 //!
 //! Run with `cargo bench -p tethered --bench compare`. Each scenario runs its
 //! tethered side and its tokio baseline in the same process, on the same
-//! runtime (a multi-thread one with 2 worker threads, except `periodic_tick`,
-//! see there), alternating (the side that goes first swaps every round; for
+//! runtime (a multi-thread one with 2 worker threads, except `periodic_tick`
+//! and the scaling scenarios, see there), alternating (the side that goes first swaps every round; for
 //! `periodic_lateness_median` both sides run at once, see there) for
 //! `ROUNDS` short rounds, and prints one line with the medians:
 //!
@@ -148,7 +148,7 @@ where
 }
 
 /// Runs both sides `ROUNDS` times, alternating which goes first, and returns
-/// the medians (tethered, baseline).
+/// every round's figures.
 ///
 /// Each timed run comes right after an untimed run of the same side. Without
 /// it a run pays for the allocator state the *other* side left behind (free
@@ -183,9 +183,9 @@ where
     Measured::new(t, b, before)
 }
 
-/// Runs both sides at the same time, each in a task of its own, `ROUNDS`
-/// times (the side spawned first swaps every round), and returns the medians
-/// (tethered, baseline). For scenarios on the real clock, whose results move
+/// Runs both sides at the same time, each in a task of its own, `rounds`
+/// times (the side spawned first swaps every round), and returns every
+/// round's figures. For scenarios on the real clock, whose results move
 /// with the timer's phase from round to round: run together, both sides see
 /// the same timer wake-ups, and a round compares them under the same
 /// conditions. No untimed runs: the allocator's state is lost in the noise

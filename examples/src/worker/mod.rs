@@ -392,7 +392,12 @@ async fn work(
                         .say(format_args!("job {}: {error}, its last: failed", job.id));
                     &counters.failed
                 }
-                Failed::Fenced => &counters.taken_over,
+                Failed::Fenced => {
+                    shared
+                        .console
+                        .say(fenced(job.id, "its failure was not recorded"));
+                    &counters.taken_over
+                }
             }
         }
         _ => {
@@ -400,6 +405,9 @@ async fn work(
             if patiently(&shared, shared.config.lease, finish).await? {
                 &counters.done
             } else {
+                shared
+                    .console
+                    .say(fenced(job.id, "its result was not written"));
                 &counters.taken_over
             }
         }
@@ -461,10 +469,21 @@ async fn settle(
     let counter = if patiently(shared, lease, release).await? {
         &shared.counters.returned
     } else {
+        // A lost lease was said above; anything else found out here.
+        if !matches!(cut_short, Some(CutShort::LeaseLost(_))) {
+            shared.console.say(fenced(job.id, "it was not returned"));
+        }
         &shared.counters.taken_over
     };
     shared.settled(job, counter);
     Ok(())
+}
+
+/// What a worker says when the fence refuses a write: the job's lease was
+/// lost (it was rescued while this worker was paused or cut off), found out
+/// by the write rather than by a renewal, whichever came first.
+fn fenced(id: i64, what: &str) -> String {
+    format!("job {id}: lease lost: job {id} was taken over before this worker's write; {what}")
 }
 
 /// Runs `write` until the database answers, with the backoff the body's
