@@ -38,6 +38,10 @@ use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{Finished, TickCount, tick_run, wait_started};
 use tethered::{Overlap, Periodic, Scope, Supervisor};
 use tokio::runtime::Runtime;
 use tokio::sync::Notify;
@@ -320,18 +324,6 @@ fn report(scenario: &str, n: usize, measured: Measured, baseline_name: &str) {
              its figures are noisier than usual",
             steal * 100.0
         );
-    }
-}
-
-/// Yields until `counter` reaches `n`, then a few more times so that the last
-/// children to count themselves have also returned `Pending` (and registered
-/// their wakers) before the caller goes on.
-async fn wait_started(counter: &AtomicUsize, n: usize) {
-    while counter.load(Ordering::Acquire) < n {
-        tokio::task::yield_now().await;
-    }
-    for _ in 0..4 {
-        tokio::task::yield_now().await;
     }
 }
 
@@ -640,21 +632,6 @@ fn paused_runtime() -> Runtime {
         .expect("build the paused tokio runtime")
 }
 
-/// Counts the runs of `periodic_tick`, and wakes `done` at the last one.
-#[derive(Default)]
-struct TickCount {
-    ran: AtomicUsize,
-    done: Notify,
-}
-
-/// One run of `periodic_tick`, on both sides: an empty body but for the count
-/// that tells the tethered side when to stop (the baseline pays for it too).
-async fn tick_run(count: Arc<TickCount>, last: usize) {
-    if count.ran.fetch_add(1, Ordering::Relaxed) + 1 == last {
-        count.done.notify_one();
-    }
-}
-
 /// `ticks` ticks of a `Periodic` (each run a task of the schedule's scope),
 /// then a stop. ns per tick that fired (a tick or so may fire between the
 /// last counted run and the stop; it is counted too).
@@ -845,29 +822,6 @@ async fn interval_periodic_lateness(ticks: usize) -> f64 {
 // `TaskTracker::spawn` (the tokio-util way to track tasks without keeping
 // their results). Both sides spawn N children that each count themselves;
 // the last one wakes the measuring task.
-
-/// Counts finished children and wakes `done` at the last one.
-struct Finished {
-    count: AtomicUsize,
-    last: usize,
-    done: Notify,
-}
-
-impl Finished {
-    fn new(last: usize) -> Arc<Self> {
-        Arc::new(Finished {
-            count: AtomicUsize::new(0),
-            last,
-            done: Notify::new(),
-        })
-    }
-
-    fn one(&self) {
-        if self.count.fetch_add(1, Ordering::AcqRel) + 1 == self.last {
-            self.done.notify_one();
-        }
-    }
-}
 
 async fn supervisor_spawn(n: usize) -> f64 {
     let finished = Finished::new(n);

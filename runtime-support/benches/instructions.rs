@@ -35,12 +35,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{Finished, TickCount, tick_run, wait_started};
 use gungraun::{
     Callgrind, Dhat, EntryPoint, LibraryBenchmarkConfig, library_benchmark, library_benchmark_group,
 };
 use tethered::{Overlap, Periodic, Scope, Supervisor};
 use tokio::runtime::Runtime;
-use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -168,13 +171,6 @@ fn spawn_join_raw_tokio(rt: (Runtime, usize)) -> usize {
 // ---------------------------------------------------------------------------
 // cancel_fanout: n parked children, cancelled, waited for.
 
-/// Yields until `counter` reaches `n`: every child has started and waits.
-async fn wait_started(counter: &AtomicUsize, n: usize) {
-    while counter.load(Ordering::Acquire) < n {
-        tokio::task::yield_now().await;
-    }
-}
-
 #[library_benchmark]
 #[benches::ops(args = [SMALL, LARGE], setup = runtime)]
 fn cancel_fanout_tethered(rt: (Runtime, usize)) {
@@ -225,29 +221,6 @@ fn cancel_fanout_tokens(rt: (Runtime, usize)) {
 // supervisor_spawn: n dynamic children that finish at once, not joined one
 // by one, against a `TaskTracker`.
 
-/// Counts finished children and wakes `done` at the last one.
-struct Finished {
-    count: AtomicUsize,
-    last: usize,
-    done: Notify,
-}
-
-impl Finished {
-    fn new(last: usize) -> Arc<Self> {
-        Arc::new(Finished {
-            count: AtomicUsize::new(0),
-            last,
-            done: Notify::new(),
-        })
-    }
-
-    fn one(&self) {
-        if self.count.fetch_add(1, Ordering::AcqRel) + 1 == self.last {
-            self.done.notify_one();
-        }
-    }
-}
-
 #[library_benchmark]
 #[benches::ops(args = [SMALL, LARGE], setup = runtime)]
 fn supervisor_spawn_tethered(rt: (Runtime, usize)) {
@@ -291,19 +264,6 @@ fn supervisor_spawn_tracker(rt: (Runtime, usize)) {
 // clock.
 
 const TICK_PERIOD: Duration = Duration::from_millis(1);
-
-/// Counts the runs, and wakes `done` at the last one.
-#[derive(Default)]
-struct TickCount {
-    ran: AtomicUsize,
-    done: Notify,
-}
-
-async fn tick_run(count: Arc<TickCount>, last: usize) {
-    if count.ran.fetch_add(1, Ordering::Relaxed) + 1 == last {
-        count.done.notify_one();
-    }
-}
 
 #[library_benchmark]
 #[benches::ops(args = [SMALL, LARGE], setup = paused_runtime)]
