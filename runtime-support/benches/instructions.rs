@@ -373,13 +373,17 @@ mod harness {
     use super::*;
 
     gungraun::main!(
+        // Both tools count the whole process: what the runtime's creation,
+        // its teardown and the harness cost cancels out in the difference
+        // of the two sizes. Counting only while the benchmark's function
+        // runs left out work that the same code did in some builds and not
+        // in others (callgrind's collection is switched on the function's
+        // entry and exit, and the ended children's registry sweeps fell
+        // outside it in one build, ~430 instructions a child); and DHAT
+        // keeps only a few frames of each allocation's stack, so an
+        // allocation deep in a task was left out.
         config = LibraryBenchmarkConfig::default()
-            .tool(Callgrind::default())
-            // DHAT keeps only a few frames of each allocation's stack, and
-            // an allocation deep in a task would then be left out when
-            // attributed to the benchmark's function: count the whole
-            // process, what the runtime's creation and the harness allocate
-            // cancelling out in the difference of the two sizes.
+            .tool(Callgrind::default().entry_point(EntryPoint::None))
             .tool(Dhat::default().entry_point(EntryPoint::None));
         library_benchmark_groups = scenarios
     );

@@ -1421,6 +1421,23 @@ mod tests {
     }
 
     #[test]
+    fn a_start_is_kept_to_the_nanosecond_on_either_side_of_the_epoch() {
+        let epoch = Instant::from_std(epoch());
+        for offset in [
+            std::time::Duration::ZERO,
+            std::time::Duration::new(0, 1),
+            std::time::Duration::new(3, 999_999_999),
+            std::time::Duration::from_secs(86_400 * 365),
+        ] {
+            let after = epoch + offset;
+            assert_eq!(from_epoch(since_epoch(after)), after);
+            if let Some(before) = epoch.checked_sub(offset) {
+                assert_eq!(from_epoch(since_epoch(before)), before);
+            }
+        }
+    }
+
+    #[test]
     fn the_state_word_keeps_its_fields_apart() {
         let node = Node::alloc(
             NodeKind::Shield.bits(),
