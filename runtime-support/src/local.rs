@@ -42,7 +42,7 @@ use crate::error::TaskError;
 use crate::node::sync::Arc;
 use crate::node::{FinishOnDrop, Guarded, Node, NodeKind};
 use crate::outcome::Outcome;
-use crate::scope::{Holder, PollLocal, Scope, infallible};
+use crate::scope::{Holder, PollLocal, Scope, never_failed};
 use crate::task::{Split, TaskHandle, classify};
 
 /// A [`Scope`] that can hold local children (see
@@ -453,7 +453,7 @@ impl<'env, M: LocalMode> LocalScope<'env, M> {
 }
 
 pub(crate) fn infallible_split<O>() -> Split<InfallibleSplit<O>, std::convert::Infallible> {
-    infallible()
+    Split::new(Ok, never_failed)
 }
 
 fn fallible_split<T, E>() -> Split<FallibleSplit<T, E>, E>

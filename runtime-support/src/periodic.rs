@@ -824,7 +824,7 @@ impl<'s> Ticker<'s> {
         let run = CatchUnwind::new(body());
         // Counted before the task exists, so that its end cannot come first.
         let running = self.runs.running.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut finish = RunFinish {
+        let finish = RunFinish {
             tick,
             timer: self.runs.metrics.run_started(due, now),
             runs: Some(self.runs.clone()),
@@ -835,13 +835,7 @@ impl<'s> Ticker<'s> {
             // fn's, a literal) is shared: a run costs no string of its own.
             // Its tick is `RUN_TICK`, set around it, for `current_tick`.
             Some(self.runs.name.clone()),
-            RUN_TICK.scope(tick, async move {
-                let end = match run.await {
-                    Ok(output) => output.into_run_result().map_err(RunFailure::Error),
-                    Err(payload) => Err(RunFailure::Panic(payload)),
-                };
-                finish.finished(end);
-            }),
+            RUN_TICK.scope(tick, RunTask { run, finish }),
             self.location,
             now,
         );
@@ -876,6 +870,36 @@ impl<'s> Ticker<'s> {
                 );
             }
         }
+    }
+}
+
+pin_project! {
+    /// A run's task: the body's future, then its end counted. Written by
+    /// hand rather than as an `async` block, which keeps what it captures
+    /// apart from what it awaits: the body's future would take its room
+    /// twice, and be copied twice as large into every run's task.
+    struct RunTask<F> {
+        #[pin]
+        run: CatchUnwind<F>,
+        finish: RunFinish,
+    }
+}
+
+impl<F> Future for RunTask<F>
+where
+    F: Future,
+    F::Output: RunOutput,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        let end = match std::task::ready!(this.run.poll(cx)) {
+            Ok(output) => output.into_run_result().map_err(RunFailure::Error),
+            Err(payload) => Err(RunFailure::Panic(payload)),
+        };
+        this.finish.finished(end);
+        Poll::Ready(())
     }
 }
 

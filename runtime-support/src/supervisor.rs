@@ -855,7 +855,7 @@ impl Shared {
         if let Role::Static { index, generation } = role {
             // The manager is gone once shutdown has begun; nothing to tell.
             let _ = self.events.send(Event::Exited {
-                index,
+                index: index as usize,
                 generation,
                 exit: exit.clone(),
             });

@@ -334,7 +334,6 @@ where
         // future stays small, and every byte of it is paid per task.
         span: (!span.is_disabled()).then(|| Box::new(span)),
         spawned_on: this_thread(),
-        waited: false,
         guard: FinishOnDrop(node.clone()),
     };
     // With tokio's unstable API, the task carries its tethered name into
@@ -403,9 +402,6 @@ pin_project! {
         span: Option<Box<tracing::Span>>,
         // The thread that spawned the task (see `this_thread`).
         spawned_on: usize,
-        // Whether the user's future returned `Pending` before: its node
-        // then holds the task's waker already.
-        waited: bool,
         guard: FinishOnDrop,
     }
 }
@@ -418,21 +414,21 @@ where
     type Output = Outcome<T, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<T, E>> {
-        let this = self.project();
+        let mut this = self.project();
         let _entered = this.span.as_ref().map(|span| span.enter());
         let node = &this.guard.0;
         let outcome = match this.draining.take() {
             Some(outcome) => *outcome,
             None => {
-                let Poll::Ready(settled) = this.guarded.poll(cx) else {
-                    *this.waited = true;
+                let Poll::Ready(settled) = this.guarded.as_mut().poll(cx) else {
                     return Poll::Pending;
                 };
                 // Detached, and ending on another worker than the one that
                 // spawned it, a task leaves its memory to its node to free
                 // (see `Node::settle_task`). One that waited left its waker
                 // there already.
-                if !*this.waited && *this.spawned_on != this_thread() && node.is_detached() {
+                if !this.guarded.waited() && *this.spawned_on != this_thread() && node.is_detached()
+                {
                     node.settle_task(cx.waker());
                 } else {
                     node.set_settled();

@@ -80,6 +80,14 @@ impl<F> Guarded<F> {
     }
 }
 
+impl<F> Guarded<F> {
+    /// Whether the future has waited (returned `Pending`): its node then
+    /// holds its task's waker, unless a cancellation took it since.
+    pub(crate) fn waited(&self) -> bool {
+        self.registered.is_some()
+    }
+}
+
 impl<F: Future> Future for Guarded<F> {
     type Output = Settled<F::Output>;
 

@@ -117,7 +117,11 @@ pub(crate) enum Role {
     /// Started by [`Supervisor::shield`](crate::Supervisor::shield).
     Shield,
     /// One start of the restartable child at `index`.
-    Static { index: usize, generation: u64 },
+    ///
+    /// The index is a `u32`: this is kept in every supervised child's task,
+    /// and 8 bytes fewer keep a small child's task future within what is
+    /// moved without a call to `memcpy`.
+    Static { index: u32, generation: u64 },
 }
 
 /// A handle to a supervised child: to cancel it, ask it to stop, or wait

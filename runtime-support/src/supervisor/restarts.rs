@@ -202,7 +202,8 @@ impl<'a> Manager<'a> {
             &self.shared,
             NodeKind::Task,
             Role::Static {
-                index,
+                index: u32::try_from(index)
+                    .unwrap_or_else(|_| unreachable!("over 2^32 static children")),
                 generation: child.generation,
             },
             child.metrics.clone(),

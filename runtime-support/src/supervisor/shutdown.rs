@@ -571,7 +571,7 @@ impl ShutdownReport {
                 continue;
             }
             let (role, index) = match ended.role {
-                Role::Static { index, .. } => (ChildRole::Static, Some(index)),
+                Role::Static { index, .. } => (ChildRole::Static, Some(index as usize)),
                 Role::Dynamic => (ChildRole::Dynamic, None),
                 Role::Shield => (ChildRole::Shield, None),
             };
