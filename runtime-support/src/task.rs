@@ -329,11 +329,14 @@ where
     let task = TaskFuture {
         guarded: Guarded::new(node.clone(), fut),
         split: Some(split),
-        draining: None,
-        // Out of line, and only when a subscriber wants it: the task's
-        // future stays small, and every byte of it is paid per task.
-        span: (!span.is_disabled()).then(|| Box::new(span)),
-        spawned_on: this_thread(),
+        // Out of line, and only when a subscriber wants the span: the
+        // task's future stays small, and every byte of it is paid per task.
+        extra: (!span.is_disabled()).then(|| {
+            Box::new(Extra {
+                span: Some(span),
+                draining: None,
+            })
+        }),
         guard: FinishOnDrop(node.clone()),
     };
     // With tokio's unstable API, the task carries its tethered name into
@@ -396,14 +399,19 @@ pin_project! {
         #[pin]
         guarded: Guarded<F>,
         split: Option<Split<S, E>>,
-        // The outcome, kept while scopes nested in the task finish (rare:
-        // boxed so that it costs no room in every task).
-        draining: Option<Box<Outcome<T, E>>>,
-        span: Option<Box<tracing::Span>>,
-        // The thread that spawned the task (see `this_thread`).
-        spawned_on: usize,
+        // What few tasks need, out of line so that it costs the others 8
+        // bytes.
+        extra: Option<Box<Extra<T, E>>>,
         guard: FinishOnDrop,
     }
+}
+
+/// What a task keeps out of line.
+struct Extra<T, E> {
+    /// Its span, when a subscriber wants it.
+    span: Option<tracing::Span>,
+    /// Its outcome, kept while scopes nested in the task finish.
+    draining: Option<Outcome<T, E>>,
 }
 
 impl<F, S, T, E> Future for TaskFuture<F, S, T, E>
@@ -415,10 +423,14 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<T, E>> {
         let mut this = self.project();
-        let _entered = this.span.as_ref().map(|span| span.enter());
+        let (span, draining) = match this.extra.as_deref_mut() {
+            Some(Extra { span, draining }) => (span.as_ref(), draining.take()),
+            None => (None, None),
+        };
+        let entered = span.map(tracing::Span::enter);
         let node = &this.guard.0;
-        let outcome = match this.draining.take() {
-            Some(outcome) => *outcome,
+        let outcome = match draining {
+            Some(outcome) => outcome,
             None => {
                 let Poll::Ready(settled) = this.guarded.as_mut().poll(cx) else {
                     return Poll::Pending;
@@ -427,8 +439,7 @@ where
                 // spawned it, a task leaves its memory to its node to free
                 // (see `Node::settle_task`). One that waited left its waker
                 // there already.
-                if !this.guarded.waited() && *this.spawned_on != this_thread() && node.is_detached()
-                {
+                if !this.guarded.waited() && node.born_elsewhere() && node.is_detached() {
                     node.settle_task(cx.waker());
                 } else {
                     node.set_settled();
@@ -437,7 +448,14 @@ where
             }
         };
         if node.had_children() && !node.poll_children_done(cx.waker()) {
-            *this.draining = Some(Box::new(outcome));
+            drop(entered);
+            let extra = this.extra.get_or_insert_with(|| {
+                Box::new(Extra {
+                    span: None,
+                    draining: None,
+                })
+            });
+            extra.draining = Some(outcome);
             return Poll::Pending;
         }
         Poll::Ready(outcome)
@@ -462,14 +480,6 @@ impl Drop for HandleNode {
     fn drop(&mut self) {
         self.0.detach();
     }
-}
-
-/// Which thread this is, cheaply: the address of a thread-local.
-fn this_thread() -> usize {
-    thread_local! {
-        static HERE: u8 = const { 0 };
-    }
-    HERE.with(|here| std::ptr::from_ref(here) as usize)
 }
 
 /// Turns how the user's future ended into its outcome, reporting a failure

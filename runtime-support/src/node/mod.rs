@@ -207,6 +207,10 @@ pub(crate) struct Node {
     /// The number of the `.await` the node's code was last polled at (see
     /// [`crate::wait`]); 0 for none. In the room the node has left.
     waiting: AtomicU32,
+    /// The thread the node was made on, which for a task is the thread that
+    /// spawned it (see [`this_thread`]). In the room the node has left, the
+    /// other half of the word `waiting` is in.
+    born_on: u32,
     /// The tokio task a task node runs as, to find it in tokio's task
     /// dumps.
     #[cfg(all(tokio_unstable, feature = "taskdump"))]
@@ -374,6 +378,7 @@ impl Node {
             parent,
             state: AtomicU64::new(state),
             waiting: AtomicU32::new(0),
+            born_on: this_thread(),
             #[cfg(all(tokio_unstable, feature = "taskdump"))]
             tokio_task: std::sync::OnceLock::new(),
             inner: Mutex::new(Inner::default()),
@@ -404,6 +409,7 @@ impl Node {
         self.started = since_epoch(started);
         self.state = AtomicU64::new(state);
         self.waiting = AtomicU32::new(0);
+        self.born_on = this_thread();
     }
 
     fn register(
@@ -485,6 +491,11 @@ impl Node {
 
     pub(crate) fn started(&self) -> Instant {
         from_epoch(self.started)
+    }
+
+    /// Whether the node was made on another thread than this one.
+    pub(crate) fn born_elsewhere(&self) -> bool {
+        self.born_on != this_thread()
     }
 
     pub(crate) fn parent(&self) -> Option<&Arc<Node>> {
@@ -1380,6 +1391,28 @@ pub(crate) fn current() -> Option<Arc<Node>> {
         let copy = node.clone();
         cell.set(node);
         copy
+    })
+}
+
+/// Which thread this is, cheaply: a number given to each thread the first
+/// time it asks (wrapping after 2^32 threads, which at worst makes a task
+/// that ended on another thread look local: its memory is then freed where
+/// it ended, which is correct, only slower).
+fn this_thread() -> u32 {
+    // Not part of the node's synchronisation: plain atomics under loom too.
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    thread_local! {
+        static THIS: Cell<u32> = const { Cell::new(0) };
+    }
+    THIS.with(|this| match this.get() {
+        0 => {
+            let number = NEXT
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                .max(1);
+            this.set(number);
+            number
+        }
+        number => number,
     })
 }
 
