@@ -39,8 +39,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::error::TaskError;
-use crate::node::sync::Arc;
-use crate::node::{FinishOnDrop, Guarded, Node, NodeKind};
+use crate::node::{Guarded, Node, NodeKind};
 use crate::outcome::Outcome;
 use crate::scope::{Holder, PollLocal, Scope, never_failed};
 use crate::task::{Split, TaskHandle, classify};
@@ -441,11 +440,12 @@ impl<'env, M: LocalMode> LocalScope<'env, M> {
         M::push(
             &self.children,
             LocalChild {
-                guarded: Guarded::new(node.clone(), fut),
                 split: Some(split),
                 draining: None,
                 ended: Some(ended),
-                guard: FinishOnDrop(node.clone()),
+                // Finishes the node when dropped, as a task's node ends
+                // with it.
+                guarded: Guarded::new(node.clone(), fut),
             },
         );
         TaskHandle::local(node, outcome)
@@ -478,12 +478,13 @@ pin_project! {
     /// API.
     #[doc(hidden)]
     pub struct LocalChild<F: Future, S, T, E> {
-        #[pin]
-        guarded: Guarded<F>,
         split: Option<Split<S, E>>,
         draining: Option<Box<Outcome<T, E>>>,
         ended: Option<oneshot::Sender<Outcome<T, E>>>,
-        guard: FinishOnDrop,
+        // Last, so dropped last: the child's node finishes once everything
+        // else it held is gone.
+        #[pin]
+        guarded: Guarded<F>,
     }
 }
 
@@ -495,18 +496,19 @@ where
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.project();
-        let node: &Arc<Node> = &this.guard.0;
+        let mut this = self.project();
         let outcome = match this.draining.take() {
             Some(outcome) => *outcome,
             None => {
-                let Poll::Ready(settled) = this.guarded.poll(cx) else {
+                let Poll::Ready(settled) = this.guarded.as_mut().poll(cx) else {
                     return Poll::Pending;
                 };
+                let node = this.guarded.node();
                 node.set_settled();
                 classify(node, settled, this.split.take())
             }
         };
+        let node = this.guarded.node();
         if node.had_children() && !node.poll_children_done(cx.waker()) {
             *this.draining = Some(Box::new(outcome));
             return Poll::Pending;

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::error::{FailureKind, PanicPayload, TaskError, TaskFailure};
 use crate::node::sync::Arc;
-use crate::node::{FinishOnDrop, Guarded, Node, NodeKind, Settled};
+use crate::node::{Guarded, Node, NodeKind, Settled};
 use crate::outcome::Outcome;
 use crate::reason::{CancelKind, CancelReason, IntoCancelReason};
 
@@ -327,7 +327,6 @@ where
         shielded = kind == NodeKind::Shield,
     );
     let task = TaskFuture {
-        guarded: Guarded::new(node.clone(), fut),
         split: Some(split),
         // Out of line, and only when a subscriber wants the span: the
         // task's future stays small, and every byte of it is paid per task.
@@ -337,7 +336,8 @@ where
                 draining: None,
             })
         }),
-        guard: FinishOnDrop(node.clone()),
+        // Finishes the node when dropped, as a task's node ends with it.
+        guarded: Guarded::new(node.clone(), fut),
     };
     // With tokio's unstable API, the task carries its tethered name into
     // tokio's own task span (and so into tokio-console).
@@ -396,13 +396,14 @@ pin_project! {
     /// arguments apart from its locals, so the user's future would take its
     /// room twice in every task.
     struct TaskFuture<F: Future, S, T, E> {
-        #[pin]
-        guarded: Guarded<F>,
         split: Option<Split<S, E>>,
         // What few tasks need, out of line so that it costs the others 8
         // bytes.
         extra: Option<Box<Extra<T, E>>>,
-        guard: FinishOnDrop,
+        // Last, so dropped last: the task's node finishes once everything
+        // else the task held is gone.
+        #[pin]
+        guarded: Guarded<F>,
     }
 }
 
@@ -428,13 +429,13 @@ where
             None => (None, None),
         };
         let entered = span.map(tracing::Span::enter);
-        let node = &this.guard.0;
         let outcome = match draining {
             Some(outcome) => outcome,
             None => {
                 let Poll::Ready(settled) = this.guarded.as_mut().poll(cx) else {
                     return Poll::Pending;
                 };
+                let node = this.guarded.node();
                 // Detached, and ending on another worker than the one that
                 // spawned it, a task leaves its memory to its node to free
                 // (see `Node::settle_task`). One that waited left its waker
@@ -447,6 +448,7 @@ where
                 classify(node, settled, this.split.take())
             }
         };
+        let node = this.guarded.node();
         if node.had_children() && !node.poll_children_done(cx.waker()) {
             drop(entered);
             let extra = this.extra.get_or_insert_with(|| {

@@ -9,7 +9,7 @@ use std::task::{Context, Poll, Waker};
 use pin_project_lite::pin_project;
 
 use super::sync::Arc;
-use super::{Node, enter};
+use super::{Node, NodeKind, enter};
 use crate::error::{FailureKind, PanicPayload, TaskFailure};
 
 /// How a guarded future ended.
@@ -66,6 +66,18 @@ pin_project! {
                     report_drop_panic(node, PanicPayload::new(payload));
                 }
             }
+            // A task's node (a local child's too) ends with its future:
+            // however it ended, and even when it was never polled (the
+            // runtime dropped it at shutdown), or the node's parent would
+            // wait for it, and the tree show it, forever. Once the future is
+            // dropped, so that its `Drop` code ran under a live node. Scopes,
+            // supervisors and cleanup phases finish their nodes themselves,
+            // after their children.
+            if let Some(node) = this.node.as_ref()
+                && matches!(node.kind(), NodeKind::Task | NodeKind::Shield)
+            {
+                node.finish();
+            }
         }
     }
 }
@@ -81,6 +93,13 @@ impl<F> Guarded<F> {
 }
 
 impl<F> Guarded<F> {
+    /// The node the future runs as.
+    pub(crate) fn node(&self) -> &Arc<Node> {
+        self.node
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("a node is taken only while its future is polled"))
+    }
+
     /// Whether the future has waited (returned `Pending`): its node then
     /// holds its task's waker, unless a cancellation took it since.
     pub(crate) fn waited(&self) -> bool {
