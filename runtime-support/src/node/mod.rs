@@ -32,6 +32,7 @@
 mod guarded;
 #[cfg(all(test, tethered_loom))]
 mod loom_models;
+mod registry;
 pub(crate) mod sync;
 
 use std::borrow::Cow;
@@ -43,10 +44,10 @@ use std::panic::Location;
 use std::sync::atomic::AtomicU32;
 use std::task::Waker;
 
-use slab::Slab;
 use tokio::time::Instant;
 
 pub(crate) use guarded::{Guarded, Settled};
+use registry::Registry;
 use sync::{Arc, AtomicU64, Mutex, Ordering, lock};
 
 use crate::error::TaskFailure;
@@ -235,7 +236,7 @@ struct Inner {
 
 #[derive(Default)]
 struct Family {
-    children: Slab<Arc<Node>>,
+    children: Registry<Arc<Node>>,
     /// Ended children a sweep removed, kept for the next registrations to
     /// use again (see [`Node::register`]). Emptied when the node finishes:
     /// each holds this node as its parent.
@@ -317,8 +318,8 @@ impl Inner {
 }
 
 /// Scopes with no tethered node around them (roots of [`crate::tree()`]).
-fn roots() -> &'static std::sync::Mutex<Slab<Arc<Node>>> {
-    static ROOTS: std::sync::OnceLock<std::sync::Mutex<Slab<Arc<Node>>>> =
+fn roots() -> &'static std::sync::Mutex<Registry<Arc<Node>>> {
+    static ROOTS: std::sync::OnceLock<std::sync::Mutex<Registry<Arc<Node>>>> =
         std::sync::OnceLock::new();
     ROOTS.get_or_init(Default::default)
 }
@@ -432,9 +433,9 @@ impl Node {
             ) {
                 parent.sweep(family);
             }
-            let entry = family.children.vacant_entry();
+            let key = family.children.next_key();
             // The node is new to everyone: its key goes in with its kind.
-            let state = kind.bits() | slot_bits(entry.key());
+            let state = kind.bits() | slot_bits(key);
             // A spare if one is free, a new node otherwise.
             let node = loop {
                 let Some(mut spare) = family.spares.pop_front() else {
@@ -447,7 +448,7 @@ impl Node {
                 // Still held (by a handle, or by its task finishing on
                 // another worker): let it go.
             };
-            entry.insert(node.clone());
+            family.children.insert(node.clone());
             if !parent.has(HAD_CHILDREN) {
                 parent.state.fetch_or(HAD_CHILDREN, Ordering::Release);
             }
@@ -1078,7 +1079,7 @@ impl Node {
         match &self.parent {
             None => {
                 if slot != NO_SLOT {
-                    lock_std(roots()).try_remove(slot as usize);
+                    lock_std(roots()).remove(slot as usize);
                 }
             }
             Some(parent) => {
@@ -1189,7 +1190,7 @@ impl Node {
         let keep = self.state.load(Ordering::SeqCst) & DONE == 0;
         let before = family.children.len();
         let spares = &mut family.spares;
-        family.children.retain(|_, child| {
+        family.children.retain(|child| {
             if child.state.load(Ordering::SeqCst) & DONE == 0 {
                 return true;
             }
@@ -1284,8 +1285,8 @@ pub(crate) fn root_nodes() -> Vec<Arc<Node>> {
     snapshot(&lock_std(roots()))
 }
 
-fn snapshot(children: &Slab<Arc<Node>>) -> Vec<Arc<Node>> {
-    children.iter().map(|(_, child)| child.clone()).collect()
+fn snapshot(children: &Registry<Arc<Node>>) -> Vec<Arc<Node>> {
+    children.values().cloned().collect()
 }
 
 /// A registry key as stored in a node's `state`: plus one, so that 0 means
