@@ -66,13 +66,14 @@ pin_project! {
                     report_drop_panic(node, PanicPayload::new(payload));
                 }
             }
-            // A task's node (a local child's too) ends with its future:
-            // however it ended, and even when it was never polled (the
-            // runtime dropped it at shutdown), or the node's parent would
-            // wait for it, and the tree show it, forever. Once the future is
-            // dropped, so that its `Drop` code ran under a live node. Scopes,
-            // supervisors and cleanup phases finish their nodes themselves,
-            // after their children.
+            // A task's node (a local child's too) ends with its future,
+            // however it ended and even when it was never polled (the
+            // runtime dropped it at shutdown): otherwise the node's parent
+            // would wait for it, and the tree show it, forever. It ends
+            // here, after the future was dropped, so that the future's
+            // `Drop` code ran under a live node. Scopes, supervisors and
+            // cleanup phases finish their nodes themselves, after their
+            // children.
             if let Some(node) = this.node.as_ref()
                 && matches!(node.kind(), NodeKind::Task | NodeKind::Shield)
             {

@@ -209,8 +209,8 @@ pub(crate) struct Node {
     /// [`crate::wait`]); 0 for none. In the room the node has left.
     waiting: AtomicU32,
     /// The thread the node was made on, which for a task is the thread that
-    /// spawned it (see [`this_thread`]). In the room the node has left, the
-    /// other half of the word `waiting` is in.
+    /// spawned it (see [`this_thread`]). In the 4 bytes beside `waiting`
+    /// that the node had to spare.
     born_on: u32,
     /// The tokio task a task node runs as, to find it in tokio's task
     /// dumps.
