@@ -35,6 +35,9 @@ pin_project! {
     /// polled on as if not cancelled, so that the scope's error reaches the
     /// future, which can return it. The cancellation stays pending: it
     /// takes effect at the first `.await` that is not inside such a scope.
+    ///
+    /// Dropped, it finishes a task's node (a spawned or local child's),
+    /// whose future it is: the task's node ends with it.
     pub(crate) struct Guarded<F> {
         // `None` only while the node is entered (moved into the thread-local).
         node: Option<Arc<Node>>,
@@ -91,9 +94,7 @@ impl<F> Guarded<F> {
             fut: Some(fut),
         }
     }
-}
 
-impl<F> Guarded<F> {
     /// The node the future runs as.
     pub(crate) fn node(&self) -> &Arc<Node> {
         self.node
