@@ -15,13 +15,18 @@
 //! # Polling order
 //!
 //! Each time the scope's future is polled: its timeout, then the body, then
-//! every local child that was woken since the last poll (or is new), in the
-//! order they were woken ([`FuturesUnordered`]). A child that keeps waking
-//! itself is polled once per round, and the round ends by yielding to the
-//! runtime once every child has had its turn: one busy child cannot starve
-//! its siblings, the body, or the other tasks of the thread. After the body
-//! has returned, the scope goes on polling its local children while it
-//! waits for all of its children.
+//! one round of the local children: every one woken since the last round,
+//! in the order they were woken, then the new ones, in the order they were
+//! started, each polled once. A child woken during the round (itself or by
+//! a sibling) waits for the next one, which comes after the scope's task
+//! has yielded to the runtime: one busy child cannot starve its siblings,
+//! the body, or the other tasks of the thread. After the body has
+//! returned, the scope goes on polling its local children while it waits
+//! for all of its children.
+//!
+//! A local child's waker is its node in the task tree (see
+//! `node/local.rs`): waking it queues the child, by its key, for its
+//! scope's next round.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -31,15 +36,14 @@ use std::ops::Deref;
 use std::panic::Location;
 use std::pin::Pin;
 use std::sync::Mutex;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
 use pin_project_lite::pin_project;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::error::TaskError;
-use crate::node::{Guarded, Node, NodeKind};
+use crate::node::{Guarded, Node};
 use crate::outcome::Outcome;
 use crate::scope::{Holder, PollLocal, Scope, never_failed};
 use crate::task::{Split, TaskHandle, classify};
@@ -147,8 +151,9 @@ impl LocalMode for NonSend {
 /// Polls the children that are due. Not part of the API.
 #[doc(hidden)]
 pub trait PollChildren {
-    /// Polls the children that were woken, or are new.
-    fn poll_children(&self, cx: &mut Context<'_>);
+    /// Polls, once each, the children of `scope` that were woken, or are
+    /// new.
+    fn poll_children(&self, scope: &Scope, cx: &mut Context<'_>);
 }
 
 /// Takes a child in. Not part of the API: what it says is which futures a
@@ -162,15 +167,87 @@ pub trait PollChildren {
 )]
 pub trait Holds<'env, C>: LocalMode {
     /// Adds `child`, to be polled at the scope's next poll.
-    fn push(children: &Self::Children<'env>, child: C);
+    fn push(children: &Self::Children<'env>, key: usize, child: C);
 }
 
 /// What the body of a [`Sendable`] local scope returns: its future, boxed
 /// (see [`Scope::run_local`] for why).
 pub type SendBody<'s, T> = Pin<Box<dyn Future<Output = T> + Send + 's>>;
 
-type SendSet<'env> = FuturesUnordered<Pin<Box<dyn Future<Output = ()> + Send + 'env>>>;
-type NonSendSet<'env> = FuturesUnordered<Pin<Box<dyn Future<Output = ()> + 'env>>>;
+/// A local child as its scope polls it, whatever its future's type. Not
+/// part of the API.
+#[doc(hidden)]
+pub trait Polled {
+    /// Polls the child with its own waker; `Ready` once it has ended.
+    fn poll_child(self: Pin<&mut Self>) -> Poll<()>;
+}
+
+/// A scope's local children, by key: their nodes' keys in the scope node's
+/// registry. In chunks, so that growing moves no child and frees no memory
+/// for the allocator to merge back; a key's chunk is `key / CHUNK`.
+struct Children<C: ?Sized> {
+    chunks: Vec<Box<Chunk<C>>>,
+    /// The keys of the round being polled (kept to reuse its memory).
+    round: Vec<u32>,
+}
+
+/// How many local children a chunk holds.
+const CHUNK: usize = 64;
+
+/// A chunk of a scope's local children: a slot per key.
+type Chunk<C> = [Option<Pin<Box<C>>>; CHUNK];
+
+impl<C: ?Sized> Default for Children<C> {
+    fn default() -> Self {
+        Children {
+            chunks: Vec::new(),
+            round: Vec::new(),
+        }
+    }
+}
+
+impl<C: Polled + ?Sized> Children<C> {
+    /// Adds `child` under `key`, its node's: the node queued it already
+    /// (see `Node::new_local`).
+    fn insert(&mut self, key: usize, child: Pin<Box<C>>) {
+        while self.chunks.len() <= key / CHUNK {
+            self.chunks.push(Box::new([const { None }; CHUNK]));
+        }
+        let slot = &mut self.chunks[key / CHUNK][key % CHUNK];
+        // A key is a registered node's, and a child leaves its slot before
+        // its node leaves the registry: the slot is free.
+        debug_assert!(slot.is_none(), "two local children under key {key}");
+        *slot = Some(child);
+    }
+
+    fn slot(&mut self, key: usize) -> Option<&mut Option<Pin<Box<C>>>> {
+        Some(&mut self.chunks.get_mut(key / CHUNK)?[key % CHUNK])
+    }
+
+    /// One round: the children woken or started since the last one, in
+    /// that order, each polled once; those that end are dropped (their
+    /// nodes end then).
+    fn poll_round(&mut self, scope: &Node, cx: &mut Context<'_>) {
+        let mut round = std::mem::take(&mut self.round);
+        scope.take_woken_local(cx.waker(), &mut round);
+        for &key in &round {
+            // Empty when woken after it ended.
+            let Some(slot) = self.slot(key as usize) else {
+                continue;
+            };
+            if let Some(child) = slot
+                && child.as_mut().poll_child().is_ready()
+            {
+                *slot = None;
+            }
+        }
+        round.clear();
+        self.round = round;
+    }
+}
+
+type SendSet<'env> = Children<dyn Polled + Send + 'env>;
+type NonSendSet<'env> = Children<dyn Polled + 'env>;
 
 /// A [`Sendable`] scope's children. Not part of the API.
 ///
@@ -200,33 +277,33 @@ impl fmt::Debug for NonSendChildren<'_> {
 
 impl<'env, C> Holds<'env, C> for Sendable
 where
-    C: Future<Output = ()> + Send + 'env,
+    C: Polled + Send + 'env,
 {
-    fn push(children: &SendChildren<'env>, child: C) {
-        lock(&children.0).push(Box::pin(child));
+    fn push(children: &SendChildren<'env>, key: usize, child: C) {
+        lock(&children.0).insert(key, Box::pin(child));
     }
 }
 
 impl<'env, C> Holds<'env, C> for NonSend
 where
-    C: Future<Output = ()> + 'env,
+    C: Polled + 'env,
 {
-    fn push(children: &NonSendChildren<'env>, child: C) {
-        children.0.borrow_mut().push(Box::pin(child));
+    fn push(children: &NonSendChildren<'env>, key: usize, child: C) {
+        children.0.borrow_mut().insert(key, Box::pin(child));
     }
 }
 
 impl PollChildren for SendChildren<'_> {
-    fn poll_children(&self, cx: &mut Context<'_>) {
-        drain(&mut lock(&self.0), cx);
+    fn poll_children(&self, scope: &Scope, cx: &mut Context<'_>) {
+        lock(&self.0).poll_round(scope.node(), cx);
     }
 }
 
 impl PollChildren for NonSendChildren<'_> {
-    fn poll_children(&self, cx: &mut Context<'_>) {
+    fn poll_children(&self, scope: &Scope, cx: &mut Context<'_>) {
         // Never borrowed already: children cannot reach their scope (they
         // outlive no borrow of it), so none spawns while the set is polled.
-        drain(&mut self.0.borrow_mut(), cx);
+        self.0.borrow_mut().poll_round(scope.node(), cx);
     }
 }
 
@@ -234,16 +311,6 @@ fn lock<'a, T>(mutex: &'a Mutex<T>) -> std::sync::MutexGuard<'a, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Polls the set until none of its children is ready: each child that
-/// ends is taken out; `Pending` means every child is waiting, or the set
-/// yielded after giving each its turn (it has woken the task again).
-fn drain<F: Future<Output = ()> + ?Sized>(
-    set: &mut FuturesUnordered<Pin<Box<F>>>,
-    cx: &mut Context<'_>,
-) {
-    while let Poll::Ready(Some(())) = set.poll_next_unpin(cx) {}
 }
 
 impl<'env, M: LocalMode> Holder for LocalScope<'env, M> {
@@ -266,8 +333,8 @@ impl<'env, M: LocalMode> Holder for LocalScope<'env, M> {
 }
 
 impl<C: PollChildren> PollLocal for C {
-    fn poll_local(&self, cx: &mut Context<'_>) {
-        self.poll_children(cx);
+    fn poll_local(&self, scope: &Scope, cx: &mut Context<'_>) {
+        self.poll_children(scope, cx);
     }
 }
 
@@ -429,20 +496,16 @@ impl<'env, M: LocalMode> LocalScope<'env, M> {
         S: FnOnce(F::Output) -> Result<T, E>,
         M: Holds<'env, LocalChild<F, S, T, E>>,
     {
-        let node = Node::new(
-            NodeKind::Task,
-            name,
-            Location::caller(),
-            Instant::now(),
-            Some(self.scope.node().clone()),
-        );
+        let node = Node::new_local(name, Location::caller(), Instant::now(), self.scope.node());
         let (ended, outcome) = oneshot::channel();
         M::push(
             &self.children,
+            node.local_key(),
             LocalChild {
                 split: Some(split),
                 draining: None,
                 ended: Some(ended),
+                waker: Node::local_waker(&node),
                 // Finishes the node when dropped, as a task's node ends
                 // with it.
                 guarded: Guarded::new(node.clone(), fut),
@@ -481,6 +544,8 @@ pin_project! {
         split: Option<Split<S, E>>,
         draining: Option<Box<Outcome<T, E>>>,
         ended: Option<oneshot::Sender<Outcome<T, E>>>,
+        // Its node's waker (see `node/local.rs`).
+        waker: Waker,
         // Last, so dropped last: the child's node finishes once everything
         // else it held is gone.
         #[pin]
@@ -488,15 +553,15 @@ pin_project! {
     }
 }
 
-impl<F, S, T, E> Future for LocalChild<F, S, T, E>
+impl<F, S, T, E> Polled for LocalChild<F, S, T, E>
 where
     F: Future,
     S: FnOnce(F::Output) -> Result<T, E>,
 {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll_child(self: Pin<&mut Self>) -> Poll<()> {
         let mut this = self.project();
+        let cx = &mut Context::from_waker(this.waker);
+        this.guarded.node().unqueue();
         let outcome = match this.draining.take() {
             Some(outcome) => *outcome,
             None => {

@@ -409,7 +409,7 @@ async fn drive<Fut: Future>(
         // The body first: the children it spawned in this poll are polled
         // in the same one.
         if polled.is_pending() {
-            local.poll_local(cx);
+            local.poll_local(scope, cx);
         }
         polled
     })
@@ -431,13 +431,13 @@ pub(crate) trait Holder {
 
 /// A scope's local children, polled whenever the scope's future is.
 pub(crate) trait PollLocal {
-    /// Polls the children that were woken (or are new).
-    fn poll_local(&self, cx: &mut Context<'_>);
+    /// Polls the children of `scope` that were woken (or are new).
+    fn poll_local(&self, scope: &Scope, cx: &mut Context<'_>);
 }
 
 /// A plain scope has no local children.
 impl PollLocal for () {
-    fn poll_local(&self, _cx: &mut Context<'_>) {}
+    fn poll_local(&self, _scope: &Scope, _cx: &mut Context<'_>) {}
 }
 
 impl Holder for Scope {
@@ -730,7 +730,7 @@ impl Scope {
     async fn wait_children(&self, mut deadline: Pin<&mut Deadline>, local: &impl PollLocal) {
         poll_fn(|cx| {
             deadline.as_mut().poll_expired(cx, &self.node);
-            local.poll_local(cx);
+            local.poll_local(self, cx);
             if self.node.poll_children_done(cx.waker()) {
                 Poll::Ready(())
             } else {

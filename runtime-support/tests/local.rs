@@ -386,3 +386,112 @@ fn a_leaked_scope_leaks_its_local_children_and_nothing_dangles() {
     assert_eq!(polls.load(Ordering::SeqCst), polled);
     assert_eq!(drops.load(Ordering::SeqCst), 0);
 }
+
+/// A `Send` scope's local child waits for a value sent from a task on
+/// another worker: the wake comes from that worker, and the child runs
+/// again in its scope's next round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_child_woken_from_another_worker_runs_again() {
+    let answer = tokio::spawn(async {
+        Scope::run_local(|scope| {
+            Box::pin(async {
+                let mut handles = Vec::new();
+                let mut senders = Vec::new();
+                for n in 0..50u64 {
+                    let (tx, rx) = tokio::sync::oneshot::channel::<u64>();
+                    senders.push(tx);
+                    handles.push(scope.spawn_local(async move { rx.await.unwrap() + n }));
+                }
+                // Sent from other tasks, on whichever worker they run.
+                for (n, tx) in senders.into_iter().enumerate() {
+                    tokio::spawn(async move { tx.send(n as u64).unwrap() });
+                }
+                let mut sum = 0;
+                for handle in handles {
+                    sum += handle.join().await.unwrap();
+                }
+                sum
+            })
+        })
+        .await
+        .unwrap()
+    });
+    // A lost wake-up would hang here: the guard turns it into a failure.
+    let sum = tokio::time::timeout(secs(30), answer)
+        .await
+        .expect("a local child's wake-up was lost")
+        .unwrap();
+    assert_eq!(sum, 2 * (0..50).sum::<u64>());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn local_children_are_polled_in_the_order_they_were_woken() {
+    let log = Log::new();
+    Scope::run_local(|scope| {
+        Box::pin(async {
+            let mut senders = Vec::new();
+            let mut handles = Vec::new();
+            for name in ["a", "b", "c"] {
+                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                senders.push(tx);
+                let log = &log;
+                handles.push(scope.spawn_local(async move {
+                    rx.await.unwrap();
+                    log.push(name);
+                }));
+            }
+            // Their first round: each starts waiting.
+            tokio::task::yield_now().await;
+            // Woken c, then b, then a, all before the next round.
+            for tx in senders.into_iter().rev() {
+                tx.send(()).unwrap();
+            }
+            for handle in handles {
+                handle.join().await.unwrap();
+            }
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(log.names(), ["c", "b", "a"]);
+}
+
+/// A local child's waker outlives the child: woken after the child has
+/// ended, and after later children were started in its place, it wakes
+/// nothing, and every later child still runs to its end.
+#[tokio::test(flavor = "current_thread")]
+async fn the_waker_of_an_ended_local_child_wakes_nothing() {
+    let total = Scope::run_local(|scope| {
+        Box::pin(async {
+            let kept = scope
+                .spawn_local(std::future::poll_fn(|cx| {
+                    std::task::Poll::Ready(cx.waker().clone())
+                }))
+                .join()
+                .await
+                .unwrap();
+            let mut total = 0;
+            // Enough ended children for their scope to let them go, and
+            // their keys to be taken again.
+            for round in 0..4u64 {
+                let (tx, rx) = tokio::sync::oneshot::channel::<u64>();
+                let mut handles: Vec<_> = (0..40u64)
+                    .map(|n| scope.spawn_local(async move { n }))
+                    .collect();
+                handles.push(scope.spawn_local(async move { rx.await.unwrap() }));
+                kept.wake_by_ref();
+                tokio::task::yield_now().await;
+                kept.wake_by_ref();
+                tx.send(round).unwrap();
+                for handle in handles {
+                    total += handle.join().await.unwrap();
+                }
+            }
+            kept.wake();
+            total
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(total, 4 * (0..40).sum::<u64>() + (0..4).sum::<u64>());
+}

@@ -226,3 +226,50 @@ fn loom_an_orphan_ends_after_its_parent() {
         assert!(scope.children().is_empty());
     });
 }
+
+/// A local child is woken from another thread while its scope's task polls
+/// its rounds: the wake is never lost. Either the round that polls the
+/// child comes after the wake (and sees what the waker did before waking),
+/// or the wake queues the child again and wakes the scope's task, whose
+/// next round polls it. A lost wake-up leaves the scope waiting forever,
+/// which loom reports as a deadlock.
+#[test]
+fn loom_a_local_child_woken_from_another_thread_is_polled_again() {
+    bounded().check(|| {
+        let scope = scope();
+        let local = Node::new_local(
+            None,
+            Location::caller(),
+            tokio::time::Instant::now(),
+            &scope,
+        );
+        let ready = Arc::new(AtomicBool::new(false));
+
+        let waker = {
+            let waker = Node::local_waker(&local);
+            let ready = ready.clone();
+            thread::spawn(move || {
+                ready.store(true, Ordering::SeqCst);
+                waker.wake();
+            })
+        };
+
+        // The scope's task: a round at each poll, the child's "poll" ending
+        // it once it sees `ready`.
+        let mut round = Vec::new();
+        loom::future::block_on(poll_fn(|cx| {
+            scope.take_woken_local(cx.waker(), &mut round);
+            for key in round.drain(..) {
+                assert_eq!(key as usize, local.local_key());
+                local.unqueue();
+                if ready.load(Ordering::SeqCst) {
+                    return Poll::Ready(());
+                }
+            }
+            Poll::Pending
+        }));
+        waker.join().unwrap();
+        local.finish();
+        scope.finish();
+    });
+}

@@ -30,6 +30,7 @@
 //! allocator's lock.
 
 mod guarded;
+mod local;
 #[cfg(all(test, tethered_loom))]
 mod loom_models;
 mod registry;
@@ -103,8 +104,15 @@ const DETACHED: u64 = 1 << 11;
 /// a task that failed (its end is in its scope's account with its failure).
 /// Bit 15: the kind takes bits 12 to 14.
 const FAILED: u64 = 1 << 15;
+/// A local child's node (see [`crate::LocalScope`]): it is its future's
+/// waker, and waking it queues the child for its scope to poll (see
+/// `local.rs` in this module). Bit 44: the registry key takes bits 16 to 43.
+const LOCAL: u64 = 1 << 44;
+/// A local child that is queued to be polled (or new, and about to be):
+/// waking it again queues nothing more.
+const QUEUED: u64 = 1 << 45;
 /// A task whose future completed (rather than being cancelled), for its
-/// scope's account. Bit 46: the registry key takes bits 16 to 45.
+/// scope's account.
 const COMPLETED: u64 = 1 << 46;
 /// A scope that keeps an account of every child's end, the completed ones
 /// too (see [`crate::ScopeReport`]): its children end under its lock.
@@ -140,7 +148,7 @@ fn sweep_due(ended: i32, registered: usize) -> bool {
 
 // A node's `state` packs, in one word that every task reads and writes:
 // the flags above (bits 0 to 11, 15, 46 and 47), the node's kind (12 to
-// 14), its key in its parent's registry plus one (16 to 45; 0 before it is
+// 14), its key in its parent's registry plus one (16 to 43; 0 before it is
 // registered) and its
 // count of ended children not yet removed from its registry (48 to 63, a
 // wrapping `i16`: it stays within a few thousand of 0, see `ENDED_MAX`).
@@ -149,8 +157,8 @@ fn sweep_due(ended: i32, registered: usize) -> bool {
 // in one read-modify-write.
 const KIND_SHIFT: u32 = 12;
 const SLOT_SHIFT: u32 = 16;
-/// The registry key's 30 bits, once shifted down.
-const SLOT_MASK: u32 = (1 << 30) - 1;
+/// The registry key's 28 bits, once shifted down.
+const SLOT_MASK: u32 = (1 << 28) - 1;
 const ENDED_SHIFT: u32 = 48;
 const ENDED_ONE: u64 = 1 << ENDED_SHIFT;
 
@@ -260,6 +268,12 @@ struct Family {
     /// Why the node was asked to stop, when it was cancelled after that
     /// (otherwise the one reason is in [`Inner::first`]).
     stop_reason: Option<CancelReason>,
+    /// The local children woken since the scope last polled them, by key,
+    /// in the order they were woken (see `local.rs` in this module).
+    woken: Vec<u32>,
+    /// The waker of the task polling this node's local children, which a
+    /// local child's wake takes.
+    local_waker: Option<Waker>,
 }
 
 impl Inner {
@@ -346,7 +360,7 @@ impl Node {
                 node.state.fetch_or(slot_bits(key), Ordering::Relaxed);
                 node
             }
-            Some(parent) => Node::register(kind, name, location, started, &parent, false)
+            Some(parent) => Node::register(kind, 0, name, location, started, &parent, false)
                 .unwrap_or_else(|| unreachable!("registration only fails when asked to check")),
         }
     }
@@ -360,7 +374,7 @@ impl Node {
         started: Instant,
         parent: &Arc<Node>,
     ) -> Option<Arc<Node>> {
-        Node::register(kind, name, location, started, parent, true)
+        Node::register(kind, 0, name, location, started, parent, true)
     }
 
     /// A new node whose `state` word starts as given (its kind, and its
@@ -413,8 +427,11 @@ impl Node {
         self.born_on = this_thread();
     }
 
+    /// Registers a new node of `kind` under `parent`, its state word
+    /// starting with `flags` too.
     fn register(
         kind: NodeKind,
+        flags: u64,
         name: Option<Cow<'static, str>>,
         location: &'static Location<'static>,
         started: Instant,
@@ -435,7 +452,7 @@ impl Node {
             }
             let key = family.children.next_key();
             // The node is new to everyone: its key goes in with its kind.
-            let state = kind.bits() | slot_bits(key);
+            let state = kind.bits() | flags | slot_bits(key);
             // A spare if one is free, a new node otherwise.
             let node = loop {
                 let Some(mut spare) = family.spares.pop_front() else {
@@ -449,6 +466,10 @@ impl Node {
                 // another worker): let it go.
             };
             family.children.insert(node.clone());
+            if flags & LOCAL != 0 {
+                // Queued as it starts (see `Node::new_local`).
+                family.woken.push(slot_of(key));
+            }
             if !parent.has(HAD_CHILDREN) {
                 parent.state.fetch_or(HAD_CHILDREN, Ordering::Release);
             }
@@ -642,7 +663,7 @@ impl Node {
             // ended and waits in its parent's registry to be removed.
             return None;
         }
-        let (waker, stop_wakers, children) = {
+        let (waker, stop_wakers, children, local) = {
             let mut inner = lock(&self.inner);
             let state = self.state.load(Ordering::Acquire);
             if let Some(kept) = inner.cancel_reason(state) {
@@ -687,9 +708,13 @@ impl Node {
                 inner.waker.take(),
                 inner.take_stop_wakers(),
                 inner.children(),
+                state & LOCAL != 0,
             )
         };
         wake_all(waker, stop_wakers);
+        if local {
+            self.wake_local();
+        }
         Some(children)
     }
 
@@ -933,12 +958,18 @@ impl Node {
     /// the node is already cancelled, in which case nothing is stored and the
     /// caller must act on the cancellation now: checking under the same lock
     /// that `cancel` takes means no wake-up can fall between the two.
+    ///
+    /// A local child's node keeps no waker: it is its future's waker, and
+    /// a cancellation wakes it as such (see [`Node::wake_local`]).
     pub(crate) fn register_waker(&self, waker: &Waker) -> bool {
         let mut inner = lock(&self.inner);
-        if self.has(CANCELLED) {
+        let state = self.state.load(Ordering::Acquire);
+        if state & CANCELLED != 0 {
             return true;
         }
-        store_waker(&mut inner.waker, waker);
+        if state & LOCAL == 0 {
+            store_waker(&mut inner.waker, waker);
+        }
         false
     }
 
@@ -1064,8 +1095,12 @@ impl Node {
     /// also dropped on the spawning worker, which allocated them.
     pub(crate) fn finish(&self) {
         // `SeqCst`, as the parent's read of it in `sweep`: see below.
-        if self.state.fetch_or(DONE, Ordering::SeqCst) & DONE != 0 {
+        let state = self.state.fetch_or(DONE, Ordering::SeqCst);
+        if state & DONE != 0 {
             return;
+        }
+        if state & LOCAL != 0 {
+            self.release_own_wakers();
         }
         if self.has(HAD_CHILDREN) {
             // Ended children still registered hold this node as their
@@ -1186,28 +1221,38 @@ impl Node {
     /// this node's, under its lock), keeping some as spares while the node
     /// runs.
     fn sweep(&self, family: &mut Family) {
-        // A finished node keeps none: they would keep it alive.
-        let keep = self.state.load(Ordering::SeqCst) & DONE == 0;
+        let state = self.state.load(Ordering::SeqCst);
         let before = family.children.len();
+        // As many spares as there are live children (as many as the ends to
+        // come before the next sweep, at most), estimated from the ends
+        // this node was told of, so that no child is made a spare only to
+        // be let go below; none once the node has finished: they would keep
+        // it alive.
+        let live =
+            usize::try_from(ended_in(state)).map_or(before, |ended| before.saturating_sub(ended));
+        let wanted = if state & DONE == 0 {
+            live.max(SPARES)
+        } else {
+            0
+        };
         let spares = &mut family.spares;
-        family.children.retain(|child| {
-            if child.state.load(Ordering::SeqCst) & DONE == 0 {
-                return true;
-            }
-            if keep {
-                if let Some(ended) = Arc::get_mut(child) {
-                    ended.retire();
+        family.children.remove_where(
+            |child| child.state.load(Ordering::SeqCst) & DONE != 0,
+            |mut ended| {
+                if spares.len() < wanted {
+                    if let Some(unshared) = Arc::get_mut(&mut ended) {
+                        unshared.retire();
+                    }
+                    spares.push_back(ended);
                 }
-                spares.push_back(child.clone());
-            }
-            false
-        });
-        // As many as there are live children: as many as the ends to come
-        // before the next sweep, at most. None once the node has finished.
+            },
+        );
+        // The spares kept from earlier sweeps too, now that the live
+        // children are known.
         let live = family.children.len();
         family
             .spares
-            .truncate(if keep { live.max(SPARES) } else { 0 });
+            .truncate(if wanted == 0 { 0 } else { live.max(SPARES) });
         let removed = before - live;
         if removed > 0 {
             // Wrapping, as the count is read: exact while it stays in range.
@@ -1295,14 +1340,14 @@ fn slot_bits(key: usize) -> u64 {
     u64::from(slot_of(key).wrapping_add(1)) << SLOT_SHIFT
 }
 
-/// A registry key as a `u32` of 30 bits. A registry holds live children,
-/// each an allocation of its own of over a hundred bytes: a billion of them
-/// do not fit in any memory this runs in, so the key always fits.
+/// A registry key as a `u32` of 28 bits. A registry holds live children,
+/// each a node of over a hundred bytes beside its task's own memory: 2^28
+/// of them under one node would take some 90 GB before the key ran out.
 fn slot_of(key: usize) -> u32 {
     u32::try_from(key)
         .ok()
         .filter(|&key| key < SLOT_MASK)
-        .unwrap_or_else(|| unreachable!("over 2^30 live children under one node"))
+        .unwrap_or_else(|| unreachable!("over 2^28 live children under one node"))
 }
 
 /// The instant node ages are counted from, as a `std` instant: tokio's

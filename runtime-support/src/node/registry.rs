@@ -67,15 +67,18 @@ impl<T> Registry<T> {
         Some(value)
     }
 
-    /// Keeps the values for which `keep` returns `true`, in key order.
-    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&mut T) -> bool) {
+    /// Removes the values for which `remove` returns `true`, in key order,
+    /// handing each to `removed`.
+    pub(crate) fn remove_where(
+        &mut self,
+        mut remove: impl FnMut(&T) -> bool,
+        mut removed: impl FnMut(T),
+    ) {
         for key in 0..self.slots.len() {
-            let Some(value) = self.slots[key].as_mut() else {
-                continue;
-            };
-            if !keep(value) {
-                self.slots[key] = None;
+            let slot = &mut self.slots[key];
+            if let Some(value) = slot.take_if(|value| remove(value)) {
                 self.vacate(key);
+                removed(value);
             }
         }
     }
@@ -87,7 +90,7 @@ impl<T> Registry<T> {
 
     fn vacate(&mut self, key: usize) {
         self.len -= 1;
-        // A node's key is 30 bits (see `SLOT_MASK`).
+        // A node's key is 28 bits (see `SLOT_MASK`).
         let key = u32::try_from(key).unwrap_or_else(|_| unreachable!("a key past 2^32"));
         self.free.push(key);
     }
@@ -117,12 +120,14 @@ mod tests {
     }
 
     #[test]
-    fn retain_frees_the_keys_it_drops() {
+    fn remove_where_hands_over_what_it_removes_and_frees_their_keys() {
         let mut registry = Registry::default();
         for n in 0..6 {
             registry.insert(n);
         }
-        registry.retain(|n| *n % 2 == 0);
+        let mut removed = Vec::new();
+        registry.remove_where(|n| n % 2 == 1, |n| removed.push(n));
+        assert_eq!(removed, [1, 3, 5]);
         assert_eq!(registry.len(), 3);
         assert_eq!(registry.get(1), None);
         assert_eq!(registry.get(2), Some(&2));
