@@ -15,14 +15,13 @@
 //! # Polling order
 //!
 //! Each time the scope's future is polled: its timeout, then the body, then
-//! one round of the local children: every one woken since the last round,
-//! in the order they were woken, then the new ones, in the order they were
-//! started, each polled once. A child woken during the round (itself or by
-//! a sibling) waits for the next one, which comes after the scope's task
-//! has yielded to the runtime: one busy child cannot starve its siblings,
-//! the body, or the other tasks of the thread. After the body has
-//! returned, the scope goes on polling its local children while it waits
-//! for all of its children.
+//! one round of the local children: every one woken or started since the
+//! last round, in the order they were woken or started, each polled once.
+//! A child woken during the round (by itself or by a sibling) waits for the
+//! next one, which comes after the scope's task has yielded to the runtime:
+//! one busy child cannot starve its siblings, the body, or the other tasks
+//! of the thread. After the body has returned, the scope goes on polling
+//! its local children while it waits for all of its children.
 //!
 //! A local child's waker is its node in the task tree (see
 //! `node/local.rs`): waking it queues the child, by its key, for its
@@ -225,13 +224,17 @@ impl<C: Polled + ?Sized> Children<C> {
     }
 
     /// One round: the children woken or started since the last one, in
-    /// that order, each polled once; those that end are dropped (their
-    /// nodes end then).
+    /// the order they were, each polled once; those that end are dropped
+    /// (their nodes end then).
     fn poll_round(&mut self, scope: &Node, cx: &mut Context<'_>) {
+        if self.chunks.is_empty() {
+            // No local child yet: nothing to take from the scope's node.
+            return;
+        }
         let mut round = std::mem::take(&mut self.round);
         scope.take_woken_local(cx.waker(), &mut round);
         for &key in &round {
-            // Empty when woken after it ended.
+            // A slot is empty when its child was woken after it ended.
             let Some(slot) = self.slot(key as usize) else {
                 continue;
             };

@@ -495,3 +495,37 @@ async fn the_waker_of_an_ended_local_child_wakes_nothing() {
     .unwrap();
     assert_eq!(total, 4 * (0..40).sum::<u64>() + (0..4).sum::<u64>());
 }
+
+/// Local children wake each other: one waits for its sibling's value, and
+/// a chain of them hands a token along, each woken by the one before it
+/// during the same round or the next. Every wake reaches its child.
+#[tokio::test(flavor = "current_thread")]
+async fn local_children_wake_each_other_within_and_across_rounds() {
+    let relayed = Scope::run_local(|scope| {
+        Box::pin(async {
+            // (A handle borrows its scope, so it cannot move into a child.)
+            let (value, first) = tokio::sync::oneshot::channel::<u32>();
+            scope.spawn_local(async {
+                tokio::task::yield_now().await;
+                value.send(20).unwrap();
+            });
+            let joiner = scope.spawn_local(async { first.await.unwrap() + 1 });
+
+            let (head, mut rx) = tokio::sync::mpsc::channel::<u32>(1);
+            for _ in 0..10 {
+                let (tx, next) = tokio::sync::mpsc::channel::<u32>(1);
+                let mut from = std::mem::replace(&mut rx, next);
+                scope.spawn_local(async move {
+                    let token = from.recv().await.unwrap();
+                    tx.send(token + 1).await.unwrap();
+                });
+            }
+            head.send(0).await.unwrap();
+            let relayed = rx.recv().await.unwrap();
+            (joiner.join().await.unwrap(), relayed)
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(relayed, (21, 10));
+}

@@ -91,8 +91,8 @@ impl Node {
     }
 
     /// Moves the keys of the local children woken or started since the
-    /// last call into `into`, in that order, and keeps `waker` (the task's
-    /// that polls them) for the next wake to take.
+    /// last call into `into`, in the order they were, and keeps `waker`
+    /// (the task's that polls them) for the next wake to take.
     pub(crate) fn take_woken_local(&self, waker: &Waker, into: &mut Vec<u32>) {
         let mut inner = lock(&self.inner);
         let family = inner.family();

@@ -268,8 +268,9 @@ struct Family {
     /// Why the node was asked to stop, when it was cancelled after that
     /// (otherwise the one reason is in [`Inner::first`]).
     stop_reason: Option<CancelReason>,
-    /// The local children woken since the scope last polled them, by key,
-    /// in the order they were woken (see `local.rs` in this module).
+    /// The local children woken or started since the scope last polled
+    /// them, by key, in the order they were (see `local.rs` in this
+    /// module).
     woken: Vec<u32>,
     /// The waker of the task polling this node's local children, which a
     /// local child's wake takes.
