@@ -564,7 +564,9 @@ where
     fn poll_child(self: Pin<&mut Self>) -> Poll<()> {
         let mut this = self.project();
         let cx = &mut Context::from_waker(this.waker);
-        this.guarded.node().unqueue();
+        // Through the pin: a `&Guarded` would cover the future, which may
+        // hold references into itself (see `Guarded::node_pinned`).
+        this.guarded.as_mut().node_pinned().unqueue();
         let outcome = match this.draining.take() {
             Some(outcome) => *outcome,
             None => {

@@ -102,6 +102,18 @@ impl<F> Guarded<F> {
             .unwrap_or_else(|| unreachable!("a node is taken only while its future is polled"))
     }
 
+    /// The node the future runs as, reached through the pin. Unlike
+    /// [`node`](Self::node), it borrows no part of the future: a shared
+    /// reference over a future that is mid-flight (an async block holding
+    /// references into itself) is one that Stacked Borrows takes as
+    /// invalidating those references.
+    pub(crate) fn node_pinned(self: Pin<&mut Self>) -> &Arc<Node> {
+        self.project()
+            .node
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("a node is taken only while its future is polled"))
+    }
+
     /// Whether the future has waited (returned `Pending`): its node then
     /// holds its task's waker, unless a cancellation took it since.
     pub(crate) fn waited(&self) -> bool {
