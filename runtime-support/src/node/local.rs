@@ -91,18 +91,15 @@ impl Node {
     }
 
     /// Moves the keys of the local children woken or started since the
-    /// last call into `into`, in the order they were, and keeps `waker`
-    /// (the task's that polls them) for the next wake to take.
+    /// last call into `into` (empty: the two lists trade their memory), in
+    /// the order they were, and keeps `waker` (the task's that polls them)
+    /// for the next wake to take.
     pub(crate) fn take_woken_local(&self, waker: &Waker, into: &mut Vec<u32>) {
+        debug_assert!(into.is_empty(), "the keys of a round not yet polled");
         let mut inner = lock(&self.inner);
         let family = inner.family();
         store_waker(&mut family.local_waker, waker);
-        if into.is_empty() {
-            // The two lists trade their memory rather than copy.
-            std::mem::swap(into, &mut family.woken);
-        } else {
-            into.append(&mut family.woken);
-        }
+        std::mem::swap(into, &mut family.woken);
     }
 
     /// Lets go of the wakers a local child's node may keep of itself (for
@@ -132,8 +129,8 @@ impl Wake for Node {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_local_childs_node_lets_go_of_its_own_wakers_when_it_ends() {
+    /// A root scope's node, and a local child's under it.
+    fn scope_with_local_child() -> (Arc<Node>, Arc<Node>) {
         let scope = Node::new(
             NodeKind::Scope,
             None,
@@ -142,6 +139,12 @@ mod tests {
             None,
         );
         let local = Node::new_local(None, Location::caller(), Instant::now(), &scope);
+        (scope, local)
+    }
+
+    #[test]
+    fn a_local_childs_node_lets_go_of_its_own_wakers_when_it_ends() {
+        let (scope, local) = scope_with_local_child();
         // Its future waits for a stop request, with its own waker.
         assert!(local.poll_stop(&Node::local_waker(&local)).is_none());
         // Held by its scope's registry, by this test, and by itself.
@@ -154,14 +157,7 @@ mod tests {
 
     #[test]
     fn a_wake_queues_a_local_child_once_until_it_is_polled() {
-        let scope = Node::new(
-            NodeKind::Scope,
-            None,
-            Location::caller(),
-            Instant::now(),
-            None,
-        );
-        let local = Node::new_local(None, Location::caller(), Instant::now(), &scope);
+        let (scope, local) = scope_with_local_child();
         let waker = Node::local_waker(&local);
         let mut round = Vec::new();
         // New: queued once, however often woken before its first poll.

@@ -1231,11 +1231,8 @@ impl Node {
         // it alive.
         let live =
             usize::try_from(ended_in(state)).map_or(before, |ended| before.saturating_sub(ended));
-        let wanted = if state & DONE == 0 {
-            live.max(SPARES)
-        } else {
-            0
-        };
+        let finished = state & DONE != 0;
+        let wanted = if finished { 0 } else { live.max(SPARES) };
         let spares = &mut family.spares;
         family.children.remove_where(
             |child| child.state.load(Ordering::SeqCst) & DONE != 0,
@@ -1253,7 +1250,7 @@ impl Node {
         let live = family.children.len();
         family
             .spares
-            .truncate(if wanted == 0 { 0 } else { live.max(SPARES) });
+            .truncate(if finished { 0 } else { live.max(SPARES) });
         let removed = before - live;
         if removed > 0 {
             // Wrapping, as the count is read: exact while it stays in range.
